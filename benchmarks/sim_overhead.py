@@ -1,0 +1,139 @@
+"""Simulator overhead against the physical floor: a bare PyTorch loop doing the same training.
+
+Both sides train exactly the same (round, client) pairs, with the same model, mini-batch
+size, number of local steps and learning rate, and both average the results FedAvg-style.
+The simulator additionally runs selection, the virtual clock, event handling, loss
+statistics and bookkeeping; the ratio of wall times is what the framework costs.
+
+Run: ``python benchmarks/sim_overhead.py [--rounds 20] [--clients-per-round 50]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fedsys.config import parse_config
+from fedsys.data.federated import FederatedDataset
+from fedsys.sim.build import build_model
+from fedsys.sim.simulator import Simulator
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def sim_config(rounds: int, k: int, clients: int) -> dict:
+    return {
+        "seed": 0,
+        "rounds": rounds,
+        "clients_per_round": k,
+        "target_accuracy": None,
+        "dataset": {"name": "digits", "num_clients": clients, "partition": {"kind": "iid"}},
+        "model": {"name": "mlp", "hidden": [64]},
+        "train": {"local_steps": 10, "batch_size": 20, "lr": 0.1},
+        "devices": {"source": "generated", "always_available": True},
+        "round": {"mode": "sync", "overcommit": 1.3},
+        "eval": {"every": rounds},
+    }
+
+
+def run_simulator(config_raw: dict) -> tuple[float, list[list[int]]]:
+    """Wall seconds of ``Simulator.run`` and the clients it trained each round."""
+    simulator = Simulator.from_config(parse_config(config_raw))
+    started = time.perf_counter()
+    result = simulator.run()
+    elapsed = time.perf_counter() - started
+    return elapsed, [r.extra["clients"] for r in result.records]
+
+
+def run_bare_loop(
+    dataset: FederatedDataset, model: nn.Module, schedule: list[list[int]], seed: int
+) -> float:
+    """The floor: load global state, SGD, weighted-sum the parameters; nothing else."""
+    steps, batch_size, lr = 10, 20, 0.1
+    started = time.perf_counter()
+    global_state = {k: v.clone() for k, v in model.state_dict().items()}
+    for round_idx, clients in enumerate(schedule):
+        sums = {k: torch.zeros_like(v) for k, v in global_state.items()}
+        total = 0
+        for client in clients:
+            model.load_state_dict(global_state)
+            x, y = dataset.client_data(client)
+            n = len(y)
+            batch = min(batch_size, n)
+            gen = torch.Generator().manual_seed(hash((seed, round_idx, client)) & 0xFFFFFFFF)
+            order = torch.cat(
+                [torch.randperm(n, generator=gen) for _ in range(-(-steps * batch // n))]
+            )
+            optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+            for idx in order[: steps * batch].view(steps, batch):
+                loss = F.cross_entropy(model(x[idx]), y[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            for key, value in model.state_dict().items():
+                sums[key].add_(value, alpha=n)
+            total += n
+        global_state = {k: v / total for k, v in sums.items()}
+    model.load_state_dict(global_state)
+    with torch.no_grad():
+        model(dataset.test_features).argmax(1)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--clients-per-round", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    raw = sim_config(args.rounds, args.clients_per_round, args.clients)
+    config = parse_config(raw)
+    dataset = Simulator.from_config(config).dataset
+    sim_times, bare_times = [], []
+    for _ in range(args.repeats):
+        elapsed, schedule = run_simulator(raw)
+        sim_times.append(elapsed)
+        model = build_model(config.model, dataset, config.seed)
+        bare_times.append(run_bare_loop(dataset, model, schedule, config.seed))
+    trained = sum(len(c) for c in schedule)
+    sim_s, bare_s = statistics.median(sim_times), statistics.median(bare_times)
+    ratio = sim_s / bare_s
+    rows = [
+        ("bare PyTorch loop (floor)", bare_s, 1000 * bare_s / args.rounds),
+        ("fedsys Simulator", sim_s, 1000 * sim_s / args.rounds),
+    ]
+    print(
+        f"sim_overhead: digits MLP, {args.rounds} rounds x K={args.clients_per_round} "
+        f"({trained} client trainings), median of {args.repeats}, 1 torch thread"
+    )
+    print(f"{'variant':<28}{'wall_s':>10}{'ms/round':>12}")
+    for name, wall, per_round in rows:
+        print(f"{name:<28}{wall:>10.3f}{per_round:>12.2f}")
+    print(f"ratio: {ratio:.3f}x (target <= 1.15x)")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "rounds": args.rounds,
+        "clients_per_round": args.clients_per_round,
+        "sim_times_s": sim_times,
+        "bare_times_s": bare_times,
+        "ratio": ratio,
+        "trained_clients": trained,
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+    }
+    (RESULTS / "sim_overhead.json").write_text(json.dumps(payload, indent=2))
+
+
+if __name__ == "__main__":
+    main()

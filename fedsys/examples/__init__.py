@@ -1,0 +1,1 @@
+"""Example configurations shipped inside the package (the embedded default lives here)."""

@@ -1,0 +1,130 @@
+"""Turn a :class:`RunConfig` into live components: the registry at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fedsys.config.schema import (
+    AsyncRounds,
+    DatasetConfig,
+    DeadlineRounds,
+    DevicesConfig,
+    ModelConfig,
+    RoundConfig,
+    RunConfig,
+    SyncRounds,
+    TrainSettings,
+)
+from fedsys.core.training import LocalTrainer, TrainConfig
+from fedsys.data import builtin, fedscale, leaf
+from fedsys.data.federated import FederatedDataset
+from fedsys.models import cnn1d, logistic_regression, mlp
+from fedsys.sim.rounds.base import RoundMode
+from fedsys.sim.rounds.sync import SyncRounds as SyncMode
+from fedsys.sim.simulator import Simulator
+from fedsys.traces import DeviceFleet, generate_fleet, load_fleet_file, model_cost_ratio
+
+
+def build_dataset(config: DatasetConfig, seed: int) -> FederatedDataset:
+    """Generate or load the federated dataset the config names."""
+    if config.name == "synthetic":
+        return builtin.make_synthetic(
+            config.synthetic_alpha, config.synthetic_beta, config.num_clients, seed
+        )
+    if config.name == "leaf":
+        return leaf.load_leaf(Path(str(config.path)))
+    if config.name == "fedscale":
+        root = Path(config.features_root) if config.features_root else Path(str(config.path)).parent
+        return fedscale.load_fedscale_mapping(Path(str(config.path)), root)
+    if config.name == "digits":
+        central = builtin.load_digits(seed, config.test_fraction)
+    else:
+        central = builtin.load_mnist1d(seed, config.num_samples, config.test_fraction)
+    partition = config.partition
+    return builtin.partition_central(
+        central,
+        kind=partition.kind,
+        num_clients=config.num_clients,
+        seed=seed,
+        alpha=getattr(partition, "alpha", None),
+        sigma=getattr(partition, "sigma", None),
+        min_samples=config.min_samples,
+    )
+
+
+def build_model(config: ModelConfig, dataset: FederatedDataset, seed: int) -> nn.Module:
+    """Instantiate a reference model sized for ``dataset``, initialised from ``seed``.
+
+    The global torch RNG is forked, so building a model leaves it untouched.
+    """
+    shape, classes = dataset.input_shape, dataset.num_classes
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if config.name == "logreg":
+            return logistic_regression(shape, classes)
+        if config.name == "cnn1d":
+            return cnn1d(shape, classes)
+        return mlp(shape, classes, config.hidden)
+
+
+def build_fleet(config: DevicesConfig, num_clients: int, seed: int) -> DeviceFleet:
+    """Device profiles for ``num_clients`` clients."""
+    if config.source == "file":
+        fleet = load_fleet_file(Path(str(config.path)), config.capacity_path)
+        if fleet.num_clients < num_clients:
+            raise ValueError(
+                f"trace {config.path} has {fleet.num_clients} devices, fewer than the "
+                f"{num_clients} clients: use fewer clients or a larger trace"
+            )
+        fleet = fleet.take(range(num_clients))
+    elif config.source == "uniform":
+        fleet = DeviceFleet.always_available(num_clients)
+    else:
+        fleet = generate_fleet(num_clients, seed)
+    return fleet.without_availability() if config.always_available else fleet
+
+
+def build_trainer(config: TrainSettings) -> LocalTrainer:
+    """Local trainer with the configured SGD settings."""
+    return LocalTrainer(TrainConfig(**config.model_dump()))
+
+
+def build_round_mode(config: RoundConfig) -> RoundMode:
+    """The round mode object for the configured ``round.mode``."""
+    if isinstance(config, SyncRounds):
+        return SyncMode(overcommit=config.overcommit)
+    if isinstance(config, DeadlineRounds):
+        from fedsys.sim.rounds.deadline import DeadlineRounds as DeadlineMode
+
+        return DeadlineMode(**config.model_dump(exclude={"mode"}))
+    if isinstance(config, AsyncRounds):
+        from fedsys.sim.rounds.buffered import BufferedAsyncRounds
+
+        return BufferedAsyncRounds(**config.model_dump(exclude={"mode"}))
+    raise TypeError(f"unknown round config {config!r}")
+
+
+def build_simulator(config: RunConfig) -> Simulator:
+    """Every component of a run, wired from its config."""
+    dataset = build_dataset(config.dataset, config.seed)
+    model = build_model(config.model, dataset, config.seed)
+    fleet = build_fleet(config.devices, dataset.num_clients, config.seed)
+    cost = config.devices.model_cost_ratio or model_cost_ratio(model)
+    return Simulator(
+        dataset=dataset,
+        model=model,
+        fleet=fleet,
+        selector=config.selector.build(config.seed),
+        strategy=config.strategy.build(),
+        trainer=build_trainer(config.train),
+        round_mode=build_round_mode(config.round),
+        rounds=config.rounds,
+        clients_per_round=config.clients_per_round,
+        eval_every=config.eval.every,
+        seed=config.seed,
+        model_cost_ratio=cost,
+        config=config.model_dump(mode="json"),
+    )

@@ -1,0 +1,281 @@
+"""The mutable state of one simulated run and the primitives round modes are built from.
+
+A round mode (sync, deadline, async) decides *when* to select, close and aggregate;
+the engine knows *how*: pick clients, plan their timelines on the virtual clock,
+train the ones whose updates count, aggregate, evaluate, and tell the selector.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from fedsys.aggregation.base import Strategy
+from fedsys.core.training import EvalResult, LocalTrainer, evaluate
+from fedsys.core.update import ClientId, ClientReport, ClientUpdate
+from fedsys.core.weights import ModelWeights
+from fedsys.data.federated import FederatedDataset
+from fedsys.selection.base import Selector
+from fedsys.sim.events import EventQueue, Launch, VirtualClock, outcome_event
+from fedsys.traces.fleet import DeviceFleet
+from fedsys.traces.timing import client_round_time
+
+
+@dataclass(frozen=True)
+class EngineParts:
+    """The fixed ingredients of a run, as handed to the engine."""
+
+    dataset: FederatedDataset
+    model: nn.Module
+    fleet: DeviceFleet
+    selector: Selector
+    strategy: Strategy
+    trainer: LocalTrainer
+    seed: int
+    model_cost_ratio: float = 1.0
+    idle_step_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class TrainedRound:
+    """Aggregation outcome of one set of updates."""
+
+    participants: int
+    train_loss: float | None
+    bytes_up: int
+
+
+class Engine:
+    """Run-time state (weights, strategy and selector state, clock, queue) of one run."""
+
+    def __init__(self, parts: EngineParts) -> None:
+        self.parts = parts
+        self.weights = ModelWeights.from_module(parts.model)
+        self.strategy_state = parts.strategy.init_state(self.weights)
+        self.selector_state = parts.selector.init_state()
+        self.clock = VirtualClock()
+        self.queue = EventQueue()
+        sizes = parts.dataset.client_sizes
+        if len(sizes) > parts.fleet.num_clients:
+            raise ValueError(
+                f"dataset has {len(sizes)} clients but the device fleet only "
+                f"{parts.fleet.num_clients}"
+            )
+        self.samples_processed = _samples_processed(parts.trainer, sizes)
+        self.has_data = sizes > 0
+        self.busy: set[ClientId] = set()
+        self.launches = 0
+
+    # ------------------------------------------------------------------ selection
+    def available(self) -> np.ndarray:
+        """Ids of clients online now that hold data and are not already training."""
+        online = self.parts.fleet.available_clients(self.clock.now_s)
+        online = online[online < len(self.has_data)]
+        online = online[self.has_data[online]]
+        if self.busy:
+            online = online[~np.isin(online, np.fromiter(self.busy, dtype=np.int64))]
+        return online
+
+    def select(self, round_idx: int, k: int) -> list[ClientId]:
+        """Ask the selector for ``k`` of the available clients."""
+        available = self.available()
+        if len(available) == 0 or k <= 0:
+            return []
+        chosen, self.selector_state = self.parts.selector.select(
+            self.selector_state, round_idx, available, k, self.clock.now_s
+        )
+        return chosen
+
+    def select_waiting(
+        self, round_idx: int, k: int, max_wait_s: float = 30 * 86400.0
+    ) -> list[ClientId]:
+        """Select ``k`` clients, letting virtual time pass while nobody usable is online.
+
+        Raises
+        ------
+        RuntimeError
+            If no client comes online within ``max_wait_s`` virtual seconds.
+        """
+        waited_s = 0.0
+        chosen = self.select(round_idx, k)
+        while not chosen:
+            if waited_s >= max_wait_s:
+                raise RuntimeError(
+                    f"no client with data came online within {max_wait_s:.0f} virtual seconds "
+                    f"(t={self.clock.now_s:.0f}s): check the availability trace"
+                )
+            self.clock.advance_to(self.clock.now_s + self.parts.idle_step_s)
+            waited_s += self.parts.idle_step_s
+            chosen = self.select(round_idx, k)
+        return chosen
+
+    # ------------------------------------------------------------------ timelines
+    def launch(self, client_ids: Sequence[ClientId], version: int) -> list[Launch]:
+        """Plan each client's timeline from now and schedule its outcome event."""
+        if not client_ids:
+            return []
+        ids = np.asarray(client_ids, dtype=np.int64)
+        now = self.clock.now_s
+        bytes_down = self.weights.num_bytes
+        bytes_up = self.upload_bytes()
+        download_s, compute_s, upload_s = client_round_time(
+            self.parts.fleet,
+            ids,
+            self.samples_processed[ids],
+            bytes_down,
+            bytes_up,
+            self.parts.model_cost_ratio,
+        )
+        offline_s = self.parts.fleet.online_until(ids, now)
+        sizes = self.parts.dataset.client_sizes
+        launches = []
+        for i, client in enumerate(ids.tolist()):
+            launch = Launch(
+                client_id=client,
+                version=version,
+                start_s=now,
+                download_s=float(download_s[i]),
+                compute_s=float(compute_s[i]),
+                upload_s=float(upload_s[i]),
+                offline_s=float(offline_s[i]),
+                num_samples=int(sizes[client]),
+                bytes_down=bytes_down,
+                bytes_up=bytes_up,
+                serial=self.launches,
+            )
+            self.launches += 1
+            self.queue.push(*outcome_event(launch))
+            self.busy.add(client)
+            launches.append(launch)
+        return launches
+
+    def upload_bytes(self) -> int:
+        """Bytes one client update occupies on the wire."""
+        return self.weights.num_bytes
+
+    def release(self, launch: Launch) -> None:
+        """The client is no longer training (arrived, dropped or discarded)."""
+        self.busy.discard(launch.client_id)
+
+    # ------------------------------------------------------------------ training
+    def train(self, launch: Launch, start: ModelWeights | None = None) -> ClientUpdate:
+        """Really train one client from ``start`` (default: the current global weights)."""
+        parts = self.parts
+        features, labels = parts.dataset.client_data(launch.client_id)
+        result = parts.trainer.train(
+            parts.model,
+            self.weights if start is None else start,
+            features,
+            labels,
+            seed=[parts.seed, launch.version, launch.client_id, launch.serial],
+        )
+        return ClientUpdate(
+            client_id=launch.client_id,
+            delta=result.delta,
+            num_samples=result.num_samples,
+            duration_s=launch.duration_s,
+            loss=result.loss,
+            round_idx=launch.version,
+            upload_bytes=launch.bytes_up,
+        )
+
+    def aggregate(self, updates: Iterable[ClientUpdate]) -> TrainedRound:
+        """Stream ``updates`` into the strategy and install the new global weights.
+
+        Returns how many updates were used, their sample-weighted mean training loss
+        and the bytes they uploaded. With no update, the weights stay unchanged.
+        """
+        tally = _Tally()
+        counted = tally.watch(updates)
+        first = next(counted, None)
+        if first is None:
+            return TrainedRound(participants=0, train_loss=None, bytes_up=0)
+        self.weights, self.strategy_state = self.parts.strategy.aggregate(
+            self.weights, _chain_first(first, counted), self.strategy_state
+        )
+        return TrainedRound(tally.count, tally.mean_loss(), tally.bytes_up)
+
+    def feedback(self, reports: Sequence[ClientReport]) -> None:
+        """Tell the selector what the round's clients did."""
+        if reports:
+            self.selector_state = self.parts.selector.feedback(self.selector_state, reports)
+
+    def evaluate(self) -> EvalResult:
+        """Accuracy and loss of the current global model on the held-out test set."""
+        dataset = self.parts.dataset
+        return evaluate(
+            self.parts.model,
+            self.weights,
+            dataset.test_features,
+            dataset.test_labels,
+            self.parts.trainer.loss_fn,
+        )
+
+
+def report_for(launch: Launch, update: ClientUpdate | None) -> ClientReport:
+    """A selector report: loss when the update was used, the duration in every case."""
+    return ClientReport(
+        client_id=launch.client_id,
+        round_idx=launch.version,
+        duration_s=launch.duration_s,
+        num_samples=launch.num_samples,
+        completed=update is not None,
+        loss=None if update is None else update.loss,
+    )
+
+
+class WallTimer:
+    """Host seconds spent on a round (metrics only; the simulation never reads it)."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def elapsed_s(self) -> float:
+        """Seconds since construction."""
+        return time.perf_counter() - self.started
+
+
+class _Tally:
+    """Counts updates, their bytes and sample-weighted loss as they stream past."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.bytes_up = 0
+        self.loss_weighted = 0.0
+        self.loss_samples = 0
+
+    def watch(self, updates: Iterable[ClientUpdate]) -> Iterator[ClientUpdate]:
+        for update in updates:
+            self.count += 1
+            self.bytes_up += update.upload_bytes
+            if update.loss is not None:
+                self.loss_weighted += update.loss.mean_loss * update.num_samples
+                self.loss_samples += update.num_samples
+            yield update
+
+    def mean_loss(self) -> float | None:
+        return self.loss_weighted / self.loss_samples if self.loss_samples else None
+
+
+def _chain_first(first: ClientUpdate, rest: Iterator[ClientUpdate]) -> Iterator[ClientUpdate]:
+    yield first
+    yield from rest
+
+
+def _samples_processed(trainer: LocalTrainer, sizes: np.ndarray) -> np.ndarray:
+    """Vectorised :meth:`TrainConfig.samples_processed` over all clients."""
+    cfg = trainer.config
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if cfg.local_steps is not None:
+        return cfg.local_steps * np.minimum(cfg.batch_size, sizes)
+    return cfg.local_epochs * sizes
+
+
+def ceil_overcommit(k: int, overcommit: float) -> int:
+    """Clients to select so that ``k`` are likely to finish."""
+    return max(k, math.ceil(overcommit * k - 1e-9))

@@ -1,0 +1,81 @@
+"""Deadline-bound rounds: whoever has arrived when the deadline passes counts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+from fedsys.metrics.records import RoundRecord
+from fedsys.sim.engine import Engine, WallTimer, ceil_overcommit, report_for
+from fedsys.sim.rounds.base import RoundMode, RoundOutcome, aggregate_round, play_round
+
+
+class DeadlineRounds(RoundMode):
+    """Each round lasts at most ``deadline_s`` virtual seconds.
+
+    Updates that arrive after the deadline are discarded (stragglers). The round closes
+    early only when every selected client has arrived or dropped out. A round with
+    fewer than ``min_participants`` arrivals is either skipped (time passes, the model
+    is unchanged) or retried with a fresh selection, at most ``max_retries`` times.
+
+    Parameters
+    ----------
+    deadline_s
+        Round deadline in virtual seconds.
+    overcommit
+        Selection multiplier over ``clients_per_round``.
+    min_participants
+        Arrivals needed for the round to aggregate.
+    on_short_round
+        ``"skip"`` or ``"retry"``.
+    max_retries
+        Retries of a short round before it is skipped.
+    """
+
+    def __init__(
+        self,
+        deadline_s: float,
+        overcommit: float = 1.0,
+        min_participants: int = 1,
+        on_short_round: str = "skip",
+        max_retries: int = 3,
+    ) -> None:
+        if on_short_round not in ("skip", "retry"):
+            raise ValueError(f"on_short_round must be 'skip' or 'retry', got {on_short_round!r}")
+        self.deadline_s = deadline_s
+        self.overcommit = overcommit
+        self.min_participants = min_participants
+        self.on_short_round = on_short_round
+        self.max_retries = max_retries
+
+    def run(self, engine: Engine, rounds: int, clients_per_round: int) -> Iterator[RoundRecord]:
+        """Yield one record per round (a skipped round has zero participants)."""
+        wanted = ceil_overcommit(clients_per_round, self.overcommit)
+        for round_idx in range(rounds):
+            timer = WallTimer()
+            start_s = engine.clock.now_s
+            attempts, discarded = 0, 0
+            while True:
+                chosen = engine.select_waiting(round_idx, wanted)
+                launches = engine.launch(chosen, version=round_idx)
+                deadline = engine.clock.now_s + self.deadline_s
+                outcome = play_round(engine, launches, None, deadline, round_idx)
+                attempts += 1
+                short = len(outcome.arrived) < self.min_participants
+                if not short or self.on_short_round == "skip" or attempts > self.max_retries:
+                    break
+                discarded += _discard(engine, outcome)
+            if short:
+                discarded += _discard(engine, outcome)
+                outcome = RoundOutcome(
+                    end_s=outcome.end_s, dropped=outcome.dropped, stragglers=outcome.stragglers
+                )
+            record = aggregate_round(engine, round_idx, len(chosen), outcome, start_s)
+            extra = {**record.extra, "attempts": attempts, "short": short, "discarded": discarded}
+            yield replace(record, wall_s=timer.elapsed_s(), extra=extra)
+
+
+def _discard(engine: Engine, outcome: RoundOutcome) -> int:
+    """A short round's arrivals are thrown away; the selector still learns their speed."""
+    engine.feedback([report_for(launch, None) for launch in outcome.arrived])
+    return len(outcome.arrived)

@@ -116,12 +116,12 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     simulator = Simulator.from_config(config)
     writer = RunWriter(Path(config.output_dir), config)
     with _progress(console, config.rounds, disable=args.quiet) as progress:
-        task = progress.add_task("training", total=config.rounds, acc="-", vtime="0.00")
+        task = progress.add_task("training", total=config.rounds, acc="-", vtime="0 s")
 
         def on_round(record: RoundRecord) -> None:
             writer.write_round(record)
             acc = f"{record.accuracy:.3f}" if record.accuracy is not None else None
-            fields = {"vtime": f"{record.end_s / 3600:.2f}"}
+            fields = {"vtime": format_duration(record.end_s)}
             if acc:
                 fields["acc"] = acc
             progress.update(task, advance=1, **fields)
@@ -139,7 +139,7 @@ def _progress(console: Console, total: int, disable: bool) -> Progress:
         BarColumn(),
         TextColumn("{task.completed}/{task.total} rounds"),
         TextColumn("acc {task.fields[acc]}"),
-        TextColumn("virtual {task.fields[vtime]} h"),
+        TextColumn("virtual {task.fields[vtime]}"),
         TimeElapsedColumn(),
         console=console,
         disable=disable,
@@ -149,18 +149,18 @@ def _progress(console: Console, total: int, disable: bool) -> Progress:
 def _summary_table(result: RunResult, summary: dict[str, Any]) -> Table:
     table = Table(title="run summary", show_header=False)
     target = summary.get("target_accuracy")
-    tta = summary.get("time_to_target_h")
+    tta = summary.get("time_to_target_s")
     rows = [
         ("rounds", str(summary["rounds"])),
         ("final accuracy", _fmt(summary["final_accuracy"], ".4f")),
         ("best accuracy", _fmt(summary["best_accuracy"], ".4f")),
-        ("virtual time", f"{summary['virtual_time_h']:.3f} h"),
+        ("virtual time", format_duration(summary["virtual_time_s"])),
         ("wall time", f"{summary['wall_time_s']:.1f} s"),
         ("dropouts / stragglers", f"{summary['dropouts']} / {summary['stragglers']}"),
     ]
     if target is not None:
         reached = (
-            f"{tta:.3f} h (round {summary['rounds_to_target']})"
+            f"{format_duration(tta)} (round {summary['rounds_to_target']})"
             if tta is not None
             else "not reached"
         )
@@ -168,6 +168,15 @@ def _summary_table(result: RunResult, summary: dict[str, Any]) -> Table:
     for key, value in rows:
         table.add_row(key, value)
     return table
+
+
+def format_duration(seconds: float) -> str:
+    """Virtual seconds in the unit a reader expects: s, min or h."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
 
 
 def _fmt(value: float | None, spec: str) -> str:

@@ -129,10 +129,14 @@ class QFedAvgConfig(_Settings):
 
     name: Literal["qfedavg"] = "qfedavg"
     q: float = Field(1.0, ge=0)
-    client_lr: float = Field(gt=0)
+    client_lr: float | None = Field(
+        None, gt=0, description="the simulator fills in train.lr when unset"
+    )
 
     def build(self, seed: int = 0) -> Strategy:
         """Construct the strategy (``seed`` is unused)."""
+        if self.client_lr is None:
+            raise ValueError("strategy.client_lr is required for qfedavg (the clients' SGD lr)")
         return QFedAvg(client_lr=self.client_lr, q=self.q)
 
 
@@ -200,8 +204,12 @@ class DPFedAvgConfig(_Settings):
     name: Literal["dp_fedavg"] = "dp_fedavg"
     clip_norm: float = Field(1.0, gt=0)
     noise_multiplier: float = Field(1.0, ge=0)
-    clients_per_round: int = Field(ge=1)
-    population_size: int = Field(ge=1)
+    clients_per_round: int | None = Field(
+        None, ge=1, description="the simulator fills in the run's clients_per_round when unset"
+    )
+    population_size: int | None = Field(
+        None, ge=1, description="the simulator fills in dataset.num_clients when unset"
+    )
     sampling: Literal["poisson", "fixed_size"] = "poisson"
     target_delta: float = Field(1e-5, gt=0, lt=1)
     epsilon_budget: float | None = Field(None, gt=0)
@@ -210,6 +218,8 @@ class DPFedAvgConfig(_Settings):
 
     @model_validator(mode="after")
     def _sample_fits_population(self) -> DPFedAvgConfig:
+        if self.clients_per_round is None or self.population_size is None:
+            return self
         if self.clients_per_round > self.population_size:
             raise ValueError(
                 f"clients_per_round={self.clients_per_round} exceeds "
@@ -219,6 +229,11 @@ class DPFedAvgConfig(_Settings):
 
     def build(self, seed: int = 0) -> Strategy:
         """Construct the strategy; the noise is drawn from ``seed``."""
+        if self.clients_per_round is None or self.population_size is None:
+            raise ValueError(
+                "strategy.clients_per_round and strategy.population_size are required "
+                "for dp_fedavg: they set the noise divisor and the privacy accounting"
+            )
         accountant = PrivacyAccountant(
             noise_multiplier=self.noise_multiplier,
             clients_per_round=self.clients_per_round,

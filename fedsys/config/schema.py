@@ -10,7 +10,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fedsys.aggregation.config import FedAvgConfig, StrategyConfig
+from fedsys.aggregation.config import (
+    CompressorConfig,
+    FedAvgConfig,
+    NoCompressionConfig,
+    StrategyConfig,
+    UpdateValidationConfig,
+)
 from fedsys.selection.config import RandomSelectorConfig, SelectorConfig
 
 
@@ -164,6 +170,8 @@ class RunConfig(Settings):
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
     selector: SelectorConfig = Field(default_factory=RandomSelectorConfig)
     strategy: StrategyConfig = Field(default_factory=FedAvgConfig)
+    compression: CompressorConfig = Field(default_factory=NoCompressionConfig)
+    validation: UpdateValidationConfig = Field(default_factory=UpdateValidationConfig)
     round: RoundConfig = Field(default_factory=SyncRounds)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 

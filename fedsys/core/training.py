@@ -98,22 +98,27 @@ class EvalResult:
     num_samples: int
 
 
-def _batch_indices(
+def _batch_order(
     num_samples: int, config: TrainConfig, generator: torch.Generator
-) -> list[torch.Tensor]:
-    """Mini-batch index tensors for one round, reshuffling at every pass."""
+) -> tuple[torch.Tensor, list[int]]:
+    """Sample indices of one round in visiting order, and the size of each mini-batch.
+
+    The data is reshuffled at every pass; in epochs mode an epoch's last batch may be
+    short. Gathering once by this order and splitting into views is cheaper than
+    indexing every step.
+    """
     batch = min(config.batch_size, num_samples)
     if config.local_steps is None:
-        steps_per_epoch = math.ceil(num_samples / batch)
-        batches = []
-        for _ in range(config.local_epochs):
-            perm = torch.randperm(num_samples, generator=generator)
-            batches.extend(perm[i * batch : (i + 1) * batch] for i in range(steps_per_epoch))
-        return batches
+        full, rest = divmod(num_samples, batch)
+        sizes = ([batch] * full + ([rest] if rest else [])) * config.local_epochs
+        perms = [
+            torch.randperm(num_samples, generator=generator) for _ in range(config.local_epochs)
+        ]
+        return torch.cat(perms), sizes
     needed = config.local_steps * batch
     passes = math.ceil(needed / num_samples)
     order = torch.cat([torch.randperm(num_samples, generator=generator) for _ in range(passes)])
-    return list(order[:needed].view(config.local_steps, batch))
+    return order[:needed], [batch] * config.local_steps
 
 
 class LocalTrainer:
@@ -172,11 +177,11 @@ class LocalTrainer:
         anchors = [p.detach().clone() for p in params] if cfg.proximal_mu > 0 else None
         generator = torch.Generator()
         generator.manual_seed(_fold_seed(seed))
-        batches = _batch_indices(num_samples, cfg, generator)
-        loss_sum = torch.zeros(())
-        loss_sq_sum = torch.zeros(())
-        for idx in batches:
-            per_sample = self.loss_fn(model(features[idx]), labels[idx])
+        order, sizes = _batch_order(num_samples, cfg, generator)
+        batches = zip(features[order].split(sizes), labels[order].split(sizes), strict=True)
+        losses: list[torch.Tensor] = []
+        for batch_x, batch_y in batches:
+            per_sample = self.loss_fn(model(batch_x), batch_y)
             loss = per_sample.mean()
             if anchors is not None:
                 prox = sum((p - a).pow(2).sum() for p, a in zip(params, anchors, strict=True))
@@ -184,24 +189,37 @@ class LocalTrainer:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            detached = per_sample.detach()
-            loss_sum += detached.sum()
-            loss_sq_sum += detached.pow(2).sum()
-        seen = sum(int(b.numel()) for b in batches)
+            losses.append(per_sample.detach())
+        every_loss = torch.cat(losses).double()
+        seen = int(every_loss.numel())
         delta = ModelWeights.from_module(model) - start
         stats = LossStats(
-            mean_loss=float(loss_sum) / seen, sum_sq_loss=float(loss_sq_sum), samples_seen=seen
+            mean_loss=float(every_loss.sum()) / seen,
+            sum_sq_loss=float(every_loss.square().sum()),
+            samples_seen=seen,
         )
-        return TrainResult(delta=delta, num_samples=num_samples, loss=stats, steps=len(batches))
+        return TrainResult(delta=delta, num_samples=num_samples, loss=stats, steps=len(sizes))
+
+
+_MASK64 = (1 << 64) - 1
 
 
 def _fold_seed(seed: int | list[int]) -> int:
-    """Reduce a seed sequence to one 63-bit integer for ``torch.Generator``."""
+    """Reduce a seed sequence to one 63-bit integer for ``torch.Generator``.
+
+    Each element is mixed in with the SplitMix64 finaliser, so nearby sequences
+    (consecutive clients or rounds) give unrelated seeds; pure Python because it
+    runs once per client training.
+    """
     if isinstance(seed, int):
         return seed
-    import numpy as np
-
-    return int(np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0] >> 1)
+    state = 0x9E3779B97F4A7C15
+    for value in seed:
+        state = (state ^ (int(value) & _MASK64)) * 0xBF58476D1CE4E5B9 & _MASK64
+        state ^= state >> 31
+        state = (state + 0x9E3779B97F4A7C15) * 0x94D049BB133111EB & _MASK64
+        state ^= state >> 29
+    return state >> 1
 
 
 def evaluate(

@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fedsys.aggregation.base import Strategy
+from fedsys.aggregation.config import DPFedAvgConfig, QFedAvgConfig, StrategyConfig
 from fedsys.config.schema import (
     AsyncRounds,
     DatasetConfig,
@@ -87,9 +89,30 @@ def build_fleet(config: DevicesConfig, num_clients: int, seed: int) -> DeviceFle
     return fleet.without_availability() if config.always_available else fleet
 
 
-def build_trainer(config: TrainSettings) -> LocalTrainer:
-    """Local trainer with the configured SGD settings."""
-    return LocalTrainer(TrainConfig(**config.model_dump()))
+def build_trainer(config: TrainSettings, strategy: Strategy | None = None) -> LocalTrainer:
+    """Local trainer with the configured SGD settings.
+
+    A strategy that prescribes a client-side proximal term (FedProx) sets ``mu``
+    unless ``train.proximal_mu`` asks for a larger one.
+    """
+    settings = config.model_dump()
+    if strategy is not None:
+        settings["proximal_mu"] = max(settings["proximal_mu"], strategy.client_proximal_mu)
+    return LocalTrainer(TrainConfig(**settings))
+
+
+def complete_strategy(config: RunConfig) -> StrategyConfig:
+    """Fill the strategy settings a run already knows (DP sampling sizes, q-FedAvg's lr)."""
+    strategy = config.strategy
+    if isinstance(strategy, DPFedAvgConfig):
+        filled = {
+            "clients_per_round": strategy.clients_per_round or config.clients_per_round,
+            "population_size": strategy.population_size or config.dataset.num_clients,
+        }
+        return DPFedAvgConfig.model_validate({**strategy.model_dump(), **filled})
+    if isinstance(strategy, QFedAvgConfig) and strategy.client_lr is None:
+        return strategy.model_copy(update={"client_lr": config.train.lr})
+    return strategy
 
 
 def build_round_mode(config: RoundConfig) -> RoundMode:
@@ -113,18 +136,21 @@ def build_simulator(config: RunConfig) -> Simulator:
     model = build_model(config.model, dataset, config.seed)
     fleet = build_fleet(config.devices, dataset.num_clients, config.seed)
     cost = config.devices.model_cost_ratio or model_cost_ratio(model)
+    strategy = complete_strategy(config).build(config.seed)
     return Simulator(
         dataset=dataset,
         model=model,
         fleet=fleet,
         selector=config.selector.build(config.seed),
-        strategy=config.strategy.build(),
-        trainer=build_trainer(config.train),
+        strategy=strategy,
+        trainer=build_trainer(config.train, strategy),
         round_mode=build_round_mode(config.round),
         rounds=config.rounds,
         clients_per_round=config.clients_per_round,
         eval_every=config.eval.every,
         seed=config.seed,
         model_cost_ratio=cost,
+        compressor=config.compression.build(),
+        validator=config.validation.build(),
         config=config.model_dump(mode="json"),
     )

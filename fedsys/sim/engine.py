@@ -10,17 +10,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from torch import nn
 
 from fedsys.aggregation.base import Strategy
+from fedsys.aggregation.compression import Compressor, NoCompression
+from fedsys.aggregation.validation import InvalidUpdateError, UpdateValidator, filter_valid
 from fedsys.core.training import EvalResult, LocalTrainer, evaluate
 from fedsys.core.update import ClientId, ClientReport, ClientUpdate
 from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
 from fedsys.selection.base import Selector
+from fedsys.selection.priors import UsesClientPriors
 from fedsys.sim.events import EventQueue, Launch, VirtualClock, outcome_event
 from fedsys.traces.fleet import DeviceFleet
 from fedsys.traces.timing import client_round_time
@@ -39,6 +43,8 @@ class EngineParts:
     seed: int
     model_cost_ratio: float = 1.0
     idle_step_s: float = 60.0
+    compressor: Compressor = field(default_factory=NoCompression)
+    validator: UpdateValidator = field(default_factory=UpdateValidator)
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class TrainedRound:
     participants: int
     train_loss: float | None
     bytes_up: int
+    rejected: tuple[InvalidUpdateError, ...] = ()
 
 
 class Engine:
@@ -70,6 +77,26 @@ class Engine:
         self.has_data = sizes > 0
         self.busy: set[ClientId] = set()
         self.launches = 0
+        self.residuals: dict[ClientId, torch.Tensor] = {}
+        self.compresses = not isinstance(parts.compressor, NoCompression)
+        self.update_bytes = _wire_bytes(parts.compressor, self.weights)
+        if isinstance(parts.selector, UsesClientPriors):
+            self.selector_state = parts.selector.with_priors(
+                self.selector_state, sizes.astype(np.float64), self.expected_durations()
+            )
+
+    def expected_durations(self) -> np.ndarray:
+        """Each client's round time from its device profile, before it ever trains."""
+        ids = np.arange(len(self.has_data), dtype=np.int64)
+        down, compute, up = client_round_time(
+            self.parts.fleet,
+            ids,
+            self.samples_processed,
+            self.weights.num_bytes,
+            self.update_bytes,
+            self.parts.model_cost_ratio,
+        )
+        return down + compute + up
 
     # ------------------------------------------------------------------ selection
     def available(self) -> np.ndarray:
@@ -155,8 +182,8 @@ class Engine:
         return launches
 
     def upload_bytes(self) -> int:
-        """Bytes one client update occupies on the wire."""
-        return self.weights.num_bytes
+        """Bytes one client update occupies on the wire (after compression)."""
+        return self.update_bytes
 
     def release(self, launch: Launch) -> None:
         """The client is no longer training (arrived, dropped or discarded)."""
@@ -174,9 +201,12 @@ class Engine:
             labels,
             seed=[parts.seed, launch.version, launch.client_id, launch.serial],
         )
+        delta = result.delta
+        if self.compresses:
+            delta = self.compress(launch, delta)
         return ClientUpdate(
             client_id=launch.client_id,
-            delta=result.delta,
+            delta=delta,
             num_samples=result.num_samples,
             duration_s=launch.duration_s,
             loss=result.loss,
@@ -184,21 +214,60 @@ class Engine:
             upload_bytes=launch.bytes_up,
         )
 
+    def compress(self, launch: Launch, delta: ModelWeights) -> ModelWeights:
+        """What the server decodes from the client's upload; the residual stays on the client.
+
+        Raises
+        ------
+        RuntimeError
+            If the encoded size differs from the size the virtual clock charged.
+        """
+        compressor = self.parts.compressor
+        client = launch.client_id
+        encoded, residual = compressor.encode(
+            delta,
+            self.residuals.get(client),
+            seed=[self.parts.seed, launch.version, client, launch.serial],
+        )
+        if residual is None:
+            self.residuals.pop(client, None)
+        else:
+            self.residuals[client] = residual
+        if encoded.num_bytes != launch.bytes_up:
+            raise RuntimeError(
+                f"{encoded.codec} encoded {encoded.num_bytes} bytes but the clock charged "
+                f"{launch.bytes_up}: the codec's size must not depend on the values"
+            )
+        return compressor.decode(encoded, like=self.weights)
+
     def aggregate(self, updates: Iterable[ClientUpdate]) -> TrainedRound:
         """Stream ``updates`` into the strategy and install the new global weights.
 
         Returns how many updates were used, their sample-weighted mean training loss
         and the bytes they uploaded. With no update, the weights stay unchanged.
         """
+        rejected: list[InvalidUpdateError] = []
         tally = _Tally()
-        counted = tally.watch(updates)
+        valid = filter_valid(updates, self.weights, self.parts.validator, rejected=rejected)
+        counted = tally.watch(valid)
         first = next(counted, None)
-        if first is None:
-            return TrainedRound(participants=0, train_loss=None, bytes_up=0)
-        self.weights, self.strategy_state = self.parts.strategy.aggregate(
-            self.weights, _chain_first(first, counted), self.strategy_state
-        )
-        return TrainedRound(tally.count, tally.mean_loss(), tally.bytes_up)
+        if first is not None:
+            self.weights, self.strategy_state = self.parts.strategy.aggregate(
+                self.weights, _chain_first(first, counted), self.strategy_state
+            )
+        return TrainedRound(tally.count, tally.mean_loss(), tally.bytes_up, tuple(rejected))
+
+    def accounting(self, result: TrainedRound) -> dict[str, object]:
+        """Per-round extras for the record: rejected updates and privacy spent."""
+        extra: dict[str, object] = {}
+        if result.rejected:
+            extra["rejected_updates"] = [
+                {"client_id": error.client_id, "reason": error.reason} for error in result.rejected
+            ]
+        epsilon = getattr(self.strategy_state, "epsilon", None)
+        if epsilon is not None:
+            extra["epsilon"] = float(epsilon)
+        return extra
 
     def feedback(self, reports: Sequence[ClientReport]) -> None:
         """Tell the selector what the round's clients did."""
@@ -274,6 +343,14 @@ def _samples_processed(trainer: LocalTrainer, sizes: np.ndarray) -> np.ndarray:
     if cfg.local_steps is not None:
         return cfg.local_steps * np.minimum(cfg.batch_size, sizes)
     return cfg.local_epochs * sizes
+
+
+def _wire_bytes(compressor: Compressor, weights: ModelWeights) -> int:
+    """Upload size of one update; every codec's size depends only on the layout."""
+    if isinstance(compressor, NoCompression):
+        return weights.num_bytes
+    encoded, _ = compressor.encode(weights.zeros_like(), None, seed=0)
+    return encoded.num_bytes
 
 
 def ceil_overcommit(k: int, overcommit: float) -> int:

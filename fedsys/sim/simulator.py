@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from fedsys.aggregation.base import Strategy
+from fedsys.aggregation.compression import Compressor, NoCompression
+from fedsys.aggregation.validation import UpdateValidator
 from fedsys.core.training import LocalTrainer
 from fedsys.data.federated import FederatedDataset
 from fedsys.metrics.records import RoundRecord, RunResult
@@ -55,6 +57,10 @@ class Simulator:
         Seed of every random stream (mini-batch order; selectors carry their own).
     model_cost_ratio
         Compute cost of the model relative to the trace's reference model.
+    compressor
+        Client-to-server update codec; its encoded size sets the upload time.
+    validator
+        Checks every update before aggregation; rejected ones never reach the model.
     config
         Settings recorded with the result (the run config, when built from one).
     """
@@ -74,6 +80,8 @@ class Simulator:
         eval_every: int = 5,
         seed: int = 0,
         model_cost_ratio: float = 1.0,
+        compressor: Compressor | None = None,
+        validator: UpdateValidator | None = None,
         config: dict[str, Any] | None = None,
     ) -> None:
         self.dataset = dataset
@@ -88,6 +96,8 @@ class Simulator:
         self.eval_every = eval_every
         self.seed = seed
         self.model_cost_ratio = model_cost_ratio
+        self.compressor = compressor or NoCompression()
+        self.validator = validator or UpdateValidator()
         self.config = config
 
     @classmethod
@@ -109,6 +119,8 @@ class Simulator:
                 trainer=self.trainer or LocalTrainer(),
                 seed=self.seed,
                 model_cost_ratio=self.model_cost_ratio,
+                compressor=self.compressor,
+                validator=self.validator,
             )
         )
         mode = self.round_mode or SyncRounds()

@@ -37,7 +37,7 @@ def test_fedadam_defaults_are_reddi_et_al():
         {"name": "fedavgm", "momentum": -0.1},
         {"name": "trimmed_mean", "trim_fraction": 0.5},
         {"name": "krum", "num_byzantine": -1},
-        {"name": "qfedavg"},  # client_lr is required
+        {"name": "qfedavg", "client_lr": 0.0},
         {"name": "dp_fedavg", "clients_per_round": 20, "population_size": 10},
         {"name": "dp_fedavg", "clients_per_round": 2, "population_size": 10, "target_delta": 1},
         {"name": "no_such_rule"},
@@ -46,6 +46,17 @@ def test_fedadam_defaults_are_reddi_et_al():
 def test_out_of_bounds_settings_are_rejected(fields):
     with pytest.raises(ValidationError):
         STRATEGY.validate_python(fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [({"name": "qfedavg"}, "client_lr"), ({"name": "dp_fedavg"}, "population_size")],
+)
+def test_building_without_run_derived_settings_names_them(fields, named):
+    config = STRATEGY.validate_python(fields)
+
+    with pytest.raises(ValueError, match=named):
+        config.build()
 
 
 def test_yaml_like_dicts_build_the_right_strategy():

@@ -117,7 +117,11 @@ def aggregate_round(
         dropouts=len(outcome.dropped),
         stragglers=len(outcome.stragglers),
         bytes_down=sum(launch.bytes_down for launch in launched),
-        bytes_up=result.bytes_up,
+        bytes_up=sum(launch.bytes_up for launch in outcome.arrived),
+        rejected=len(result.rejected),
         train_loss=result.train_loss,
-        extra={"clients": [launch.client_id for launch in outcome.arrived]},
+        extra={
+            "clients": [launch.client_id for launch in outcome.arrived],
+            **engine.accounting(result),
+        },
     )

@@ -175,11 +175,13 @@ class _AsyncRun:
             dropouts=len(window.dropped),
             stragglers=len(window.stale),
             bytes_down=window.bytes_down,
-            bytes_up=result.bytes_up,
+            bytes_up=sum(launch.bytes_up for launch in window.buffer),
+            rejected=len(result.rejected),
             train_loss=result.train_loss,
             extra={
                 "clients": [launch.client_id for launch in window.buffer],
                 "mean_staleness": sum(staleness) / len(staleness) if staleness else 0.0,
                 "max_staleness": max(staleness, default=0),
+                **engine.accounting(result),
             },
         )

@@ -130,13 +130,34 @@ class LocalTrainer:
         Local training settings.
     loss_fn
         Per-sample loss; cross entropy by default.
+    batch_loss_fn
+        The same loss averaged over a batch, if a fused form exists (it does for the
+        default cross entropy). Back-propagating the fused mean and taking per-sample
+        values without autograd is cheaper than back-propagating through ``mean()``.
     """
 
     def __init__(
-        self, config: TrainConfig | None = None, loss_fn: PerSampleLoss = cross_entropy_per_sample
+        self,
+        config: TrainConfig | None = None,
+        loss_fn: PerSampleLoss = cross_entropy_per_sample,
+        batch_loss_fn: PerSampleLoss | None = None,
     ) -> None:
         self.config = config if config is not None else TrainConfig()
         self.loss_fn = loss_fn
+        if batch_loss_fn is None and loss_fn is cross_entropy_per_sample:
+            batch_loss_fn = F.cross_entropy
+        self.batch_loss_fn = batch_loss_fn
+
+    def _losses(
+        self, outputs: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch loss to back-propagate and the detached per-sample losses."""
+        if self.batch_loss_fn is None:
+            per_sample = self.loss_fn(outputs, targets)
+            return per_sample.mean(), per_sample.detach()
+        loss = self.batch_loss_fn(outputs, targets)
+        with torch.no_grad():
+            return loss, self.loss_fn(outputs.detach(), targets)
 
     def train(
         self,
@@ -181,15 +202,14 @@ class LocalTrainer:
         batches = zip(features[order].split(sizes), labels[order].split(sizes), strict=True)
         losses: list[torch.Tensor] = []
         for batch_x, batch_y in batches:
-            per_sample = self.loss_fn(model(batch_x), batch_y)
-            loss = per_sample.mean()
+            loss, per_sample = self._losses(model(batch_x), batch_y)
             if anchors is not None:
                 prox = sum((p - a).pow(2).sum() for p, a in zip(params, anchors, strict=True))
                 loss = loss + 0.5 * cfg.proximal_mu * prox
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(per_sample.detach())
+            losses.append(per_sample)
         every_loss = torch.cat(losses).double()
         seen = int(every_loss.numel())
         delta = ModelWeights.from_module(model) - start

@@ -48,6 +48,21 @@ def test_loss_statistics_cover_every_sample_seen() -> None:
     )
 
 
+def test_custom_per_sample_loss_trains_like_the_fused_default() -> None:
+    model, x, y = _problem()
+    start = ModelWeights.from_module(model)
+    config = TrainConfig(local_steps=5, batch_size=8, lr=0.3)
+
+    fused = LocalTrainer(config).train(model, start, x, y, seed=3)
+    custom = LocalTrainer(
+        config, loss_fn=lambda out, t: nn.functional.cross_entropy(out, t, reduction="none")
+    ).train(model, start, x, y, seed=3)
+
+    torch.testing.assert_close(custom.delta.flat, fused.delta.flat, rtol=1e-5, atol=1e-6)
+    assert custom.loss.mean_loss == pytest.approx(fused.loss.mean_loss, rel=1e-6)
+    assert custom.loss.sum_sq_loss == pytest.approx(fused.loss.sum_sq_loss, rel=1e-6)
+
+
 def test_same_seed_same_delta_different_seed_different_delta() -> None:
     model, x, y = _problem()
     start = ModelWeights.from_module(model)

@@ -150,10 +150,21 @@ RoundConfig = Annotated[SyncRounds | DeadlineRounds | AsyncRounds, Field(discrim
 
 
 class EvalConfig(Settings):
-    """When and on whom the global model is evaluated."""
+    """When and on whom the global model is evaluated.
+
+    The central test set is always used; ``selection`` other than ``all`` also
+    evaluates on test participants chosen by Oort's testing selector (``deviation``:
+    a random sample sized by the deviation bound; ``category``: the fastest clients
+    holding ``samples_per_category`` test samples of every class).
+    """
 
     every: int = Field(5, ge=1)
     selection: Literal["all", "deviation", "category"] = "all"
+    epsilon: float = Field(0.05, gt=0, lt=1, description="deviation: tolerated deviation")
+    confidence: float = Field(0.95, gt=0, lt=1, description="deviation: confidence")
+    samples_per_category: int = Field(20, ge=1, description="category: test samples per class")
+    budget: int | None = Field(None, ge=1, description="category: most participants")
+    method: Literal["fast", "milp"] = "fast"
 
 
 class RunConfig(Settings):

@@ -14,6 +14,7 @@ from fedsys.config.schema import (
     DatasetConfig,
     DeadlineRounds,
     DevicesConfig,
+    EvalConfig,
     ModelConfig,
     RoundConfig,
     RunConfig,
@@ -21,9 +22,11 @@ from fedsys.config.schema import (
     TrainSettings,
 )
 from fedsys.core.training import LocalTrainer, TrainConfig
+from fedsys.core.weights import ModelWeights
 from fedsys.data import builtin, fedscale, leaf
 from fedsys.data.federated import FederatedDataset
 from fedsys.models import cnn1d, logistic_regression, mlp
+from fedsys.sim.federated_eval import FederatedEvaluator
 from fedsys.sim.rounds.base import RoundMode
 from fedsys.sim.rounds.sync import SyncRounds as SyncMode
 from fedsys.sim.simulator import Simulator
@@ -115,6 +118,32 @@ def complete_strategy(config: RunConfig) -> StrategyConfig:
     return strategy
 
 
+def build_evaluator(
+    config: EvalConfig,
+    dataset: FederatedDataset,
+    fleet: DeviceFleet,
+    model: nn.Module,
+    cost_ratio: float,
+    seed: int,
+) -> FederatedEvaluator | None:
+    """The test-participant evaluator ``eval.selection`` asks for (None for ``all``)."""
+    if config.selection == "all":
+        return None
+    return FederatedEvaluator(
+        config.selection,
+        dataset,
+        fleet,
+        ModelWeights.from_module(model).num_bytes,
+        cost_ratio,
+        epsilon=config.epsilon,
+        confidence=config.confidence,
+        samples_per_category=config.samples_per_category,
+        budget=config.budget,
+        method=config.method,
+        seed=seed,
+    )
+
+
 def build_round_mode(config: RoundConfig) -> RoundMode:
     """The round mode object for the configured ``round.mode``."""
     if isinstance(config, SyncRounds):
@@ -152,5 +181,6 @@ def build_simulator(config: RunConfig) -> Simulator:
         model_cost_ratio=cost,
         compressor=config.compression.build(),
         validator=config.validation.build(),
+        evaluator=build_evaluator(config.eval, dataset, fleet, model, cost, config.seed),
         config=config.model_dump(mode="json"),
     )

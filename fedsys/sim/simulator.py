@@ -16,6 +16,7 @@ from fedsys.data.federated import FederatedDataset
 from fedsys.metrics.records import RoundRecord, RunResult
 from fedsys.selection.base import Selector
 from fedsys.sim.engine import Engine, EngineParts, WallTimer
+from fedsys.sim.federated_eval import FederatedEvaluator
 from fedsys.sim.rounds.base import RoundMode
 from fedsys.sim.rounds.sync import SyncRounds
 from fedsys.traces.fleet import DeviceFleet
@@ -61,6 +62,9 @@ class Simulator:
         Client-to-server update codec; its encoded size sets the upload time.
     validator
         Checks every update before aggregation; rejected ones never reach the model.
+    evaluator
+        Optional federated evaluation on chosen test participants, reported next to
+        the central test-set accuracy.
     config
         Settings recorded with the result (the run config, when built from one).
     """
@@ -82,6 +86,7 @@ class Simulator:
         model_cost_ratio: float = 1.0,
         compressor: Compressor | None = None,
         validator: UpdateValidator | None = None,
+        evaluator: FederatedEvaluator | None = None,
         config: dict[str, Any] | None = None,
     ) -> None:
         self.dataset = dataset
@@ -98,6 +103,7 @@ class Simulator:
         self.model_cost_ratio = model_cost_ratio
         self.compressor = compressor or NoCompression()
         self.validator = validator or UpdateValidator()
+        self.evaluator = evaluator
         self.config = config
 
     @classmethod
@@ -139,9 +145,18 @@ class Simulator:
             return record
         timer = WallTimer()
         result = engine.evaluate()
+        extra = record.extra
+        if self.evaluator is not None:
+            online = engine.parts.fleet.available_clients(engine.clock.now_s)
+            online = online[online < self.dataset.num_clients]
+            participants = self.evaluator.evaluate(
+                self.model, engine.weights, online, record.round_idx, engine.parts.trainer.loss_fn
+            )
+            extra = {**extra, **participants.as_extra()}
         return replace(
             record,
             accuracy=result.accuracy,
             test_loss=result.loss,
             wall_s=record.wall_s + timer.elapsed_s(),
+            extra=extra,
         )

@@ -54,3 +54,15 @@ def test_same_seed_same_run_and_another_seed_differs() -> None:
 
     assert run(3) == run(3)
     assert run(3) != run(4)
+
+
+def test_eval_selection_reports_participant_accuracy_next_to_the_population() -> None:
+    config = _quickstart(rounds=2, **{"eval.every": 1, "eval.selection": "category"})
+
+    records = Simulator.from_config(config).run().records
+
+    for record in records:
+        assert record.accuracy is not None
+        assert 0.0 <= record.extra["participant_accuracy"] <= 1.0
+        assert record.extra["participant_samples"] == 20 * 10
+        assert record.extra["eval_participants"] >= 1

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedsys.selection.testing_budget import candidates, greedy_at, refine_by_cover, solve_cover
+from fedsys.selection.testing_budget import (
+    budget_lower_bound_s,
+    candidates,
+    greedy_at,
+    refine_by_cover,
+    solve_cover,
+)
 from fedsys.selection.testing_solvers import Problem, max_flow_quotas, min_makespan_flow
 
 
@@ -78,3 +84,16 @@ def test_refinement_never_returns_a_slower_set() -> None:
     if refined.rows is not None:
         assert len(refined.rows) <= 6
         assert min_makespan_flow(problem.subset(refined.rows)).makespan_s <= upper
+
+
+def test_lp_bound_certifies_only_makespans_no_selection_reaches() -> None:
+    # Two clients holding 4 samples each, 1 s transfer, 1 s per sample; 8 requested, so
+    # both must do all 4: the optimum is 5 s. Below 5 s each can do only 3.
+    problem = _problem([[4], [4]], [8])
+    np.testing.assert_allclose(budget_lower_bound_s(problem, 2, 5.0), 5.0 / 1.002)
+    # From 5.5 s, the margins 0.2 %, 1 % and 5 % land above 5 s (feasible); 20 % below.
+    np.testing.assert_allclose(budget_lower_bound_s(problem, 2, 5.5), 5.5 / 1.2)
+    # Nothing below 5 s is tried from 5.01 s with a 0.1 % margin, so nothing is certified.
+    assert budget_lower_bound_s(problem, 2, 5.01, margins=(0.001,)) == 0.0
+    # One client can never do it: the smallest margin is certified straight away.
+    np.testing.assert_allclose(budget_lower_bound_s(problem, 1, 50.0), 50.0 / 1.002)

@@ -47,10 +47,23 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         raise ConfigError(format_validation_error(exc, RunConfig)) from None
 
 
+VARIANT_KEYS = frozenset(
+    {"round.mode", "strategy.name", "selector.name", "compression.name", "dataset.partition.kind"}
+)
+"""Dotted keys that pick the variant of a section (its discriminator)."""
+
+
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set dotted keys (``"dataset.num_clients"``) in a copy of ``raw``."""
+    """Set dotted keys (``"dataset.num_clients"``) in a copy of ``raw``.
+
+    Overriding a variant key to a new value (``round.mode=async``) starts that section
+    afresh, so settings of the old variant (``round.overcommit``) do not leak into the
+    new one; variant keys are applied first, so ``round.mode=async
+    round.buffer_size=20`` works in any order.
+    """
     merged: dict[str, Any] = _deep_copy(raw)
-    for dotted, value in overrides.items():
+    ordered = sorted(overrides.items(), key=lambda item: item[0] not in VARIANT_KEYS)
+    for dotted, value in ordered:
         node = merged
         *parents, leaf = dotted.split(".")
         for key in parents:
@@ -58,6 +71,8 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
             if not isinstance(child, dict):
                 raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
             node = child
+        if dotted in VARIANT_KEYS and node.get(leaf, value) != value:
+            node.clear()
         node[leaf] = value
     return merged
 

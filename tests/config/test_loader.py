@@ -1,6 +1,7 @@
 import pytest
 
 from fedsys.config import ConfigError, load_config, parse_config
+from fedsys.config.loader import apply_overrides
 
 
 def test_defaults_validate() -> None:
@@ -54,3 +55,17 @@ def test_missing_and_malformed_files(tmp_path) -> None:
     bad.write_text("rounds: [1,\n")
     with pytest.raises(ConfigError, match="cannot parse"):
         load_config(bad)
+
+
+def test_switching_a_variant_drops_the_old_variants_settings() -> None:
+    raw = {"round": {"mode": "sync", "overcommit": 1.3}, "dataset": {"num_clients": 50}}
+
+    config = parse_config(
+        apply_overrides(
+            raw, {"round.buffer_size": 4, "round.mode": "async", "dataset.name": "mnist1d"}
+        )
+    )
+
+    assert config.round.mode == "async"
+    assert config.round.buffer_size == 4
+    assert config.dataset.num_clients == 50  # a plain key like dataset.name clears nothing

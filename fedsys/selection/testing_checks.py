@@ -32,7 +32,7 @@ class InfeasibleRequestError(ValueError):
 
 
 class SolverLimitError(RuntimeError):
-    """HiGHS stopped at its time limit without any feasible selection."""
+    """HiGHS hit its time limit with neither a selection nor a proof that none exists."""
 
 
 def _as_vector(values: object, size: int, name: str, dtype: type) -> np.ndarray:

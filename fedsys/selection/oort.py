@@ -62,9 +62,12 @@ class OortSelector(Selector[OortState]):
         change of at most ``pacer_tolerance`` raises ``round_threshold`` by
         ``pacer_delta`` (capped at 100). A window sums, per round, the mean utility of
         the exploited clients that completed (as Oort's reference code does).
-    cut_off_util
-        Exploitation samples among clients scoring at least this fraction of the
-        score of the last exploitation slot, proportionally to score.
+    cut_off_util, exploit_pool
+        Exploitation samples ``n`` clients proportionally to score among the
+        explored clients scoring at least ``cut_off_util`` times the ``n``-th best
+        score, widened to the ``ceil(exploit_pool * n)`` best when fewer (Oort's
+        reference code widens to ten times ``n``, so exploitation keeps rotating
+        among many good clients instead of replaying the same top ``n``).
     sample_window
         Exploration samples among the ``sample_window * n`` best unexplored clients
         (by sample count, penalised when expected slower than ``T``).
@@ -91,6 +94,7 @@ class OortSelector(Selector[OortState]):
         pacer_delta: float = 5.0,
         pacer_tolerance: float = 0.1,
         cut_off_util: float = 0.95,
+        exploit_pool: float = 10.0,
         sample_window: float = 5.0,
         blacklist_rounds: int | None = None,
         blacklist_max_len: float = 0.3,
@@ -107,6 +111,7 @@ class OortSelector(Selector[OortState]):
         self.pacer_delta = pacer_delta
         self.pacer_tolerance = pacer_tolerance
         self.cut_off_util = cut_off_util
+        self.exploit_pool = exploit_pool
         self.sample_window = sample_window
         self.blacklist_rounds = blacklist_rounds
         self.blacklist_max_len = blacklist_max_len
@@ -256,12 +261,17 @@ class OortSelector(Selector[OortState]):
         n: int,
         preferred_s: float,
     ) -> np.ndarray:
-        """Sample ``n`` among the clients above the cut-off, proportionally to score."""
+        """Sample ``n`` among the best-scored clients, proportionally to score."""
         if n <= 0:
             return np.empty(0, dtype=np.int64)
         score = self.scores(state, round_idx, explored, preferred_s)
         kth = float(-np.partition(-score, n - 1)[n - 1])
-        pool = score >= kth * self.cut_off_util
+        above = int(np.count_nonzero(score >= kth * self.cut_off_util))
+        size = min(len(score), max(above, math.ceil(self.exploit_pool * n - 1e-9)))
+        if size < len(score):
+            pool = np.argpartition(-score, size - 1)[:size]
+        else:
+            pool = np.arange(len(score))
         return weighted_sample(rng, explored[pool], score[pool], n)
 
     def _explore(

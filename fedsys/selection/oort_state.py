@@ -46,9 +46,11 @@ class OortState:
         Last measured round duration; NaN until the client reported once.
     utility
         Statistical utility ``|B_i| * sqrt(mean loss²)`` of the last completed
-        training; NaN while the client is unexplored.
+        training (a stand-in after a first try that did not complete, see
+        :func:`apply_reports`); NaN while the client is unexplored.
     last_round
-        0-based round of the client's last completed training; -1 if none.
+        0-based round of the client's last completed training (or of the first try
+        that gave it a stand-in utility); -1 if none.
     times_picked
         How many times the client was selected (drives the blacklist).
     exploited_round
@@ -184,9 +186,14 @@ def apply_reports(state: OortState, reports: Sequence[ClientReport]) -> OortStat
     """Fold one batch of reports into a new state.
 
     A completed report with loss statistics sets the client's utility, staleness
-    round, sample count and duration. An incomplete one (straggler, dropout) only
-    teaches speed: its duration is a lower bound, so the known duration becomes the
-    larger of the two. Completed exploited clients feed the pacer's window.
+    round, sample count and duration. An incomplete one (straggler, dropout) teaches
+    speed: its duration is a lower bound, so the known duration becomes the larger of
+    the two. A client that had never completed counts as explored from then on, with
+    the mean utility of the batch's completed clients (of every known utility when
+    none completed; 0 when none is known) and the report's round as its staleness
+    round, as Oort's reference code does for stragglers; otherwise a chronically slow
+    client would stay unexplored and take an exploration slot every round. Completed
+    exploited clients feed the pacer's window.
     """
     if not reports:
         return state
@@ -215,6 +222,10 @@ def apply_reports(state: OortState, reports: Sequence[ClientReport]) -> OortStat
     utility[ids[trained]] = gained
     last_round = state.last_round.copy()
     np.maximum.at(last_round, ids[trained], rounds[trained])
+    failed = ~completed & ~np.isfinite(utility[ids])
+    if failed.any():
+        utility[ids[failed]] = _stand_in_utility(gained, state.utility)
+        np.maximum.at(last_round, ids[failed], rounds[failed])
 
     exploited = state.exploited_round[ids[trained]] == rounds[trained]
     slots = rounds[trained] % len(state.window_round)
@@ -232,3 +243,11 @@ def apply_reports(state: OortState, reports: Sequence[ClientReport]) -> OortStat
         window_util_sum=window_sum,
         window_count=window_count,
     )
+
+
+def _stand_in_utility(batch: np.ndarray, known: np.ndarray) -> float:
+    """Utility given to a client that failed before it ever completed a training."""
+    for values in (batch, known[np.isfinite(known)]):
+        if len(values):
+            return float(values.mean())
+    return 0.0

@@ -26,7 +26,9 @@ def _explored(selector: OortSelector, rms: list[float], dur: list[float]) -> Oor
 
 
 def _exploit_only(**kwargs: float) -> OortSelector:
-    return OortSelector(exploration_factor=0.0, exploration_min=0.0, **kwargs)
+    """Exploitation only; the pool is the cut-off alone unless ``exploit_pool`` is given."""
+    settings = {"exploration_factor": 0.0, "exploration_min": 0.0, "exploit_pool": 1.0}
+    return OortSelector(**{**settings, **kwargs})
 
 
 def test_scores_match_hand_computation() -> None:
@@ -79,6 +81,35 @@ def test_exploitation_samples_above_the_cut_off_by_score() -> None:
     # Assert: scores are i/9; the 2nd is 8/9, so the cut-off 0.49 admits clients 5..9.
     assert counts[:5].sum() == 0
     assert counts[9] > counts[5]
+
+
+def test_exploitation_pool_widens_to_exploit_pool_times_n_best() -> None:
+    # Prepare: utilities 1..40 (scores (i-1)/39), all fast; the cut-off alone admits
+    # the top 3 (scores >= 0.95 * 38/39); the pool widens to the best 10 * 2 = 20.
+    selector = _exploit_only(staleness_coef=0.0, clip_bound=1.0, exploit_pool=10.0)
+    state = _explored(selector, [float(i) for i in range(1, 41)], [1.0] * 40)
+    counts = np.zeros(40)
+    for round_idx in range(1, 301):
+        # Act
+        picked, _ = selector.select(state, round_idx, np.arange(40), 2, 0.0)
+        counts[picked] += 1
+    # Assert: every pick is among clients 20..39, and most of those get picked.
+    assert counts[:20].sum() == 0
+    assert (counts[20:] > 0).sum() >= 18
+    assert counts[39] > counts[25]
+
+
+def test_failed_first_tries_stop_taking_exploration_slots() -> None:
+    # Prepare: 10 explored clients, and clients 10-12 that straggled on their first try.
+    selector = OortSelector()
+    state = _explored(selector, [1.0] * 10, [1.0] * 10)
+    state = selector.feedback(state, [ClientReport(c, 0, 99.0, 100, False) for c in (10, 11, 12)])
+    # Act
+    picked, _ = selector.select(state, 1, np.arange(13), 5, 0.0)
+    # Assert: nothing is left to explore; the slow clients are exploited only by
+    # score, and their speed penalty ((1 / 99)**2) keeps them out.
+    assert state.explored.all()
+    assert max(picked) < 10
 
 
 def test_exploration_reaches_every_unexplored_client() -> None:

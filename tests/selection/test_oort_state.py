@@ -26,16 +26,42 @@ def test_utility_uses_every_trained_sample_not_the_last_batch() -> None:
     np.testing.assert_array_equal(state.last_round, [-1, -1, 0])
 
 
-def test_stragglers_and_dropouts_teach_speed_only() -> None:
-    # Prepare: client 0 measured at 5 s; then it straggles (>= 9 s) and drops at 2 s.
-    state = apply_reports(OortState.empty(30.0, 20), [ClientReport(0, 0, 5.0, 10, completed=True)])
-    # Act
+def test_stragglers_and_dropouts_teach_speed_and_keep_a_known_utility() -> None:
+    # Prepare: client 0 trained at 5 s with utility 10 * 2 = 20.
+    loss = LossStats(mean_loss=2.0, sum_sq_loss=40.0, samples_seen=10)
+    done = ClientReport(0, 0, 5.0, 10, completed=True, loss=loss)
+    state = apply_reports(OortState.empty(30.0, 20), [done])
+    # Act: it straggles (>= 9 s), then drops at 2 s.
     slow = apply_reports(state, [ClientReport(0, 1, 9.0, 10, completed=False)])
     dropped = apply_reports(slow, [ClientReport(0, 2, 2.0, 10, completed=False)])
-    # Assert: incomplete durations are lower bounds; no loss -> still unexplored.
+    # Assert: incomplete durations are lower bounds; utility and staleness round stay.
     np.testing.assert_allclose(slow.duration_s, [9.0])
     np.testing.assert_allclose(dropped.duration_s, [9.0])
-    assert not dropped.explored.any()
+    np.testing.assert_allclose(dropped.utility, [20.0])
+    np.testing.assert_array_equal(dropped.last_round, [0])
+
+
+def test_first_try_that_fails_explores_the_client_with_the_round_mean_utility() -> None:
+    # Prepare: in round 3, clients 0 and 1 complete (utilities 10 * 1 and 10 * 3);
+    # client 2, never seen, straggles at 50 s.
+    def completed(cid: int, rms: float) -> ClientReport:
+        loss = LossStats(mean_loss=rms, sum_sq_loss=rms**2 * 10, samples_seen=10)
+        return ClientReport(cid, 3, 1.0, 10, completed=True, loss=loss)
+
+    reports = [completed(0, 1.0), completed(1, 3.0), ClientReport(2, 3, 50.0, 10, False)]
+    # Act
+    state = apply_reports(OortState.empty(30.0, 20), reports)
+    later = apply_reports(state, [ClientReport(3, 4, 60.0, 10, completed=False)])
+    # Assert: client 2 gets the round's mean utility (20) and round 3 (as in Oort's
+    # reference code), so it no longer takes an exploration slot; with nobody
+    # completing, client 3 gets the mean of every known utility (20 as well).
+    np.testing.assert_allclose(state.utility, [10.0, 30.0, 20.0])
+    np.testing.assert_array_equal(state.last_round, [3, 3, 3])
+    assert state.explored.all()
+    np.testing.assert_allclose(later.utility[3], 20.0)
+    np.testing.assert_array_equal(later.window_count, state.window_count)
+    unknown = apply_reports(OortState.empty(30.0, 20), [ClientReport(0, 0, 2.0, 10, False)])
+    np.testing.assert_allclose(unknown.utility, [0.0])
 
 
 def test_priors_feed_sizes_and_expected_durations_measured_values_win() -> None:

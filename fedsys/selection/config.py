@@ -41,6 +41,7 @@ class OortSelectorConfig(_SelectorSettings):
     pacer_delta: float = Field(5.0, ge=0)
     pacer_tolerance: float = Field(0.1, ge=0)
     cut_off_util: float = Field(0.95, gt=0, le=1)
+    exploit_pool: float = Field(10.0, ge=1, description="exploit among >= this many x slots")
     sample_window: float = Field(5.0, ge=1)
     blacklist_rounds: int | None = Field(None, ge=0)
     blacklist_max_len: float = Field(0.3, ge=0, le=1)

@@ -160,10 +160,28 @@ class FederatedDataset:
 
     def label_counts(self) -> np.ndarray:
         """``(num_clients, num_classes)`` matrix of training samples per class."""
-        client_of_row = np.repeat(np.arange(self.num_clients), self.client_sizes)
-        counts = np.zeros((self.num_clients, self.num_classes), dtype=np.int64)
-        np.add.at(counts, (client_of_row, self.labels.numpy()), 1)
-        return counts
+        return _counts_by_client(self.offsets, self.labels, self.num_classes)
+
+    def test_label_counts(self) -> np.ndarray:
+        """``(num_clients, num_classes)`` matrix of each client's test samples per class.
+
+        Raises
+        ------
+        ValueError
+            If the dataset has no per-client test split.
+        """
+        if self.test_offsets is None:
+            raise ValueError(f"dataset {self.name!r} has no per-client test split")
+        return _counts_by_client(self.test_offsets, self.test_labels, self.num_classes)
+
+
+def _counts_by_client(offsets: np.ndarray, labels: torch.Tensor, num_classes: int) -> np.ndarray:
+    """Samples per class of each client whose rows are ``offsets[i]:offsets[i + 1]``."""
+    num_clients = len(offsets) - 1
+    owner = np.repeat(np.arange(num_clients), np.diff(offsets))
+    counts = np.zeros((num_clients, num_classes), dtype=np.int64)
+    np.add.at(counts, (owner, labels.numpy()[: int(offsets[-1])]), 1)
+    return counts
 
 
 def _group(partition: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

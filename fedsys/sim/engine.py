@@ -53,7 +53,6 @@ class TrainedRound:
 
     participants: int
     train_loss: float | None
-    bytes_up: int
     rejected: tuple[InvalidUpdateError, ...] = ()
 
 
@@ -244,7 +243,7 @@ class Engine:
         """Stream ``updates`` into the strategy and install the new global weights.
 
         Returns how many updates were used, their sample-weighted mean training loss
-        and the bytes they uploaded. With no update, the weights stay unchanged.
+        and the rejected ones. With no valid update, the weights stay unchanged.
         """
         rejected: list[InvalidUpdateError] = []
         tally = _Tally()
@@ -255,7 +254,7 @@ class Engine:
             self.weights, self.strategy_state = self.parts.strategy.aggregate(
                 self.weights, _chain_first(first, counted), self.strategy_state
             )
-        return TrainedRound(tally.count, tally.mean_loss(), tally.bytes_up, tuple(rejected))
+        return TrainedRound(tally.count, tally.mean_loss(), tuple(rejected))
 
     def accounting(self, result: TrainedRound) -> dict[str, object]:
         """Per-round extras for the record: rejected updates and privacy spent."""
@@ -310,18 +309,16 @@ class WallTimer:
 
 
 class _Tally:
-    """Counts updates, their bytes and sample-weighted loss as they stream past."""
+    """Counts updates and their sample-weighted loss as they stream past."""
 
     def __init__(self) -> None:
         self.count = 0
-        self.bytes_up = 0
         self.loss_weighted = 0.0
         self.loss_samples = 0
 
     def watch(self, updates: Iterable[ClientUpdate]) -> Iterator[ClientUpdate]:
         for update in updates:
             self.count += 1
-            self.bytes_up += update.upload_bytes
             if update.loss is not None:
                 self.loss_weighted += update.loss.mean_loss * update.num_samples
                 self.loss_samples += update.num_samples

@@ -102,7 +102,7 @@ class FederatedEvaluator:
         self.mode = mode
         self.dataset = dataset
         n = dataset.num_clients
-        self.test_counts = _test_label_counts(dataset)
+        self.test_counts = dataset.test_label_counts()
         self.has_test = self.test_counts.sum(axis=1) > 0
         self.seconds_per_sample = (
             fleet.compute_s_per_sample[:n] * model_cost_ratio * INFERENCE_SHARE
@@ -178,14 +178,3 @@ def _stack(
         empty = dataset.test_features[:0]
         return empty, dataset.test_labels[:0]
     return torch.cat([f for f, _ in parts]), torch.cat([y for _, y in parts])
-
-
-def _test_label_counts(dataset: FederatedDataset) -> np.ndarray:
-    """``(num_clients, num_classes)`` test samples per class of every client."""
-    assert dataset.test_offsets is not None
-    sizes = np.diff(dataset.test_offsets)
-    owner = np.repeat(np.arange(dataset.num_clients), sizes)
-    counts = np.zeros((dataset.num_clients, dataset.num_classes), dtype=np.int64)
-    labels = dataset.test_labels.numpy()[: int(dataset.test_offsets[-1])]
-    np.add.at(counts, (owner, labels), 1)
-    return counts

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -65,18 +66,19 @@ class TrainConfig:
         if self.proximal_mu < 0:
             raise ValueError(f"proximal_mu must be >= 0, got {self.proximal_mu}")
 
-    def samples_processed(self, num_samples: int) -> int:
+    def samples_processed(self, num_samples: int | np.ndarray) -> int | np.ndarray:
         """Samples a client with ``num_samples`` examples processes in one round.
 
         Known before training, which lets the virtual clock decide who finishes
-        first without training the stragglers.
+        first without training the stragglers. Takes one size or an array of sizes
+        (every client at once) and answers in kind.
         """
-        if num_samples <= 0:
-            return 0
-        batch = min(self.batch_size, num_samples)
+        sizes = np.maximum(np.asarray(num_samples, dtype=np.int64), 0)
         if self.local_steps is not None:
-            return self.local_steps * batch
-        return self.local_epochs * num_samples
+            done = self.local_steps * np.minimum(self.batch_size, sizes)
+        else:
+            done = self.local_epochs * sizes
+        return int(done) if done.ndim == 0 else done
 
 
 @dataclass(frozen=True)

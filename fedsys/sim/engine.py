@@ -72,7 +72,7 @@ class Engine:
                 f"dataset has {len(sizes)} clients but the device fleet only "
                 f"{parts.fleet.num_clients}"
             )
-        self.samples_processed = _samples_processed(parts.trainer, sizes)
+        self.samples_processed = parts.trainer.config.samples_processed(sizes)
         self.has_data = sizes > 0
         self.busy: set[ClientId] = set()
         self.launches = 0
@@ -331,15 +331,6 @@ class _Tally:
 def _chain_first(first: ClientUpdate, rest: Iterator[ClientUpdate]) -> Iterator[ClientUpdate]:
     yield first
     yield from rest
-
-
-def _samples_processed(trainer: LocalTrainer, sizes: np.ndarray) -> np.ndarray:
-    """Vectorised :meth:`TrainConfig.samples_processed` over all clients."""
-    cfg = trainer.config
-    sizes = np.asarray(sizes, dtype=np.int64)
-    if cfg.local_steps is not None:
-        return cfg.local_steps * np.minimum(cfg.batch_size, sizes)
-    return cfg.local_epochs * sizes
 
 
 def _wire_bytes(compressor: Compressor, weights: ModelWeights) -> int:

@@ -6,9 +6,10 @@ instead of being silently ignored.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fedsys.aggregation.config import (
     CompressorConfig,
@@ -110,6 +111,26 @@ class DevicesConfig(Settings):
     model_cost_ratio: float | None = Field(
         None, gt=0, description="compute-time multiplier; None derives it from the model size"
     )
+    transfer_cost_ratio: float | str = Field(
+        1.0,
+        description=(
+            "transfer-time multiplier; 1.0 charges the model's real bytes, 'reference' "
+            "charges every transfer as the traces' MobileNetV2 weights would take"
+        ),
+    )
+
+    @field_validator("transfer_cost_ratio")
+    @classmethod
+    def _positive_or_reference(cls, value: float | str) -> float | str:
+        if value == "reference":
+            return value
+        try:
+            ratio = float(value)
+        except ValueError:
+            ratio = math.nan
+        if not ratio > 0 or not math.isfinite(ratio):
+            raise ValueError("must be a positive number or 'reference'")
+        return ratio
 
     @model_validator(mode="after")
     def _path_when_needed(self) -> DevicesConfig:

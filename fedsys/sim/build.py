@@ -30,7 +30,13 @@ from fedsys.sim.federated_eval import FederatedEvaluator
 from fedsys.sim.rounds.base import RoundMode
 from fedsys.sim.rounds.sync import SyncRounds as SyncMode
 from fedsys.sim.simulator import Simulator
-from fedsys.traces import DeviceFleet, generate_fleet, load_fleet_file, model_cost_ratio
+from fedsys.traces import (
+    DeviceFleet,
+    generate_fleet,
+    load_fleet_file,
+    model_cost_ratio,
+    transfer_cost_ratio,
+)
 
 
 def build_dataset(config: DatasetConfig, seed: int) -> FederatedDataset:
@@ -90,6 +96,19 @@ def build_fleet(config: DevicesConfig, num_clients: int, seed: int) -> DeviceFle
     else:
         fleet = generate_fleet(num_clients, seed)
     return fleet.without_availability() if config.always_available else fleet
+
+
+def charge_transfers(fleet: DeviceFleet, config: DevicesConfig, model: nn.Module) -> DeviceFleet:
+    """``fleet`` with transfers charged at ``devices.transfer_cost_ratio``.
+
+    ``reference`` charges each of the model's transfers as the traces' reference
+    model (MobileNetV2's weights) would take, the wire's twin of ``model_cost_ratio 1``.
+    """
+    if config.transfer_cost_ratio == "reference":
+        ratio = transfer_cost_ratio(ModelWeights.from_module(model).num_bytes)
+    else:
+        ratio = float(config.transfer_cost_ratio)
+    return fleet if ratio == 1.0 else fleet.scaled_transfers(ratio)
 
 
 def build_trainer(config: TrainSettings, strategy: Strategy | None = None) -> LocalTrainer:
@@ -164,6 +183,7 @@ def build_simulator(config: RunConfig) -> Simulator:
     dataset = build_dataset(config.dataset, config.seed)
     model = build_model(config.model, dataset, config.seed)
     fleet = build_fleet(config.devices, dataset.num_clients, config.seed)
+    fleet = charge_transfers(fleet, config.devices, model)
     cost = config.devices.model_cost_ratio or model_cost_ratio(model)
     strategy = complete_strategy(config).build(config.seed)
     return Simulator(

@@ -3,7 +3,8 @@
 * :class:`DeviceFleet`: struct-of-arrays profiles with vectorised, stateless
   availability queries (``is_available``, ``available_clients``, ``online_until``).
 * :func:`client_round_time`: download + compute + upload seconds per client.
-* :func:`model_cost_ratio`: compute scaling relative to the trace's reference model.
+* :func:`model_cost_ratio`: compute scaling relative to the trace's reference model;
+  :func:`transfer_cost_ratio`: the same for transfer times.
 * :func:`generate_fleet`: seeded generator calibrated to published statistics.
 * :func:`load_fedscale` / :func:`save_fedscale`: FedScale's pickle pair, read with a
   restricted unpickler.
@@ -14,10 +15,12 @@
 """
 
 from fedsys.traces.cost import (
+    MOBILENET_V2_BYTES,
     MOBILENET_V2_MACS,
     MOBILENET_V2_PARAMS,
     count_macs,
     model_cost_ratio,
+    transfer_cost_ratio,
 )
 from fedsys.traces.csvformat import load_default_fleet, load_fleet, save_fleet
 from fedsys.traces.fedscale import (
@@ -41,6 +44,7 @@ from fedsys.traces.safepickle import RestrictedUnpickler, load_restricted
 from fedsys.traces.timing import client_round_time
 
 __all__ = [
+    "MOBILENET_V2_BYTES",
     "MOBILENET_V2_MACS",
     "MOBILENET_V2_PARAMS",
     "DeviceFleet",
@@ -66,4 +70,5 @@ __all__ = [
     "save_fleet",
     "show",
     "summarize",
+    "transfer_cost_ratio",
 ]

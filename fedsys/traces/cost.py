@@ -26,13 +26,51 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["MOBILENET_V2_MACS", "MOBILENET_V2_PARAMS", "count_macs", "model_cost_ratio"]
+__all__ = [
+    "MOBILENET_V2_BYTES",
+    "MOBILENET_V2_MACS",
+    "MOBILENET_V2_PARAMS",
+    "count_macs",
+    "model_cost_ratio",
+    "transfer_cost_ratio",
+]
 
 MOBILENET_V2_PARAMS = 3_504_872
 """Parameters of torchvision's ``mobilenet_v2`` (1000 classes)."""
 
 MOBILENET_V2_MACS = 300e6
 """Multiply-accumulates per 224×224 sample of MobileNetV2 (Sandler et al., 2018)."""
+
+MOBILENET_V2_BYTES = 4 * MOBILENET_V2_PARAMS
+"""Bytes of MobileNetV2's float32 weights (about 14 MB), the model the traces time."""
+
+
+def transfer_cost_ratio(model_bytes: int, reference_bytes: int = MOBILENET_V2_BYTES) -> float:
+    """Transfer-time multiplier that makes ``model_bytes`` travel as ``reference_bytes`` would.
+
+    A small proxy model (an MLP of tens of kB) crosses a traced phone link in
+    milliseconds, so communication would vanish from the round time while the
+    compute trace, timed on MobileNetV2, stays in seconds (``model_cost_ratio 1``).
+    Charging transfers at this ratio keeps both halves of the round on the reference
+    model, as FedScale's numbers are; compressed uploads stay proportionally smaller.
+
+    Parameters
+    ----------
+    model_bytes
+        Serialized bytes of the model actually trained.
+    reference_bytes
+        Bytes to charge it as (MobileNetV2's float32 weights by default).
+
+    Raises
+    ------
+    ValueError
+        If either size is not positive.
+    """
+    if not model_bytes > 0 or not reference_bytes > 0:
+        raise ValueError(
+            f"model_bytes and reference_bytes must be > 0, got {model_bytes}, {reference_bytes}"
+        )
+    return reference_bytes / model_bytes
 
 
 def model_cost_ratio(

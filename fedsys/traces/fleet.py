@@ -162,6 +162,22 @@ class DeviceFleet:
             raise ValueError(f"model_cost_ratio must be > 0, got {model_cost_ratio}")
         return replace(self, compute_s_per_sample=self.compute_s_per_sample * model_cost_ratio)
 
+    def scaled_transfers(self, transfer_cost_ratio: float) -> DeviceFleet:
+        """The same devices moving ``transfer_cost_ratio`` times the bytes of every transfer.
+
+        Bandwidths are divided by the ratio, so a download or upload of ``b`` bytes
+        takes as long as ``transfer_cost_ratio * b`` bytes would on the traced link
+        (see :func:`fedsys.traces.transfer_cost_ratio`). Compute and availability are
+        untouched.
+        """
+        if not transfer_cost_ratio > 0:
+            raise ValueError(f"transfer_cost_ratio must be > 0, got {transfer_cost_ratio}")
+        return replace(
+            self,
+            down_bytes_per_s=self.down_bytes_per_s / transfer_cost_ratio,
+            up_bytes_per_s=self.up_bytes_per_s / transfer_cost_ratio,
+        )
+
     # ------------------------------------------------------------------ queries
     @property
     def num_clients(self) -> int:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+import numpy as np
+import pytest
 import yaml
 
 from fedsys.cli import default_config_text
-from fedsys.config.loader import apply_overrides, parse_config
+from fedsys.config.loader import ConfigError, apply_overrides, parse_config
+from fedsys.core.weights import ModelWeights
 from fedsys.metrics.records import RoundRecord
 from fedsys.sim.simulator import Simulator
+from fedsys.traces import MOBILENET_V2_BYTES
 
 
 def _quickstart(**overrides: object):
@@ -66,3 +70,22 @@ def test_eval_selection_reports_participant_accuracy_next_to_the_population() ->
         assert 0.0 <= record.extra["participant_accuracy"] <= 1.0
         assert record.extra["participant_samples"] == 20 * 10
         assert record.extra["eval_participants"] >= 1
+
+
+def test_transfer_cost_ratio_reference_charges_transfers_as_mobilenet() -> None:
+    real = Simulator.from_config(_quickstart(rounds=1))
+    charged = Simulator.from_config(
+        _quickstart(rounds=1, **{"devices.transfer_cost_ratio": "reference"})
+    )
+
+    ratio = MOBILENET_V2_BYTES / ModelWeights.from_module(real.model).num_bytes
+    np.testing.assert_allclose(charged.fleet.down_bytes_per_s, real.fleet.down_bytes_per_s / ratio)
+    np.testing.assert_allclose(charged.fleet.up_bytes_per_s, real.fleet.up_bytes_per_s / ratio)
+    np.testing.assert_allclose(charged.fleet.compute_s_per_sample, real.fleet.compute_s_per_sample)
+    assert charged.run().records[0].duration_s > real.run().records[0].duration_s
+
+
+def test_transfer_cost_ratio_rejects_unknown_words_and_non_positive_values() -> None:
+    for bad in ("mobilenet", 0.0):
+        with pytest.raises(ConfigError, match=r"transfer_cost_ratio: .*positive number or 'ref"):
+            _quickstart(**{"devices.transfer_cost_ratio": bad})

@@ -5,12 +5,14 @@ import pytest
 from torch import nn
 
 from fedsys.traces import (
+    MOBILENET_V2_BYTES,
     MOBILENET_V2_MACS,
     MOBILENET_V2_PARAMS,
     DeviceFleet,
     client_round_time,
     count_macs,
     model_cost_ratio,
+    transfer_cost_ratio,
 )
 
 
@@ -63,3 +65,26 @@ def test_cost_ratio_needs_something_to_measure() -> None:
         model_cost_ratio()
     with pytest.raises(ValueError):
         DeviceFleet.always_available(1).scaled_compute(0.0)
+
+
+def test_transfers_charged_as_the_reference_model(fleet: DeviceFleet) -> None:
+    ratio = transfer_cost_ratio(1_000)
+    assert ratio == pytest.approx(MOBILENET_V2_BYTES / 1_000)
+    assert MOBILENET_V2_BYTES == 4 * MOBILENET_V2_PARAMS
+    scaled = fleet.scaled_transfers(ratio)
+
+    down, compute, up = client_round_time(scaled, [0, 2], 10, 1_000, 250)
+
+    # 1 kB down now takes what MobileNetV2's 14 MB takes on the original link; the
+    # 4x smaller upload stays 4x smaller; compute is untouched.
+    np.testing.assert_allclose(down, [MOBILENET_V2_BYTES / 1e6, MOBILENET_V2_BYTES / 4e6])
+    np.testing.assert_allclose(up, [MOBILENET_V2_BYTES / 4 / 5e5, MOBILENET_V2_BYTES / 4 / 1e6])
+    np.testing.assert_allclose(compute, [1.0, 4.0])
+    np.testing.assert_allclose(scaled.compute_s_per_sample, fleet.compute_s_per_sample)
+
+
+def test_transfer_ratio_rejects_non_positive_sizes() -> None:
+    with pytest.raises(ValueError, match="must be > 0"):
+        transfer_cost_ratio(0)
+    with pytest.raises(ValueError, match="transfer_cost_ratio"):
+        DeviceFleet.always_available(1).scaled_transfers(-1.0)

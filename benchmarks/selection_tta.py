@@ -22,28 +22,35 @@ Setting, and why it is realistic
   MobileNetV2, sigma 0.6: AI Benchmark's spread in FedScale's capacity trace) and
   bandwidth is lognormal (median 6.1 Mbit/s, sigma 1.1: FedScale's MobiPerf-based
   capacity file). ``model_cost_ratio 1`` charges every device's compute as if it
-  trained that reference model, and :func:`wire_as_reference` does the same for the
-  wire: bandwidths are scaled by (our model's bytes / MobileNetV2's 14 MB), so a
-  download or upload takes what MobileNetV2's weights would take on the calibrated
-  link. A median MNIST-1D device then spends about 33 s computing and 37 s
-  communicating per round; without the wire scaling, the 13 kB MLP would make
+  trained that reference model, and ``transfer_cost_ratio: reference`` does the same
+  for the wire: every download and upload takes what MobileNetV2's 14 MB of weights
+  would take on the calibrated link. A median device then spends about 33 s
+  computing and 37 s communicating per round; without it, the 13 kB MLP would make
   communication vanish and leave only the milder compute spread (FedScale charges
   the real model's bytes).
 * Rounds: synchronous with over-commitment 1.3 (FedScale's and Google's default):
   ``ceil(1.3 K)`` clients are picked and the round closes at the ``K``-th arrival;
   stragglers and dropouts are reported to the selector.
-* Population: ``K = 10`` of 1,000 MNIST-1D clients, a population-to-K ratio like
-  FedScale's Oort experiments (100 of 2,600-14,000 clients); digits, with 1,437
-  training samples, only supports 200, a small population in which Oort's early
-  90 % exploration runs out of fast unexplored clients within a few rounds and has
-  to try the slow ones (its rounds 5-9 are slower than random's). Local training is
-  10 SGD steps of batch 20 with momentum 0.9 (FedScale's client optimiser) and lr
-  0.05; FedAvg; an MLP with one hidden layer of 64.
+* Population: ``K = 10`` of 3,000 MNIST-1D clients and of 700 digits clients,
+  population-to-K ratios of 300 and 70, in the range of FedScale's Oort experiments
+  (100 of 2,600-14,000 clients, more for Reddit and StackOverflow). The population
+  matters: Oort's gain is the pool of fast, useful clients it can come back to, and
+  its early 90 % exploration must not run out of fast unexplored ones. The previous
+  version of this benchmark (1,000 MNIST-1D clients levelled to 20 samples, 200
+  digits clients levelled to 7) measured a median speedup of 1.34x, with 1.1-1.2x on
+  digits, where exploration had tried every fast client within a few rounds. Local training is
+  10 SGD steps of batch 20 (or of the client's whole data when smaller) with
+  momentum 0.9 (FedScale's client optimiser) and lr 0.05; FedAvg; an MLP with one
+  hidden layer of 64.
 * Data: two offline datasets, each at two label-skew levels (Dirichlet alpha 1.0 and
-  0.1). Every MNIST-1D client holds at least 20 samples (one batch), so its local
-  work is the same 200 samples and its speed is its device's, as for FedScale's
-  clients; digits (1,437 training samples) gives each of the 200 clients 7 or 8
-  samples (Dirichlet label skew kept, quantities levelled by ``min_samples 7``).
+  0.1), with the quantity skew the Dirichlet split gives (clients topped up to
+  ``min_samples``, never levelled), as natural federated datasets have. MNIST-1D:
+  80,000 generated samples, 64,000 for training, 21 per client on average (p10-p90
+  13-31 samples at alpha 1, 5-51 at alpha 0.1, at least 5). Digits: 1,437 training
+  samples over 700 clients, 1 to a few each: many clients with little data, as in
+  cross-device keyboards. With every MNIST-1D client levelled to 20 samples, Oort's
+  utility is loss alone and, under strong skew (alpha 0.1), chasing the highest-loss
+  clients cost it 3.0 points of final accuracy against random (one full run).
 * Target: per dataset and skew, 95 % of random's plateau (median over seeds of the
   mean of its last five evaluations), rounded down to 0.005. Accuracy is evaluated
   on the central test set every 3 rounds; time-to-accuracy is the virtual time of
@@ -73,7 +80,7 @@ import statistics
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,14 +127,14 @@ class Cell:
 
 
 FULL_CELLS = (
-    Cell("digits", 1.0, num_clients=200, rounds=120, min_samples=7),
-    Cell("digits", 0.1, num_clients=200, rounds=120, min_samples=7),
-    Cell("mnist1d", 1.0, num_clients=1000, rounds=150, min_samples=20, num_samples=25000),
-    Cell("mnist1d", 0.1, num_clients=1000, rounds=150, min_samples=20, num_samples=25000),
+    Cell("digits", 1.0, num_clients=700, rounds=150, min_samples=1),
+    Cell("digits", 0.1, num_clients=700, rounds=150, min_samples=1),
+    Cell("mnist1d", 1.0, num_clients=3000, rounds=200, min_samples=5, num_samples=80000),
+    Cell("mnist1d", 0.1, num_clients=3000, rounds=200, min_samples=5, num_samples=80000),
 )
 QUICK_CELLS = (
-    Cell("digits", 1.0, num_clients=200, rounds=45, min_samples=7),
-    Cell("digits", 0.1, num_clients=200, rounds=45, min_samples=7),
+    Cell("digits", 1.0, num_clients=700, rounds=45, min_samples=1),
+    Cell("digits", 0.1, num_clients=700, rounds=45, min_samples=1),
 )
 
 
@@ -149,7 +156,12 @@ def run_config(cell: Cell, selector: str, seed: int) -> dict[str, Any]:
         "dataset": dataset,
         "model": {"name": "mlp", "hidden": [64]},
         "train": {"local_steps": 10, "batch_size": 20, "lr": 0.05, "momentum": 0.9},
-        "devices": {"source": "generated", "always_available": False, "model_cost_ratio": 1.0},
+        "devices": {
+            "source": "generated",
+            "always_available": False,
+            "model_cost_ratio": 1.0,
+            "transfer_cost_ratio": "reference",
+        },
         "selector": SELECTORS[selector],
         "strategy": {"name": "fedavg"},
         "round": {"mode": "sync", "overcommit": 1.3},
@@ -164,7 +176,7 @@ def _init_worker() -> None:
 
 
 def simulators(cell: Cell, seed: int) -> Iterator[tuple[str, Any]]:
-    """One simulator per selector; all share one dataset (MNIST-1D takes 20 s to make).
+    """One simulator per selector; all share one dataset (MNIST-1D takes ~1 min to make).
 
     Each is the first one built from its config with its own selector, a freshly
     initialised model (same seed, so same weights) and its own recorded config.
@@ -178,31 +190,11 @@ def simulators(cell: Cell, seed: int) -> Iterator[tuple[str, Any]]:
         config = parse_config(run_config(cell, selector, seed))
         if base is None:
             base = Simulator.from_config(config)
-            base.fleet = wire_as_reference(base.fleet, base.model)
         simulator = copy.copy(base)
         simulator.selector = config.selector.build(config.seed)
         simulator.model = build_model(config.model, base.dataset, config.seed)
         simulator.config = config.model_dump(mode="json")
         yield selector, simulator
-
-
-def wire_as_reference(fleet: Any, model: Any) -> Any:
-    """``fleet`` with bandwidths scaled so ``model``'s bytes take as long as MobileNetV2's.
-
-    ``model_cost_ratio 1`` charges compute as if every device trained the traces'
-    reference model; this does the same for the wire: download and upload of the
-    small model take the time the reference model's float32 weights would take on
-    the calibrated bandwidths. Compute and availability are untouched.
-    """
-    from fedsys.core.weights import ModelWeights
-    from fedsys.traces import MOBILENET_V2_PARAMS
-
-    ratio = ModelWeights.from_module(model).num_bytes / (4 * MOBILENET_V2_PARAMS)
-    return replace(
-        fleet,
-        down_bytes_per_s=fleet.down_bytes_per_s * ratio,
-        up_bytes_per_s=fleet.up_bytes_per_s * ratio,
-    )
 
 
 def simulate(cell: Cell, seed: int) -> list[dict[str, Any]]:
@@ -420,10 +412,13 @@ def main() -> None:
         f"final accuracy {statistics.fmean(deltas):+.1f} points on average "
         f"(median {statistics.median(deltas):+.1f})"
     )
-    met = summary["speedup"] >= 1.5 and statistics.fmean(deltas) >= -1.0
+    worst = min(oort, key=lambda row: statistics.fmean(row["delta_points"]))
+    worst_delta = statistics.fmean(worst["delta_points"])
+    met = summary["speedup"] >= 1.5 and worst_delta >= -1.0
     print(
         "issue target (Oort >= 1.5x sooner than random on median, final accuracy within "
-        f"1 point): {'met' if met else 'NOT met'}"
+        f"1 point of random's in every cell; worst {worst['cell']} {worst_delta:+.1f}): "
+        f"{'met' if met else 'NOT met'}"
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {

@@ -1,0 +1,185 @@
+"""gRPC servers and channels as every fedsys runtime opens them: TLS, size limits, keepalive.
+
+The round logic (``deploy/``, ``silo/``) asks for a server or a channel here and never
+sets a gRPC option itself, so limits and security are decided in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from fedsys.wire import tls
+
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""Largest single gRPC message; models and updates above it travel in chunks."""
+
+
+@dataclass(frozen=True)
+class ServerSecurity:
+    """How a server proves itself and whom it lets in at the TLS layer.
+
+    Parameters
+    ----------
+    cert_dir
+        Folder made by ``fedsys certs`` (``server.pem``, ``server.key``, ``ca.pem``);
+        ``None`` means plaintext, which only ``insecure=True`` allows.
+    mutual_tls
+        Also require a client certificate signed by the CA.
+    insecure
+        Explicit opt-out of TLS (tests of the protocol itself, loopback demos).
+    """
+
+    cert_dir: Path | None = None
+    mutual_tls: bool = False
+    insecure: bool = False
+
+    def credentials(self) -> grpc.ServerCredentials | None:
+        """Server credentials, or ``None`` for an explicitly insecure server.
+
+        Raises
+        ------
+        ValueError
+            If neither certificates nor ``insecure`` were given.
+        """
+        if self.cert_dir is not None:
+            return tls.server_credentials(self.cert_dir, self.mutual_tls)
+        if self.insecure:
+            return None
+        raise ValueError(
+            "TLS is on by default: pass a certificate folder made by 'fedsys certs' "
+            "(or opt out explicitly with insecure)"
+        )
+
+
+@dataclass(frozen=True)
+class ChannelSecurity:
+    """How a client checks the server and, for mutual TLS, proves itself.
+
+    Parameters
+    ----------
+    ca_path
+        The CA certificate that signed the server's; ``None`` only with ``insecure``.
+    cert_path, key_path
+        The client's certificate and key, for mutual TLS.
+    server_name
+        Name to check in the server's certificate (default: the host dialled).
+    insecure
+        Explicit plaintext.
+    """
+
+    ca_path: Path | None = None
+    cert_path: Path | None = None
+    key_path: Path | None = None
+    server_name: str | None = None
+    insecure: bool = False
+
+
+def _options(max_message_bytes: int) -> list[tuple[str, int | str]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 10_000),
+        ("grpc.keepalive_timeout_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.http2.min_time_between_pings_ms", 5_000),
+    ]
+
+
+def make_server(
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_concurrent_rpcs: int | None = None,
+) -> grpc.aio.Server:
+    """An asyncio gRPC server with the message limit and keepalive every runtime uses."""
+    options = _options(max_message_bytes)
+    # Servers keep per-stream flow-control windows small and fixed: with many
+    # concurrent uploads, window growth would buffer O(clients x window) bytes.
+    options.append(("grpc.http2.bdp_probe", 0))
+    return grpc.aio.server(
+        interceptors=list(interceptors),
+        options=options,
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
+    )
+
+
+def bind(server: grpc.aio.Server, host: str, port: int, security: ServerSecurity) -> int:
+    """Listen on ``host:port`` (0: any free port) and return the port bound.
+
+    Raises
+    ------
+    OSError
+        If the address cannot be bound.
+    """
+    address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    credentials = security.credentials()
+    if credentials is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, credentials)
+    if bound == 0:
+        raise OSError(f"cannot listen on {address}")
+    return bound
+
+
+def open_channel(
+    address: str,
+    security: ChannelSecurity,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> grpc.aio.Channel:
+    """An asyncio channel to ``address`` (``host:port``) with TLS unless ``insecure``.
+
+    Raises
+    ------
+    ValueError
+        If TLS is on but no CA certificate is given.
+    """
+    options = _options(max_message_bytes)
+    if security.insecure:
+        return grpc.aio.insecure_channel(address, options=options)
+    if security.ca_path is None:
+        raise ValueError(
+            "TLS is on by default: pass the CA certificate (--ca) made by 'fedsys certs', "
+            "or opt out explicitly with --insecure"
+        )
+    if security.server_name:
+        options.append(("grpc.ssl_target_name_override", security.server_name))
+    credentials = tls.channel_credentials(security.ca_path, security.cert_path, security.key_path)
+    return grpc.aio.secure_channel(address, credentials, options=options)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter: attempt n waits ``U(0.5, 1) * min(cap, base * 2**n)``.
+
+    Parameters
+    ----------
+    base_s, cap_s
+        First and largest nominal wait.
+    max_attempts
+        Give up after this many failed attempts (``None``: never).
+    """
+
+    base_s: float = 0.5
+    cap_s: float = 30.0
+    max_attempts: int | None = 20
+
+    def delay_s(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based)."""
+        nominal = min(self.cap_s, self.base_s * 2.0 ** min(attempt, 60))
+        return nominal * rng.uniform(0.5, 1.0)
+
+    def exhausted(self, attempt: int) -> bool:
+        """Whether ``attempt`` failures mean giving up."""
+        return self.max_attempts is not None and attempt >= self.max_attempts
+
+    async def sleep(self, attempt: int, rng: random.Random) -> None:
+        """Wait before retry ``attempt``."""
+        await asyncio.sleep(self.delay_s(attempt, rng))

@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("source")
     convert.add_argument("destination")
     convert.set_defaults(handler=_cmd_traces_convert)
+
+    from fedsys.deploy.cli import add_deploy_commands
+
+    add_deploy_commands(commands)
     return parser
 
 

@@ -18,6 +18,7 @@ from fedsys.aggregation.config import (
     StrategyConfig,
     UpdateValidationConfig,
 )
+from fedsys.config.deploy import DeployConfig
 from fedsys.selection.config import RandomSelectorConfig, SelectorConfig
 
 
@@ -206,6 +207,7 @@ class RunConfig(Settings):
     validation: UpdateValidationConfig = Field(default_factory=UpdateValidationConfig)
     round: RoundConfig = Field(default_factory=SyncRounds)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
 
     @model_validator(mode="after")
     def _enough_clients(self) -> RunConfig:

@@ -38,7 +38,9 @@ def plot_accuracy_vs_time(
 def plot_round_durations(result: RunResult, path: Path) -> None:
     """Histogram of virtual round durations."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist([r.duration_s for r in result.records], bins=30)
+    durations = [r.duration_s for r in result.records]
+    # Identical durations (uniform devices) leave no range to cut into 30 bins.
+    ax.hist(durations, bins=min(30, max(1, len(set(durations)))))
     ax.set_xlabel("round duration (virtual seconds)")
     ax.set_ylabel("rounds")
     fig.tight_layout()

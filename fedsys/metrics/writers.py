@@ -42,3 +42,18 @@ class JsonlRoundWriter:
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     """Write the run summary as pretty JSON, atomically."""
     atomic_write_text(path, json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` atomically (temp file, fsync, rename): the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -80,6 +80,8 @@ def read_token(path: Path) -> str:
         raise FileNotFoundError(f"cannot read token file {path}: {exc.strerror}") from None
     if not token:
         raise ValueError(f"token file {path} is empty")
+    if any(c.isspace() or not c.isprintable() for c in token) or len(token) > 512:
+        raise ValueError(f"token file {path} does not hold one token (one short line expected)")
     return token
 
 
@@ -135,6 +137,11 @@ class TokenStore:
         if found.revoked:
             raise AuthError(f"token of client {found.name!r} is revoked")
         return found.name
+
+    def names(self) -> list[str]:
+        """Every client name in the file, in file order (revoked ones included)."""
+        self._reload()
+        return [entry.name for entry in self._by_digest.values()]
 
     def revoke(self, name: str) -> None:
         """Mark ``name``'s token revoked in the file."""

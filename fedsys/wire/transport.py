@@ -103,6 +103,9 @@ def make_server(
     # Servers keep per-stream flow-control windows small and fixed: with many
     # concurrent uploads, window growth would buffer O(clients x window) bytes.
     options.append(("grpc.http2.bdp_probe", 0))
+    # gRPC enables SO_REUSEPORT by default: a second server on the same port would then
+    # silently share its connections. A port belongs to one server.
+    options.append(("grpc.so_reuseport", 0))
     return grpc.aio.server(
         interceptors=list(interceptors),
         options=options,

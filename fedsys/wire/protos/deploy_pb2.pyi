@@ -8,12 +8,10 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("num_samples", "fedsys_version")
-    NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("fedsys_version",)
     FEDSYS_VERSION_FIELD_NUMBER: _ClassVar[int]
-    num_samples: int
     fedsys_version: str
-    def __init__(self, num_samples: _Optional[int] = ..., fedsys_version: _Optional[str] = ...) -> None: ...
+    def __init__(self, fedsys_version: _Optional[str] = ...) -> None: ...
 
 class RegisterReply(_message.Message):
     __slots__ = ("client_id", "session_id", "run_config_json", "layout")
@@ -28,10 +26,12 @@ class RegisterReply(_message.Message):
     def __init__(self, client_id: _Optional[int] = ..., session_id: _Optional[str] = ..., run_config_json: _Optional[str] = ..., layout: _Optional[_Union[_common_pb2.Layout, _Mapping]] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("session_id",)
+    __slots__ = ("session_id", "num_samples")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
-    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+    num_samples: int
+    def __init__(self, session_id: _Optional[str] = ..., num_samples: _Optional[int] = ...) -> None: ...
 
 class Instruction(_message.Message):
     __slots__ = ("train", "ping", "finish")

@@ -1,0 +1,44 @@
+"""The ``deploy`` section: how a real aggregator listens, whom it admits and how long it waits.
+
+Round shape (sync with over-commitment, or deadline with a minimum participant count)
+comes from the run's ``round`` section, as in the simulator; only what a real network
+adds lives here.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DeployConfig(BaseModel):
+    """Settings of ``fedsys server`` and its clients.
+
+    ``cert_dir`` and ``tokens`` default to ``<output_dir>/pki`` as ``fedsys certs``
+    writes it; ``insecure: true`` turns TLS off (loopback experiments only).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=0, le=65535)
+    cert_dir: str | None = None
+    tokens: str | None = None
+    mutual_tls: bool = False
+    insecure: bool = False
+    wait_for_clients_s: float = Field(120.0, gt=0, description="longest wait for enough clients")
+    min_clients: int | None = Field(
+        None,
+        ge=1,
+        description="fewest idle clients a round starts with (default: K, or "
+        "round.min_participants for deadline rounds)",
+    )
+    settle_s: float = Field(
+        2.0, ge=0, description="after this wait, start with fewer than the over-committed count"
+    )
+    round_timeout_s: float = Field(600.0, gt=0, description="a sync round closes after this")
+    ping_interval_s: float = Field(5.0, gt=0)
+    upload_slots: int = Field(4, ge=1, description="updates received at once (bounds memory)")
+    download_slots: int = Field(16, ge=1, description="model downloads served at once")
+    chunk_bytes: int = Field(256 * 1024, ge=1024, le=2 * 1024 * 1024)
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
+    finish_grace_s: float = Field(3.0, ge=0, description="time for clients to hear 'finish'")

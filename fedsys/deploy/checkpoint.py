@@ -1,0 +1,96 @@
+"""The aggregator's durable state: one atomic file written after every round.
+
+Holds the global weights, strategy and selector state, the next round index, the
+run's elapsed seconds, the round records so far and a hash of the config. A server
+killed at any instant finds either the previous round's file or this round's, never a
+torn one, and ``--resume`` refuses a file written under another config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedsys.config.schema import RunConfig
+from fedsys.core import statefile
+from fedsys.core.weights import ModelWeights
+from fedsys.metrics.writers import atomic_write_bytes
+
+CHECKPOINT_FILE = "checkpoint.npz"
+_VOLATILE_KEYS = ("deploy", "output_dir")
+"""Config keys that may change across a restart (address, certificates, folder)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, or belongs to another config."""
+
+
+def config_hash(config: RunConfig) -> str:
+    """SHA-256 of the config's training-relevant keys (network settings excluded)."""
+    data = config.model_dump(mode="json", exclude=set(_VOLATILE_KEYS))
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ServerCheckpoint:
+    """Everything a resumed server needs to continue as if it had never stopped."""
+
+    config_sha256: str
+    next_round: int
+    elapsed_s: float
+    weights: ModelWeights
+    strategy_state: Any
+    selector_state: Any
+    records: tuple[dict[str, Any], ...]
+
+    def save(self, folder: Path) -> Path:
+        """Write atomically to ``folder/checkpoint.npz``."""
+        payload = {
+            "format": 1,
+            "config_sha256": self.config_sha256,
+            "next_round": self.next_round,
+            "elapsed_s": self.elapsed_s,
+            "weights": self.weights,
+            "strategy_state": self.strategy_state,
+            "selector_state": self.selector_state,
+            "records_json": json.dumps(list(self.records)),
+        }
+        path = folder / CHECKPOINT_FILE
+        atomic_write_bytes(path, statefile.dumps(payload))
+        return path
+
+    @classmethod
+    def load(cls, folder: Path, config: RunConfig) -> ServerCheckpoint:
+        """Read ``folder/checkpoint.npz`` and check it was written under ``config``.
+
+        Raises
+        ------
+        CheckpointError
+            If there is no checkpoint, it is unreadable, or its config hash differs.
+        """
+        path = folder / CHECKPOINT_FILE
+        if not path.is_file():
+            raise CheckpointError(f"no checkpoint to resume in {folder} ({CHECKPOINT_FILE})")
+        try:
+            payload = statefile.loads(path.read_bytes())
+            records = tuple(json.loads(payload["records_json"]))
+            checkpoint = cls(
+                config_sha256=payload["config_sha256"],
+                next_round=int(payload["next_round"]),
+                elapsed_s=float(payload["elapsed_s"]),
+                weights=payload["weights"],
+                strategy_state=payload["strategy_state"],
+                selector_state=payload["selector_state"],
+                records=records,
+            )
+        except (statefile.StateFileError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path} is unreadable: {exc}") from None
+        if checkpoint.config_sha256 != config_hash(config):
+            raise CheckpointError(
+                f"checkpoint {path} was written under another config: resume with the "
+                "config it was started with (only the deploy section and output_dir may change)"
+            )
+        return checkpoint

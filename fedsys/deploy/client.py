@@ -1,0 +1,286 @@
+"""A real participant: dials the aggregator, trains on its own data, uploads its update.
+
+The client initiates every connection (devices sit behind NAT): it registers,
+subscribes to instructions on a server stream, downloads each assigned model version
+in checksummed chunks, trains with the simulator's :class:`~fedsys.core.training.
+LocalTrainer`, encodes with the run's codec (keeping its own error-feedback residual)
+and uploads once the server grants a slot. A lost connection or a server that is not
+up yet is retried with exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import torch
+from pydantic import TypeAdapter
+from torch import nn
+
+from fedsys.aggregation.compression import Compressor
+from fedsys.aggregation.config import CompressorConfig
+from fedsys.core.training import LocalTrainer, TrainConfig, TrainResult
+from fedsys.core.weights import ModelWeights
+from fedsys.wire import auth
+from fedsys.wire.chunks import join_async, sha256_hex, split
+from fedsys.wire.protos import deploy_pb2, deploy_pb2_grpc
+from fedsys.wire.tensors import layout_of, weights_from_bytes
+from fedsys.wire.transport import Backoff, ChannelSecurity, open_channel
+
+_LOGGER = logging.getLogger(__name__)
+_FATAL = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+_VERSION = "0.1.0"
+
+
+class ClientRefusedError(PermissionError):
+    """The server refused this client's identity (unknown or revoked token)."""
+
+
+@dataclass(frozen=True)
+class LocalData:
+    """A client's model and training data, built once the run's config is known."""
+
+    model: nn.Module
+    features: torch.Tensor
+    labels: torch.Tensor
+
+
+DataProvider = Callable[[dict[str, Any]], LocalData]
+"""Builds the client's model and data from the run config sections the server sends."""
+
+
+@dataclass
+class TaskOutcome:
+    """How one assigned task ended, as the client saw it (for logs and tests)."""
+
+    round_idx: int
+    accepted: bool
+    reason: str
+    train_s: float
+
+
+class DeployClient:
+    """One participant process (or one of many lightweight ones in a benchmark).
+
+    Parameters
+    ----------
+    address
+        ``host:port`` of the aggregator.
+    token
+        This client's bearer token.
+    security
+        TLS settings (CA, and certificate for mutual TLS).
+    data
+        Builds the model and local data from the run config the server sends.
+    backoff
+        Reconnection policy.
+    seed
+        Seeds only the backoff jitter (never a secret).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        security: ChannelSecurity,
+        data: DataProvider,
+        backoff: Backoff | None = None,
+        max_message_bytes: int = 4 * 1024 * 1024,
+        seed: int | None = None,
+    ) -> None:
+        self.address = address
+        self.token = token
+        self.security = security
+        self.data = data
+        self.backoff = backoff if backoff is not None else Backoff()
+        self.max_message_bytes = max_message_bytes
+        self.seed = seed
+        self.outcomes: list[TaskOutcome] = []
+        self.local_: LocalData | None = None
+        self.client_id_: int | None = None
+        self._residual: torch.Tensor | None = None
+        self._metadata = auth.bearer_metadata(token)
+
+    async def run(self) -> str:
+        """Take part until the server says the run is over; return its reason.
+
+        Raises
+        ------
+        ClientRefusedError
+            If the server does not accept this client's token.
+        ConnectionError
+            If the server stays unreachable past the backoff's attempts.
+        """
+        rng = random.Random(self.seed)
+        attempt = 0
+        while True:
+            try:
+                async with open_channel(
+                    self.address, self.security, self.max_message_bytes
+                ) as channel:
+                    stub = deploy_pb2_grpc.AggregatorStub(channel)
+                    reply = await stub.Register(
+                        deploy_pb2.RegisterRequest(fedsys_version=_VERSION),
+                        metadata=self._metadata,
+                        timeout=30,
+                    )
+                    attempt = 0
+                    self._prepare(reply)
+                    return await self._session(stub, reply.session_id)
+            except grpc.aio.AioRpcError as error:
+                if error.code() in _FATAL:
+                    raise ClientRefusedError(
+                        f"server refused this client: {error.details()}"
+                    ) from None
+                reason = f"{error.code().name}: {error.details()}"
+            except ConnectionError as error:
+                reason = str(error)
+            if self.backoff.exhausted(attempt):
+                raise ConnectionError(
+                    f"gave up on {self.address} after {attempt} attempts ({reason})"
+                )
+            delay = self.backoff.delay_s(attempt, rng)
+            _LOGGER.info("reconnecting", extra={"in_s": round(delay, 2), "reason": reason})
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    def _prepare(self, reply: deploy_pb2.RegisterReply) -> None:
+        """Build the model and data on first registration; check the model's layout."""
+        self.client_id_ = reply.client_id
+        if self.local_ is None:
+            self.local_ = self.data(json.loads(reply.run_config_json))
+        ours = layout_of(ModelWeights.from_module(self.local_.model))
+        if ours != reply.layout:
+            raise ClientRefusedError(
+                "this client's model does not match the server's (tensor names or shapes differ)"
+            )
+
+    async def _session(self, stub: deploy_pb2_grpc.AggregatorStub, session_id: str) -> str:
+        assert self.local_ is not None
+        request = deploy_pb2.SubscribeRequest(
+            session_id=session_id, num_samples=int(self.local_.labels.shape[0])
+        )
+        tasks: asyncio.Queue[deploy_pb2.TrainTask] = asyncio.Queue()
+        worker = asyncio.create_task(self._work(stub, tasks))
+        try:
+            stream = stub.Subscribe(request, metadata=self._metadata)
+            async for instruction in stream:
+                if worker.done():
+                    worker.result()  # surface a crash of the worker
+                if instruction.HasField("train"):
+                    tasks.put_nowait(instruction.train)
+                elif instruction.HasField("finish"):
+                    return instruction.finish.reason
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+        raise ConnectionError("the server closed the instruction stream")
+
+    async def _work(
+        self, stub: deploy_pb2_grpc.AggregatorStub, tasks: asyncio.Queue[deploy_pb2.TrainTask]
+    ) -> None:
+        while True:
+            task = await tasks.get()
+            try:
+                outcome = await self.perform(stub, task)
+            except grpc.aio.AioRpcError as error:
+                _LOGGER.warning(
+                    "task failed", extra={"round": task.round_idx, "error": error.details()}
+                )
+                continue
+            self.outcomes.append(outcome)
+            level = logging.INFO if outcome.accepted else logging.WARNING
+            _LOGGER.log(
+                level,
+                "update accepted" if outcome.accepted else "update refused",
+                extra={"round": task.round_idx, "reason": outcome.reason},
+            )
+
+    async def perform(
+        self, stub: deploy_pb2_grpc.AggregatorStub, task: deploy_pb2.TrainTask
+    ) -> TaskOutcome:
+        """Download, train, encode and upload for one task."""
+        assert self.local_ is not None
+        started = time.monotonic()
+        weights = await self.download(stub, task)
+        download_s = time.monotonic() - started
+        config = TrainConfig(**json.loads(task.train_config_json))
+        local = self.local_
+        train_start = time.monotonic()
+        result: TrainResult = await asyncio.to_thread(
+            LocalTrainer(config).train,
+            local.model,
+            weights,
+            local.features,
+            local.labels,
+            int(task.seed),
+        )
+        train_s = time.monotonic() - train_start
+        compressor = build_compressor(task.codec_json)
+        encoded, self._residual = compressor.encode(result.delta, self._residual, int(task.seed))
+        header = deploy_pb2.UpdateHeader(
+            task_id=task.task_id,
+            round_idx=task.round_idx,
+            model_version=task.model_version,
+            num_samples=result.num_samples,
+            mean_loss=result.loss.mean_loss,
+            sum_sq_loss=result.loss.sum_sq_loss,
+            samples_seen=result.loss.samples_seen,
+            train_s=train_s,
+            download_s=download_s,
+            codec=encoded.codec,
+            payload_bytes=[len(p) for p in encoded.payloads],
+        )
+        accepted, reason = await self.upload(stub, header, b"".join(encoded.payloads))
+        return TaskOutcome(task.round_idx, accepted, reason, train_s)
+
+    async def download(
+        self, stub: deploy_pb2_grpc.AggregatorStub, task: deploy_pb2.TrainTask
+    ) -> ModelWeights:
+        """The task's model version, reassembled and checked against its checksum."""
+        assert self.local_ is not None
+        stream = stub.GetModel(
+            deploy_pb2.ModelRequest(model_version=task.model_version),
+            metadata=self._metadata,
+            timeout=300,
+        )
+        data = await join_async(stream, max_bytes=int(task.model_bytes))
+        if sha256_hex(data) != task.model_sha256:
+            raise ConnectionError("downloaded model does not match the assigned checksum")
+        layout = layout_of(ModelWeights.from_module(self.local_.model))
+        return weights_from_bytes(data, layout)
+
+    async def upload(
+        self, stub: deploy_pb2_grpc.AggregatorStub, header: deploy_pb2.UpdateHeader, payload: bytes
+    ) -> tuple[bool, str]:
+        """Send the header, wait for a grant, stream the chunks; the server's verdict."""
+        header.sha256 = sha256_hex(payload)
+        call = stub.Upload(metadata=self._metadata, timeout=600)
+        await call.write(deploy_pb2.UploadMessage(header=header))
+        reply = await call.read()
+        if reply is grpc.aio.EOF:
+            return False, "server closed the upload"
+        if reply.HasField("verdict"):
+            await call.done_writing()
+            return reply.verdict.accepted, reply.verdict.reason
+        checksum = header.sha256
+        for chunk in split(payload, int(reply.grant.max_chunk_bytes), checksum):
+            await call.write(deploy_pb2.UploadMessage(chunk=chunk))
+        await call.done_writing()
+        reply = await call.read()
+        if reply is grpc.aio.EOF or not reply.HasField("verdict"):
+            return False, "server closed the upload without a verdict"
+        return reply.verdict.accepted, reply.verdict.reason
+
+
+def build_compressor(codec_json: str) -> Compressor:
+    """The run's codec from its JSON settings (validated like a config section)."""
+    config = TypeAdapter(CompressorConfig).validate_python(json.loads(codec_json))
+    return config.build()

@@ -1,0 +1,157 @@
+"""Bookkeeping of one live round: who was asked, who answered, who vanished.
+
+The round loop opens a :class:`LiveRound`, the service reports arrivals, refusals and
+disconnects into it, and the loop waits on :meth:`LiveRound.wait` until the round's
+closing rule is met (K arrivals, a deadline, or nobody left to wait for).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from fedsys.core.update import ClientId, ClientReport, LossStats
+from fedsys.deploy.feed import StreamingAggregation
+from fedsys.deploy.registry import Assignment
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What the selector and the record need of an accepted update (not the update itself)."""
+
+    client_id: ClientId
+    duration_s: float
+    num_samples: int
+    loss: LossStats | None
+    upload_bytes: int
+
+
+@dataclass
+class LiveRound:
+    """One round between selection and aggregation.
+
+    Parameters
+    ----------
+    round_idx, model_version
+        Which round, and the model version its tasks train from.
+    target
+        Accepted updates that close the round early (K in sync rounds; ``None``:
+        only the deadline or the last answer closes it).
+    feed
+        The strategy consuming accepted updates as they arrive.
+    """
+
+    round_idx: int
+    model_version: int
+    target: int | None
+    feed: StreamingAggregation
+    started: float = field(default_factory=time.monotonic)
+    assignments: dict[ClientId, Assignment] = field(default_factory=dict)
+    sizes: dict[ClientId, int] = field(default_factory=dict)
+    arrivals: list[Arrival] = field(default_factory=list)
+    rejected: list[tuple[ClientId, str]] = field(default_factory=list)
+    failed: set[ClientId] = field(default_factory=set)
+    dropped: dict[ClientId, float] = field(default_factory=dict)
+    late: set[ClientId] = field(default_factory=set)
+    closed: bool = False
+    bytes_down: int = 0
+    feed_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def elapsed_s(self) -> float:
+        """Seconds since the round's tasks went out."""
+        return time.monotonic() - self.started
+
+    @property
+    def answered(self) -> set[ClientId]:
+        """Clients whose task ended: accepted, refused or gone."""
+        done = {a.client_id for a in self.arrivals} | set(self.dropped)
+        return done | self.failed
+
+    @property
+    def pending(self) -> set[ClientId]:
+        """Assigned clients still training or uploading."""
+        return set(self.assignments) - self.answered
+
+    def satisfied(self) -> bool:
+        """Whether the closing rule (other than the clock) is met."""
+        if self.target is not None and len(self.arrivals) >= self.target:
+            return True
+        return bool(self.assignments) and not self.pending
+
+    def notify(self) -> None:
+        """Wake the round loop to re-check the closing rule."""
+        self._changed.set()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Wait until the round is satisfied or ``timeout_s`` seconds have passed."""
+        deadline = time.monotonic() + timeout_s
+        while not self.satisfied():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def drop(self, client_id: ClientId) -> None:
+        """The client disconnected before its update arrived."""
+        if client_id in self.pending and not self.closed:
+            self.dropped[client_id] = self.elapsed_s()
+            self.notify()
+
+    def refuse(self, client_id: ClientId, reason: str, *, ends_task: bool) -> None:
+        """Record a refused update (validation, checksum, replay) for the round's record.
+
+        ``ends_task``: the refused upload was this round's task of the client, which
+        therefore has answered (a replay of an old task leaves the current one pending).
+        """
+        self.rejected.append((client_id, reason))
+        if ends_task and client_id in self.assignments:
+            self.failed.add(client_id)
+        self.notify()
+
+    def is_open_for(self, round_idx: int) -> bool:
+        """Whether an update of ``round_idx``'s task can still count.
+
+        A sync round is full at its K-th arrival even before the loop closes it.
+        """
+        full = self.target is not None and len(self.arrivals) >= self.target
+        return not self.closed and not full and round_idx == self.round_idx
+
+    def reports(self) -> list[ClientReport]:
+        """What the selector learns: completed for accepted updates, not completed otherwise.
+
+        Clients that did not finish report the time they were given (a lower bound
+        of their duration), as the simulator reports stragglers and dropouts.
+        """
+        reports = [
+            ClientReport(
+                client_id=a.client_id,
+                round_idx=self.round_idx,
+                duration_s=a.duration_s,
+                num_samples=a.num_samples,
+                completed=True,
+                loss=a.loss,
+            )
+            for a in self.arrivals
+        ]
+        accepted = {a.client_id for a in self.arrivals}
+        elapsed = self.elapsed_s()
+        for client in self.assignments:
+            if client in accepted:
+                continue
+            duration = self.dropped.get(client, elapsed)
+            reports.append(
+                ClientReport(
+                    client_id=client,
+                    round_idx=self.round_idx,
+                    duration_s=duration,
+                    num_samples=self.sizes.get(client, 0),
+                    completed=False,
+                )
+            )
+        return reports

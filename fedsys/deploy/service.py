@@ -1,0 +1,274 @@
+"""The aggregator's gRPC face: register, subscribe, download, upload, status.
+
+Handlers check and translate; round logic lives in :class:`~fedsys.deploy.server.
+AggregatorServer`. Every call was authenticated by the token interceptor before it
+gets here; every refusal names its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import grpc
+
+from fedsys.aggregation.compression import EncodedUpdate
+from fedsys.core.update import ClientUpdate, LossStats
+from fedsys.deploy.registry import Session, UnknownClientError
+from fedsys.wire import auth
+from fedsys.wire.chunks import PayloadError, Reassembler, split
+from fedsys.wire.protos import deploy_pb2, deploy_pb2_grpc
+from fedsys.wire.tensors import layout_of
+
+if TYPE_CHECKING:
+    from fedsys.deploy.server import AggregatorServer
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class UpdateRefusedError(ValueError):
+    """An upload that will not be aggregated, with the reason sent back to the client."""
+
+
+class LateUpdateError(UpdateRefusedError):
+    """A valid upload that arrived after its round closed (a straggler), not a rejection."""
+
+
+def straggler_reason(round_idx: int) -> str:
+    """What a straggler is told."""
+    return f"round {round_idx} closed before the update arrived (straggler)"
+
+
+class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
+    """gRPC servicer bound to one :class:`AggregatorServer`."""
+
+    def __init__(self, server: AggregatorServer) -> None:
+        self.server = server
+
+    # ------------------------------------------------------------------ helpers
+    def _name(self, context: grpc.aio.ServicerContext) -> str:
+        return auth.caller_name(self.server.tokens, context)
+
+    # ------------------------------------------------------------------ register
+    async def Register(  # noqa: N802
+        self, request: deploy_pb2.RegisterRequest, context: grpc.aio.ServicerContext
+    ) -> deploy_pb2.RegisterReply:
+        name = self._name(context)
+        try:
+            session = self.server.registry.connect(name)
+        except UnknownClientError as exc:
+            _LOGGER.warning("refused registration: %s", exc, extra={"client": name})
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        _LOGGER.info("client registered", extra={"client": name, "client_id": session.client_id})
+        return deploy_pb2.RegisterReply(
+            client_id=session.client_id,
+            session_id=session.session_id,
+            run_config_json=self.server.client_config_json(),
+            layout=layout_of(self.server.weights),
+        )
+
+    # ------------------------------------------------------------------ subscribe
+    async def Subscribe(  # noqa: N802
+        self, request: deploy_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[deploy_pb2.Instruction]:
+        name = self._name(context)
+        try:
+            session = self.server.registry.session(name, request.session_id)
+        except UnknownClientError as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"{exc}: register again")
+        if request.num_samples < 1:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "num_samples must be >= 1")
+        session.num_samples = int(request.num_samples)
+        session.subscribed = True
+        self.server.registry.changed.set()
+        ping_s = self.server.settings.ping_interval_s
+        try:
+            while not session.closed:
+                try:
+                    instruction = await asyncio.wait_for(session.outbox.get(), ping_s)
+                except TimeoutError:
+                    instruction = deploy_pb2.Instruction(
+                        ping=deploy_pb2.Ping(server_time_s=self.server.now_s())
+                    )
+                session.last_seen = time.monotonic()
+                yield instruction
+                if instruction.HasField("finish"):
+                    return
+        finally:
+            if self.server.registry.disconnect(session.session_id) is not None:
+                _LOGGER.info("client disconnected", extra={"client": name})
+
+    # ------------------------------------------------------------------ model
+    async def GetModel(  # noqa: N802
+        self, request: deploy_pb2.ModelRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[deploy_pb2.Chunk]:
+        self._name(context)
+        model = self.server.model_blob
+        if request.model_version != model.version:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"model version {request.model_version} is gone; current is {model.version}",
+            )
+        async with self.server.download_slots:
+            for chunk in split(model.data, self.server.settings.chunk_bytes, model.sha256):
+                yield chunk
+        live = self.server.live_round
+        if live is not None and live.model_version == model.version:
+            live.bytes_down += len(model.data)
+
+    # ------------------------------------------------------------------ upload
+    async def Upload(  # noqa: N802
+        self,
+        request_iterator: AsyncIterator[deploy_pb2.UploadMessage],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[deploy_pb2.UploadReply]:
+        name = self._name(context)
+        client_id = self.server.registry.client_id(name)
+        messages = aiter(request_iterator)
+        first = await anext(messages, None)
+        if first is None or not first.HasField("header"):
+            yield _verdict(False, "an upload must start with its header")
+            return
+        header = first.header
+        try:
+            session = self._assigned_session(name, header)
+        except UpdateRefusedError as exc:
+            self._record_refusal(client_id, str(exc), ends_task=False)
+            yield _verdict(False, str(exc))
+            return
+        assignment = session.assignment
+        assert assignment is not None
+        live = self.server.live_round
+        if live is None or not live.is_open_for(assignment.round_idx):
+            self.server.registry.release(client_id, assignment.task_id)
+            yield _verdict(False, straggler_reason(assignment.round_idx))
+            return
+        try:
+            self._check_header(header)
+            async with self.server.upload_slots:
+                yield deploy_pb2.UploadReply(
+                    grant=deploy_pb2.Grant(max_chunk_bytes=self.server.settings.chunk_bytes)
+                )
+                payload = await self._receive(messages, header)
+            update = self._decode(client_id, header, payload, assignment.assigned_at)
+            problem = self.server.validator.problem(update, self.server.weights)
+            if problem is not None:
+                raise UpdateRefusedError(f"invalid update: {problem}")
+            await self.server.accept(live, update, assignment)
+        except LateUpdateError as exc:
+            self.server.registry.release(client_id, assignment.task_id)
+            yield _verdict(False, str(exc))
+            return
+        except (UpdateRefusedError, PayloadError) as exc:
+            self._record_refusal(client_id, str(exc), ends_task=True)
+            self.server.registry.release(client_id, assignment.task_id)
+            yield _verdict(False, str(exc))
+            return
+        self.server.registry.release(client_id, assignment.task_id)
+        yield _verdict(True, "")
+
+    def _assigned_session(self, name: str, header: deploy_pb2.UpdateHeader) -> Session:
+        client_id = self.server.registry.client_id(name)
+        session = self.server.registry.sessions.get(client_id)
+        assignment = None if session is None else session.assignment
+        if session is None or assignment is None or assignment.task_id != header.task_id:
+            raise UpdateRefusedError(
+                f"update for task {header.task_id[:8] or '-'} of round {header.round_idx} was "
+                "not assigned to this client (replayed, stale or never assigned)"
+            )
+        if (header.round_idx, header.model_version) != (
+            assignment.round_idx,
+            assignment.model_version,
+        ):
+            raise UpdateRefusedError(
+                f"update claims round {header.round_idx} / model {header.model_version}, "
+                f"the task was round {assignment.round_idx} / model {assignment.model_version}"
+            )
+        return session
+
+    def _check_header(self, header: deploy_pb2.UpdateHeader) -> None:
+        server = self.server
+        if header.codec != server.compressor.codec:
+            raise UpdateRefusedError(
+                f"codec {header.codec!r}, the run uses {server.compressor.codec!r}"
+            )
+        declared = sum(int(n) for n in header.payload_bytes)
+        if declared != server.update_bytes:
+            raise UpdateRefusedError(
+                f"update declares {declared} bytes, an update of this model is "
+                f"{server.update_bytes} bytes"
+            )
+        if header.num_samples < 1:
+            raise UpdateRefusedError("num_samples must be >= 1")
+        values = (header.mean_loss, header.sum_sq_loss, header.train_s)
+        if not all(math.isfinite(v) for v in values):
+            raise UpdateRefusedError("reported loss or time is not finite")
+
+    async def _receive(
+        self, messages: AsyncIterator[deploy_pb2.UploadMessage], header: deploy_pb2.UpdateHeader
+    ) -> bytes:
+        assembler = Reassembler(
+            max_bytes=self.server.update_bytes,
+            expected_bytes=self.server.update_bytes,
+            expected_sha256=header.sha256,
+        )
+        timeout = self.server.settings.round_timeout_s
+        while not assembler.complete:
+            message = await asyncio.wait_for(anext(messages, None), timeout)
+            if message is None:
+                break
+            if not message.HasField("chunk"):
+                raise UpdateRefusedError("expected update chunks after the grant")
+            assembler.add(message.chunk)
+        return assembler.result()
+
+    def _decode(
+        self, client_id: int, header: deploy_pb2.UpdateHeader, payload: bytes, assigned_at: float
+    ) -> ClientUpdate:
+        sizes = [int(n) for n in header.payload_bytes]
+        parts, offset = [], 0
+        for size in sizes:
+            parts.append(payload[offset : offset + size])
+            offset += size
+        encoded = EncodedUpdate(codec=header.codec, payloads=tuple(parts))
+        try:
+            delta = self.server.compressor.decode(encoded, like=self.server.weights)
+        except (ValueError, RuntimeError) as exc:
+            raise UpdateRefusedError(f"malformed update: {exc}") from None
+        loss = LossStats(
+            mean_loss=header.mean_loss,
+            sum_sq_loss=header.sum_sq_loss,
+            samples_seen=int(header.samples_seen),
+        )
+        return ClientUpdate(
+            client_id=client_id,
+            delta=delta,
+            num_samples=int(header.num_samples),
+            duration_s=time.monotonic() - assigned_at,
+            loss=loss,
+            round_idx=int(header.model_version),
+            upload_bytes=len(payload),
+        )
+
+    def _record_refusal(self, client_id: int, reason: str, *, ends_task: bool) -> None:
+        _LOGGER.warning("refused update", extra={"client_id": client_id, "reason": reason})
+        current = self.server.live_round
+        if current is not None:
+            current.refuse(client_id, reason, ends_task=ends_task)
+
+    # ------------------------------------------------------------------ status
+    async def Status(  # noqa: N802
+        self, request: deploy_pb2.StatusRequest, context: grpc.aio.ServicerContext
+    ) -> deploy_pb2.StatusReply:
+        self._name(context)
+        return self.server.status()
+
+
+def _verdict(accepted: bool, reason: str) -> deploy_pb2.UploadReply:
+    return deploy_pb2.UploadReply(
+        verdict=deploy_pb2.UpdateVerdict(accepted=accepted, reason=reason)
+    )

@@ -37,7 +37,7 @@ class DeployConfig(BaseModel):
     )
     round_timeout_s: float = Field(600.0, gt=0, description="a sync round closes after this")
     ping_interval_s: float = Field(5.0, gt=0)
-    upload_slots: int = Field(4, ge=1, description="updates received at once (bounds memory)")
+    upload_slots: int = Field(2, ge=1, description="updates received at once (bounds memory)")
     download_slots: int = Field(16, ge=1, description="model downloads served at once")
     chunk_bytes: int = Field(256 * 1024, ge=1024, le=2 * 1024 * 1024)
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)

@@ -192,7 +192,11 @@ class DeployClient:
                 outcome = await self.perform(stub, task)
             except grpc.aio.AioRpcError as error:
                 _LOGGER.warning(
-                    "task failed", extra={"round": task.round_idx, "error": error.details()}
+                    "task failed",
+                    extra={
+                        "round": task.round_idx,
+                        "error": f"{error.code().name}: {error.details()}",
+                    },
                 )
                 continue
             self.outcomes.append(outcome)

@@ -27,12 +27,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(row, default=str)
 
 
-def setup_logging(log_file: Path | None = None, level: int = logging.INFO) -> None:
-    """Send fedsys's logs as JSON lines to stderr and, if given, to ``log_file``."""
+def setup_logging(
+    log_file: Path | None = None, level: int = logging.INFO, to_stderr: bool = True
+) -> None:
+    """Send fedsys's logs as JSON lines to stderr (unless not ``to_stderr``) and ``log_file``."""
     root = logging.getLogger("fedsys")
     root.setLevel(level)
     root.handlers.clear()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)] if to_stderr else []
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file))

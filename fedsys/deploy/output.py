@@ -44,9 +44,10 @@ class DeployWriter:
         """Append one finished round."""
         self.rounds.write(record)
 
-    def finish(self, result: RunResult) -> dict:
-        """Summary and plots; returns the summary."""
+    def finish(self, result: RunResult, extra: dict | None = None) -> dict:
+        """Summary (plus ``extra`` figures) and plots; returns the summary."""
         summary = result.summary(self.config.target_accuracy)
+        summary.update(extra or {})
         summary["runtime"] = "deploy"
         summary["time_unit"] = "wall seconds"
         write_summary(self.output_dir / "summary.json", summary)

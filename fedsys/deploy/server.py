@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import resource
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from fedsys.core.update import ClientUpdate
 from fedsys.core.weights import ModelWeights
 from fedsys.deploy.checkpoint import ServerCheckpoint, config_hash
 from fedsys.deploy.feed import StreamingAggregation
+from fedsys.deploy.memory import peak_rss_bytes, release_large_buffers
 from fedsys.deploy.output import DeployWriter
 from fedsys.deploy.registry import Assignment, ClientRegistry, Session
 from fedsys.deploy.round_state import Arrival, LiveRound
@@ -177,6 +177,7 @@ class AggregatorServer:
         DeployError
             If not enough clients connect in time.
         """
+        release_large_buffers()
         self._prepare()
         server = make_server(
             [auth.TokenAuthInterceptor(self.tokens)],
@@ -189,8 +190,15 @@ class AggregatorServer:
         writer.start(self.records)
         if port_file is not None:
             writer.write_port(port_file, self.port)
-        _LOGGER.info("aggregator listening", extra={"port": self.port, "round": self.next_round})
         self.baseline_rss_bytes = peak_rss_bytes()
+        _LOGGER.info(
+            "aggregator listening",
+            extra={
+                "port": self.port,
+                "round": self.next_round,
+                "baseline_rss_mb": round(self.baseline_rss_bytes / 2**20, 1),
+            },
+        )
         try:
             for round_idx in range(self.next_round, self.config.rounds):
                 record = await self._run_round(round_idx)
@@ -200,7 +208,14 @@ class AggregatorServer:
                 writer.write_round(record)
             self.phase = "finished"
             result = RunResult(tuple(self.records), self.config.model_dump(mode="json"))
-            writer.finish(result)
+            writer.finish(
+                result,
+                {
+                    "server_baseline_rss_bytes": self.baseline_rss_bytes,
+                    "server_peak_rss_bytes": peak_rss_bytes(),
+                    "model_bytes": self.weights.num_bytes,
+                },
+            )
             self.registry.broadcast(
                 deploy_pb2.Instruction(finish=deploy_pb2.Finish(reason="training complete"))
             )
@@ -298,7 +313,9 @@ class AggregatorServer:
         chosen, self.selector_state = self.parts.selector.select(
             self.selector_state, round_idx, available, select, self.now_s()
         )
-        feed = StreamingAggregation(self.parts.strategy, self.weights, self.strategy_state)
+        feed = StreamingAggregation(
+            self.parts.strategy, self.weights, self.strategy_state, queue_size=1
+        )
         live = LiveRound(round_idx, self.model_blob.version, target, feed)
         self.live_round = live
         task = self._task_template(round_idx)
@@ -442,7 +459,12 @@ class AggregatorServer:
         end_s = self.now_s()
         _LOGGER.info(
             "round finished",
-            extra={"round": round_idx, "participants": len(arrived), "accuracy": accuracy},
+            extra={
+                "round": round_idx,
+                "participants": len(arrived),
+                "accuracy": accuracy,
+                "peak_rss_mb": round(peak_rss_bytes() / 2**20, 1),
+            },
         )
         return RoundRecord(
             round_idx=round_idx,
@@ -477,11 +499,6 @@ def update_size(compressor: Compressor, weights: ModelWeights) -> int:
 def client_names(tokens: auth.TokenStore) -> list[str]:
     """Client names in the token file's order (their ids)."""
     return tokens.names()
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory so far."""
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 _RECORD_FIELDS = {

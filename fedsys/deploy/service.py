@@ -210,7 +210,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
 
     async def _receive(
         self, messages: AsyncIterator[deploy_pb2.UploadMessage], header: deploy_pb2.UpdateHeader
-    ) -> bytes:
+    ) -> bytearray:
         assembler = Reassembler(
             max_bytes=self.server.update_bytes,
             expected_bytes=self.server.update_bytes,
@@ -227,12 +227,17 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         return assembler.result()
 
     def _decode(
-        self, client_id: int, header: deploy_pb2.UpdateHeader, payload: bytes, assigned_at: float
+        self,
+        client_id: int,
+        header: deploy_pb2.UpdateHeader,
+        payload: bytearray,
+        assigned_at: float,
     ) -> ClientUpdate:
         sizes = [int(n) for n in header.payload_bytes]
+        view = memoryview(payload)  # slices of the receive buffer, not copies
         parts, offset = [], 0
         for size in sizes:
-            parts.append(payload[offset : offset + size])
+            parts.append(view[offset : offset + size])
             offset += size
         encoded = EncodedUpdate(codec=header.codec, payloads=tuple(parts))
         try:

@@ -112,8 +112,8 @@ class Reassembler:
         """Whether every announced byte has arrived."""
         return self._buffer is not None and self._received == self._total
 
-    def result(self) -> bytes:
-        """The verified payload.
+    def result(self) -> bytearray:
+        """The verified payload (the receive buffer itself: no copy of a large payload).
 
         Raises
         ------
@@ -124,14 +124,14 @@ class Reassembler:
             raise PayloadError("no chunk received")
         if not self.complete:
             raise PayloadError(f"payload truncated: {self._received} of {self._total} bytes")
-        data = bytes(self._buffer)
+        data = self._buffer
         self._buffer = None
         if sha256_hex(data) != self._sha256:
             raise PayloadError("payload checksum mismatch: corrupted in transit")
         return data
 
 
-def join(chunks: Iterable[common_pb2.Chunk], max_bytes: int) -> bytes:
+def join(chunks: Iterable[common_pb2.Chunk], max_bytes: int) -> bytearray:
     """Reassemble and verify a payload from all its chunks."""
     assembler = Reassembler(max_bytes)
     for chunk in chunks:
@@ -139,7 +139,7 @@ def join(chunks: Iterable[common_pb2.Chunk], max_bytes: int) -> bytes:
     return assembler.result()
 
 
-async def join_async(chunks: AsyncIterator[common_pb2.Chunk], max_bytes: int) -> bytes:
+async def join_async(chunks: AsyncIterator[common_pb2.Chunk], max_bytes: int) -> bytearray:
     """:func:`join` for a gRPC response stream."""
     assembler = Reassembler(max_bytes)
     async for chunk in chunks:

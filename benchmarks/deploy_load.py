@@ -1,0 +1,247 @@
+"""Load on a real aggregator: hundreds of concurrent lightweight clients on loopback.
+
+A real ``fedsys server`` process (TLS, per-client tokens, streaming FedAvg) serves a
+1M-parameter MLP to N lightweight clients run as asyncio tasks in a few worker
+processes; each client has its own TLS channel and token, really downloads every
+model version in checksummed chunks and uploads a full float32 update, but skips
+local training (it sends a small fixed delta), so the load is the server's own:
+connections, transfers, validation and aggregation.
+
+Reported per N: rounds per minute, p50/p99 of the time from the start of an upload
+(header sent) to the server's verdict, and the server's peak resident memory above
+its idle baseline (measured by the server after imports and the model are loaded,
+before any client connects). ``ratio:`` = that growth at the largest N / model bytes.
+
+Run: ``python benchmarks/deploy_load.py [--clients 100 250 500] [--rounds 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+RESULTS = Path(__file__).parent / "results"
+HIDDEN = [1024, 960]  # digits MLP 64-1024-960-10: 1,059,274 parameters
+
+
+def server_config(clients: int, rounds: int, output_dir: Path, pki: Path) -> dict:
+    return {
+        "seed": 0,
+        "rounds": rounds,
+        "clients_per_round": clients,
+        "target_accuracy": None,
+        "output_dir": str(output_dir),
+        "dataset": {"name": "digits", "num_clients": clients, "partition": {"kind": "iid"}},
+        "model": {"name": "mlp", "hidden": HIDDEN},
+        "round": {"mode": "sync", "overcommit": 1.0},
+        "eval": {"every": 1000},
+        "deploy": {
+            "cert_dir": str(pki),
+            "wait_for_clients_s": 600,
+            "settle_s": 5.0,
+            "round_timeout_s": 900,
+            "ping_interval_s": 10.0,
+            "finish_grace_s": 2.0,
+        },
+    }
+
+
+def run_clients(port: int, pki: str, names: list[str], out_file: str) -> None:
+    """Worker process: one asyncio task per client; latencies to ``out_file``."""
+    import torch
+    from torch import nn
+
+    from fedsys.deploy.client import DeployClient, LocalData, TaskOutcome
+    from fedsys.deploy.logs import setup_logging
+    from fedsys.wire import auth
+    from fedsys.wire.protos import deploy_pb2
+    from fedsys.wire.transport import Backoff, ChannelSecurity
+
+    latencies: list[float] = []
+    setup_logging(Path(out_file).with_suffix(".log"), to_stderr=False)
+
+    class LightClient(DeployClient):
+        """Downloads and uploads for real; a fixed small delta instead of training."""
+
+        async def perform(self, stub, task):
+            weights = await self.download(stub, task)
+            payload = (weights.flat * 0 + 1e-4).numpy().astype("<f4").tobytes()
+            header = deploy_pb2.UpdateHeader(
+                task_id=task.task_id,
+                round_idx=task.round_idx,
+                model_version=task.model_version,
+                num_samples=10,
+                mean_loss=1.0,
+                sum_sq_loss=10.0,
+                samples_seen=10,
+                codec="none",
+                payload_bytes=[len(payload)],
+            )
+            sent = time.perf_counter()
+            accepted, reason = await self.upload(stub, header, payload)
+            latencies.append(time.perf_counter() - sent)
+            return TaskOutcome(task.round_idx, accepted, reason, 0.0)
+
+    def provider(run: dict) -> LocalData:  # a model shaped like the server's
+        layers = [nn.Flatten(), nn.Linear(64, HIDDEN[0]), nn.ReLU()]
+        layers += [nn.Linear(HIDDEN[0], HIDDEN[1]), nn.ReLU(), nn.Linear(HIDDEN[1], 10)]
+        return LocalData(nn.Sequential(*layers), torch.zeros(10, 64), torch.zeros(10).long())
+
+    async def main() -> None:
+        security = ChannelSecurity(ca_path=Path(pki) / "ca.pem")
+        clients = [
+            LightClient(
+                f"127.0.0.1:{port}",
+                auth.read_token(Path(pki) / "clients" / f"{name}.token"),
+                security,
+                provider,
+                backoff=Backoff(base_s=0.5, cap_s=5.0, max_attempts=30),
+            )
+            for name in names
+        ]
+        await asyncio.gather(*(c.run() for c in clients))
+
+    asyncio.run(main())
+    Path(out_file).write_text(json.dumps(latencies))
+
+
+def measure(clients: int, rounds: int, workers: int, root: Path) -> dict:
+    from fedsys.wire import auth, tls
+
+    names = [f"client-{i:04d}" for i in range(clients)]
+    pki = root / f"pki-{clients}"
+    tls.provision(pki, names)
+    auth.issue_tokens(pki, names)
+    out = root / f"run-{clients}"
+    config_path = root / f"config-{clients}.yaml"
+    config_path.write_text(yaml.safe_dump(server_config(clients, rounds, out, pki)))
+    port_file = root / f"port-{clients}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log = (root / f"server-{clients}.log").open("wb")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fedsys",
+            "server",
+            str(config_path),
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    procs = []
+    try:
+        deadline = time.monotonic() + 120
+        while not (port_file.is_file() and port_file.read_text().strip()):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start; see {log.name}")
+            time.sleep(0.1)
+        port = int(port_file.read_text())
+        shares = np.array_split(np.array(names), workers)
+        context = multiprocessing.get_context("spawn")
+        for index, share in enumerate(shares):
+            proc = context.Process(
+                target=run_clients,
+                args=(port, str(pki), list(share), str(root / f"lat-{clients}-{index}.json")),
+            )
+            proc.start()
+            procs.append(proc)
+        if server.wait(timeout=3600) != 0:
+            raise RuntimeError(f"server failed; see {log.name}")
+        for proc in procs:
+            proc.join(timeout=120)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+        if server.poll() is None:
+            server.kill()
+        log.close()
+    latencies = []
+    for index in range(workers):
+        path = root / f"lat-{clients}-{index}.json"
+        if path.is_file():
+            latencies += json.loads(path.read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    records = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    span_s = records[-1]["end_s"] - records[0]["start_s"]
+    growth = summary["server_peak_rss_bytes"] - summary["server_baseline_rss_bytes"]
+    return {
+        "clients": clients,
+        "rounds": len(records),
+        "participants": [r["participants"] for r in records],
+        "rounds_per_min": 60.0 * len(records) / span_s,
+        "round_s": [r["duration_s"] for r in records],
+        "ack_p50_s": float(np.percentile(latencies, 50)),
+        "ack_p99_s": float(np.percentile(latencies, 99)),
+        "acks": len(latencies),
+        "model_bytes": summary["model_bytes"],
+        "baseline_rss_mb": summary["server_baseline_rss_bytes"] / 2**20,
+        "peak_rss_mb": summary["server_peak_rss_bytes"] / 2**20,
+        "growth_mb": growth / 2**20,
+        "growth_over_model": growth / summary["model_bytes"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[100, 250, 500])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=4, help="client processes")
+    parser.add_argument("--keep", action="store_true", help="keep the run folders and logs")
+    args = parser.parse_args()
+    rows = []
+    tmp = Path(tempfile.mkdtemp(prefix="deploy_load_"))
+    try:
+        for clients in args.clients:
+            rows.append(measure(clients, args.rounds, args.workers, tmp))
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    model_mb = rows[0]["model_bytes"] / 2**20
+    print(
+        f"deploy_load: real server process (TLS, tokens, streaming FedAvg), MLP 64-{HIDDEN[0]}-"
+        f"{HIDDEN[1]}-10 ({rows[0]['model_bytes'] // 4:,} params, {model_mb:.2f} MiB), "
+        f"all clients every round, {args.rounds} rounds, {args.workers} client processes, "
+        "loopback, 2 cores"
+    )
+    header = (
+        f"{'clients':>7} {'rounds/min':>10} {'round s':>8} {'ack p50 s':>9} {'ack p99 s':>9} "
+        f"{'baseline MiB':>12} {'peak MiB':>9} {'growth MiB':>10} {'growth/model':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(
+            f"{row['clients']:>7} {row['rounds_per_min']:>10.2f} "
+            f"{np.median(row['round_s']):>8.1f} {row['ack_p50_s']:>9.2f} {row['ack_p99_s']:>9.2f} "
+            f"{row['baseline_rss_mb']:>12.1f} {row['peak_rss_mb']:>9.1f} "
+            f"{row['growth_mb']:>10.1f} {row['growth_over_model']:>12.2f}"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "deploy_load.json").write_text(json.dumps(rows, indent=2))
+    last = rows[-1]
+    verdict = "met" if last["growth_over_model"] <= 8 else "NOT met"
+    print(f"target: peak memory above baseline at {last['clients']} clients <= 8x model: {verdict}")
+    print(f"ratio: {last['growth_over_model']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

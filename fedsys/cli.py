@@ -17,6 +17,7 @@ from rich.table import Table
 from fedsys.config.loader import ConfigError, apply_overrides, load_config, parse_config
 from fedsys.config.schema import RunConfig
 from fedsys.metrics.records import RoundRecord, RunResult
+from fedsys.silo.cli import add_silo_commands
 
 DEFAULT_CONFIG = "quickstart.yaml"
 
@@ -67,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("source")
     convert.add_argument("destination")
     convert.set_defaults(handler=_cmd_traces_convert)
+    add_silo_commands(commands)
     return parser
 
 

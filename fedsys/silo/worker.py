@@ -97,7 +97,11 @@ def make_pool(
     if workers < 1:
         raise ValueError(f"a site needs at least one compute worker, got {workers}")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["fedsys.silo.worker", "fedsys.silo.tasks", *modules])
+    # torch imports its compiler stack (torch._dynamo, seconds of CPU) lazily at the first
+    # optimizer use; importing it once in the fork server spares every worker that cost.
+    context.set_forkserver_preload(
+        ["fedsys.silo.worker", "fedsys.silo.tasks", "fedsys.silo.fl", "torch._dynamo", *modules]
+    )
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,

@@ -26,6 +26,7 @@ from fedsys.silo.engine import (
     Action,
     Bind,
     EngineMode,
+    Evict,
     JobFailedError,
     JobRun,
     Push,
@@ -296,6 +297,9 @@ class SiloCoordinator:
             elif isinstance(action, Reclaim):
                 message = silo_pb2.Reclaim(task_ids=list(action.task_ids), job_id=run.job_id)
                 self._send(action.site, silo_pb2.CoordinatorMessage(reclaim=message))
+            elif isinstance(action, Evict):
+                evict = silo_pb2.Evict(keys=[action.key], job_id=run.job_id)
+                self._send(action.site, silo_pb2.CoordinatorMessage(evict=evict))
         if run.complete and self._done is not None:
             self._done.set()
 

@@ -153,7 +153,15 @@ class Reclaim:
     task_ids: tuple[str, ...]
 
 
-Action = Bind | Push | Reclaim
+@dataclass(frozen=True)
+class Evict:
+    """Tell ``site`` that no task will need input ``key`` again (it may free it)."""
+
+    site: str
+    key: str
+
+
+Action = Bind | Push | Reclaim | Evict
 
 
 @dataclass(frozen=True)
@@ -420,9 +428,9 @@ class JobRun:
     def _store(self, key: str, output: Output) -> list[Action]:
         self.outputs[key] = output
         self.done.add(key)
-        for inp in self._inputs_of(key):
-            self._release(inp)
         actions: list[Action] = []
+        for inp in self._inputs_of(key):
+            actions += self._release(inp)
         if not self.mode.early_binding:
             return actions
         for consumer in self.consumers.get(key, []):
@@ -438,12 +446,18 @@ class JobRun:
             return self.merges[key].inputs
         return ()
 
-    def _release(self, key: str) -> None:
-        """Drop an output's bytes once every consumer is done (results are kept)."""
-        if key in self.job.results:
-            return
-        if all(c in self.done for c in self.consumers.get(key, [])):
-            self.outputs.pop(key, None)
+    def _release(self, key: str) -> list[Action]:
+        """Drop an output once every consumer is done (results are kept); sites too."""
+        if key in self.job.results or key not in self.outputs:
+            return []
+        if not all(c in self.done for c in self.consumers.get(key, [])):
+            return []
+        del self.outputs[key]
+        evictions: list[Action] = []
+        for site, slot in self.slots.items():
+            if key in slot.pushed:
+                evictions.append(Evict(site, key))
+        return evictions
 
     def _run_ready_merges(self) -> list[Action]:
         actions: list[Action] = []

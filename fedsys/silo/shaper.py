@@ -20,10 +20,15 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-PIECE_BYTES = 8 * 1024
-"""Granularity of pacing: a piece leaves the link when all its bytes have been serialised."""
-
 READ_BYTES = 64 * 1024
+
+MIN_PIECE_BYTES = 4 * 1024
+"""Granularity of pacing: a piece leaves the link when all its bytes have been serialised.
+Pieces last about ``PIECE_S`` on the link (4 KiB to 64 KiB), so slow links are paced
+finely and fast ones do not cost a timer per few kilobytes."""
+
+PIECE_S = 0.001
+
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,12 @@ class LinkSettings:
     ) -> LinkSettings:
         """Settings of each direction of a path with round-trip time ``rtt_s``."""
         return cls(delay_s=rtt_s / 2, jitter_s=jitter_s, rate_bps=rate_bps)
+
+    def piece_bytes(self) -> int:
+        """Bytes per paced piece: about a millisecond of the link, 4 KiB to 64 KiB."""
+        if self.rate_bps is None:
+            return READ_BYTES
+        return int(min(READ_BYTES, max(MIN_PIECE_BYTES, self.rate_bps / 8 * PIECE_S)))
 
     def buffer_bytes(self) -> int:
         """Bytes a direction may hold before it stops reading (about two path BDPs)."""
@@ -108,8 +119,9 @@ async def _read_side(reader: asyncio.StreamReader, pipe: _Pipe) -> None:
     loop = asyncio.get_running_loop()
     try:
         while data := await reader.read(READ_BYTES):
-            for offset in range(0, len(data), PIECE_BYTES):
-                piece = data[offset : offset + PIECE_BYTES]
+            step = pipe.link.settings.piece_bytes()
+            for offset in range(0, len(data), step):
+                piece = data[offset : offset + step]
                 at = max(pipe.link.schedule(len(piece), loop.time()), pipe.last_delivery)
                 pipe.last_delivery = at
                 pipe.queued_bytes += len(piece)

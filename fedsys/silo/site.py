@@ -242,6 +242,9 @@ class SiteManager:
             self._wake.set()
         elif kind == "input" and message.input.job_id == job.job_id:
             self._on_input(message.input)
+        elif kind == "evict" and message.evict.job_id == job.job_id:
+            for key in message.evict.keys:  # the coordinator knows no task needs it again
+                job.inputs.pop(key, None)
         elif kind == "reclaim" and message.reclaim.job_id == job.job_id:
             wanted = set(message.reclaim.task_ids)
             given = [t.task_id for t in job.pending if t.task_id in wanted]
@@ -311,9 +314,6 @@ class SiteManager:
             result: WorkResult = await loop.run_in_executor(
                 self._pool, run_task, task.task, task.task_id, task.dataset, params, inputs
             )
-            for key in task.inputs:  # an input is needed once per consumer at most
-                if not any(key in t.inputs for t in job.pending):
-                    job.inputs.pop(key, None)
             small = len(result.payload) <= job.threshold_bytes or bool(result.error)
             if small:
                 self._send(silo_pb2.SiteMessage(done=_done(task, result, job.job_id)))

@@ -6,6 +6,7 @@ import pytest
 from fedsys.silo.engine import (
     Bind,
     EngineMode,
+    Evict,
     JobFailedError,
     JobRun,
     Push,
@@ -177,3 +178,20 @@ def test_histogram_merge_is_independent_of_arrival_order():
     backward = sum_count_outputs(outs[::-1])
     assert forward.payload == backward.payload
     assert forward.meta["rows"] == 40
+
+
+def test_a_pushed_input_is_evicted_once_no_task_needs_it():
+    sites = _sites(("a", 1, ("d0",)))
+    job = JobBuilder("evict")
+    job.constant("w", Output(b"abc", {}))
+    first = job.site_task("t1", "silo.spin", {}, ["w"], dataset="d0")
+    second = job.site_task("t2", "silo.spin", {}, ["w", first], dataset="d0")
+    job.merge("total", lambda outs: outs[0], [second])
+    run = JobRun(job.build(results=["total"]), EngineMode.sol(max_degree=1), sites)
+    actions = run.start()
+    assert [a for a in actions if isinstance(a, Push)] == [Push("a", "w")]
+    after_first = run.on_output("a", "t1", Output(b"1", {}), _record("t1", "a"))
+    assert not [a for a in after_first if isinstance(a, Evict)]  # t2 still needs "w"
+    after_second = run.on_output("a", "t2", Output(b"2", {}), _record("t2", "a"))
+    assert Evict("a", "w") in after_second and Evict("a", "t1") in after_second
+    assert "w" not in run.outputs and run.complete

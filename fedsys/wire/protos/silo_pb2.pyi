@@ -84,20 +84,22 @@ class Pong(_message.Message):
     def __init__(self, coordinator_time_s: _Optional[float] = ...) -> None: ...
 
 class CoordinatorMessage(_message.Message):
-    __slots__ = ("welcome", "assign", "input", "reclaim", "ping", "mode")
+    __slots__ = ("welcome", "assign", "input", "reclaim", "ping", "mode", "evict")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGN_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     RECLAIM_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    EVICT_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assign: Assign
     input: InputPart
     reclaim: Reclaim
     ping: Ping
     mode: JobMode
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Union[Assign, _Mapping]] = ..., input: _Optional[_Union[InputPart, _Mapping]] = ..., reclaim: _Optional[_Union[Reclaim, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., mode: _Optional[_Union[JobMode, _Mapping]] = ...) -> None: ...
+    evict: Evict
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Union[Assign, _Mapping]] = ..., input: _Optional[_Union[InputPart, _Mapping]] = ..., reclaim: _Optional[_Union[Reclaim, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., mode: _Optional[_Union[JobMode, _Mapping]] = ..., evict: _Optional[_Union[Evict, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("site",)
@@ -162,6 +164,14 @@ class Reclaim(_message.Message):
     task_ids: _containers.RepeatedScalarFieldContainer[str]
     job_id: str
     def __init__(self, task_ids: _Optional[_Iterable[str]] = ..., job_id: _Optional[str] = ...) -> None: ...
+
+class Evict(_message.Message):
+    __slots__ = ("keys", "job_id")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    job_id: str
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., job_id: _Optional[str] = ...) -> None: ...
 
 class Ping(_message.Message):
     __slots__ = ("coordinator_time_s",)

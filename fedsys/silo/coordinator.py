@@ -153,6 +153,7 @@ class SiloCoordinator:
         self._failure: str | None = None
         self._joined: asyncio.Event | None = None
         self._assign_messages = 0
+        self._parts_cache: dict[str, list[silo_pb2.InputPart]] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -246,6 +247,7 @@ class SiloCoordinator:
                 raise JobFailedError(self._failure)
         finally:
             self._run = None
+            self._parts_cache.clear()
         stats = dict(run.stats, assign_messages=self._assign_messages)
         outputs = {key: run.outputs[key] for key in job.results}
         return JobResult(run.job_id, outputs, time.perf_counter() - started, stats, run.records)
@@ -291,8 +293,7 @@ class SiloCoordinator:
             self._send(site, silo_pb2.CoordinatorMessage(assign=silo_pb2.Assign(tasks=tasks)))
         for action in rest:
             if isinstance(action, Push):
-                output = run.outputs[action.key]
-                for part in _input_parts(run.job_id, action.key, output):
+                for part in self._parts(run, action.key):
                     self._send(action.site, silo_pb2.CoordinatorMessage(input=part))
             elif isinstance(action, Reclaim):
                 message = silo_pb2.Reclaim(task_ids=list(action.task_ids), job_id=run.job_id)
@@ -300,8 +301,17 @@ class SiloCoordinator:
             elif isinstance(action, Evict):
                 evict = silo_pb2.Evict(keys=[action.key], job_id=run.job_id)
                 self._send(action.site, silo_pb2.CoordinatorMessage(evict=evict))
+        for key in [k for k in self._parts_cache if k not in run.outputs]:
+            del self._parts_cache[key]  # released by the run: no task needs it again
         if run.complete and self._done is not None:
             self._done.set()
+
+    def _parts(self, run: JobRun, key: str) -> list[silo_pb2.InputPart]:
+        """Output ``key`` cut into checksummed parts once, however many sites get it."""
+        parts = self._parts_cache.get(key)
+        if parts is None:
+            parts = self._parts_cache[key] = _input_parts(run.job_id, key, run.outputs[key])
+        return parts
 
     def _send(self, site: str, message: silo_pb2.CoordinatorMessage) -> None:
         link = self._links.get(site)
@@ -500,11 +510,12 @@ class _Servicer(silo_pb2_grpc.CoordinatorServicer):
         coordinator = self.coordinator
         site = coordinator.caller(context)
         output = coordinator.input_for(site, request.job_id, request.key)
-        if output is None:
+        run = coordinator._run
+        if output is None or run is None:
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"no task bound to site {site!r} consumes {request.key!r}",
             )
             return
-        for part in _input_parts(request.job_id, request.key, output):
+        for part in coordinator._parts(run, request.key):
             yield part

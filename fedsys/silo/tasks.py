@@ -67,10 +67,15 @@ def sum_counts(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence[Out
 def spin(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence[Output]) -> Output:
     """Busy the CPU for ``ms`` milliseconds and return ``out_bytes`` bytes (test load).
 
+    Sites named in ``slow_sites`` take ``slowdown`` (default 10) times longer.
+
     The payload is ``value`` (default: the sum of the inputs' ``value`` plus one) as a
     repeated little-endian int64, so consumers can check exactly what they received.
     """
-    deadline = time.perf_counter() + float(params.get("ms", 10)) / 1000
+    ms = float(params.get("ms", 10))
+    if ctx.site in params.get("slow_sites", ()):  # emulate a site with slower machines
+        ms *= float(params.get("slowdown", 10))
+    deadline = time.perf_counter() + ms / 1000
     spins = 0
     while time.perf_counter() < deadline:
         spins += 1

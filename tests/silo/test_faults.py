@@ -14,9 +14,10 @@ from fedsys.silo.job import JobBuilder
 from fedsys.silo.registry import Output
 
 
-def _spin_job(per_dataset):
+def _spin_job(per_dataset, **params):
     job = JobBuilder("spin")
-    ids = [job.site_task(f"spin/{d}/{i}", "silo.spin", {"ms": 150, "value": 1}, dataset=d)
+    params = {"ms": 150, "value": 1, **params}
+    ids = [job.site_task(f"spin/{d}/{i}", "silo.spin", params, dataset=d)
            for d, n in per_dataset.items() for i in range(n)]
     job.merge("total", lambda outs: Output(b"", {"value": sum(o.meta["value"] for o in outs)}),
               ids)
@@ -34,6 +35,18 @@ def _kill_after_first_output(c, runner, future, site_index, timeout_s=60.0):
             return
         time.sleep(0.02)
     raise AssertionError(f"{name} delivered no output within {timeout_s} s")
+
+
+def test_a_slow_site_does_not_hoard_work(fault_cluster):
+    # d0 is at site-0 and site-1; site-1 computes 10x slower. The pipelining degree follows
+    # each site's measured task time, so the slow site holds little and runs little.
+    c, runner = fault_cluster
+    job = _spin_job({"d0": 24}, ms=20, slow_sites=["site-1"])
+    result = runner.run(c.coordinator.run_job(job, EngineMode.sol()))
+    assert result.outputs["total"].meta["value"] == 24
+    ran = [r.site for r in result.records]
+    assert ran.count("site-0") >= 18 and len(ran) == 24
+    assert result.stats["duplicates"] == 0
 
 
 def test_killed_site_has_its_tasks_rerun_elsewhere_and_nothing_counted_twice(fault_cluster):

@@ -3,9 +3,10 @@
 import asyncio
 import time
 
+import numpy as np
 import pytest
 
-from fedsys.silo.shaper import LinkSettings, ShaperProxy
+from fedsys.silo.shaper import Link, LinkSettings, ShaperProxy
 
 
 async def _sink_server(arrivals: list[tuple[float, int]]) -> tuple[asyncio.Server, int]:
@@ -87,3 +88,12 @@ def test_bad_settings_are_refused():
         LinkSettings(rate_bps=0)
     with pytest.raises(ValueError, match="delay_s"):
         LinkSettings(delay_s=-1)
+
+
+def test_jitter_stays_within_its_bound_and_the_rate_serialises_pieces():
+    link = Link(LinkSettings(delay_s=0.05, jitter_s=0.02, rate_bps=8e6), seed=3)
+    arrivals = [link.schedule(1000, now=0.0) for _ in range(200)]
+    # piece k leaves the link after k+1 serialisation times (1 ms each at 1 MB/s)
+    extra = [at - 0.001 * (k + 1) - 0.05 for k, at in enumerate(arrivals)]
+    assert min(extra) >= 0.0 and max(extra) <= 0.02
+    assert np.std(extra) > 0.004  # uniform on [0, 20 ms]: about 5.8 ms

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import tempfile
 from collections.abc import Sequence
@@ -102,7 +103,8 @@ def _add_shaper(parser: argparse.ArgumentParser) -> None:
 
 def _add_local(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sites", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=2, help="compute workers per site")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="compute workers per site (default: CPUs / sites, at least 1)")
     parser.add_argument("--insecure", action="store_true",
                         help="plaintext gRPC on loopback (TLS is on by default)")
     parser.add_argument("--workdir", help="keep certificates, data and logs here")
@@ -284,7 +286,8 @@ def _cmd_local(args: argparse.Namespace, console: Console) -> int:
     link = link_from_args(args)
 
     async def main(workdir: Path) -> int:
-        cluster = LocalCluster(workdir, sites=args.sites, workers=args.workers, link=link,
+        workers = args.workers or max(1, (os.cpu_count() or 1) // args.sites)
+        cluster = LocalCluster(workdir, sites=args.sites, workers=workers, link=link,
                                insecure=args.insecure)
         console.print(f"starting {args.sites} sites behind a WAN of {link} "
                       f"({'plaintext' if args.insecure else 'TLS'}) ...", highlight=False)

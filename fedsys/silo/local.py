@@ -22,7 +22,8 @@ from types import TracebackType
 import numpy as np
 
 from fedsys.silo.coordinator import CoordinatorSettings, SiloCoordinator
-from fedsys.silo.shaper import LinkSettings, ShaperProxy, ShaperThread
+from fedsys.silo.shaper import LinkSettings, ShaperThread
+from fedsys.silo.shaper_process import ShaperProcess
 from fedsys.wire import auth, tls
 from fedsys.wire.transport import ServerSecurity
 
@@ -113,6 +114,9 @@ class LocalCluster:
         Limits and timers of the coordinator.
     startup_timeout_s
         How long the sites have to connect.
+    shaper_process
+        Run the proxies in a child process (default), so that the coordinator's work
+        never stalls the emulated network; ``False``: on a thread of this process.
     """
 
     workdir: Path
@@ -127,8 +131,9 @@ class LocalCluster:
     data_features: int = 64
     coordinator_settings: CoordinatorSettings | None = None
     startup_timeout_s: float = 90.0
+    shaper_process: bool = True
     coordinator: SiloCoordinator | None = None
-    shaper: ShaperThread | None = None
+    shaper: ShaperThread | ShaperProcess | None = None
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -157,6 +162,9 @@ class LocalCluster:
 
     async def start(self) -> None:
         """Provision credentials and data, start the coordinator, shapers and sites."""
+        self.shaper = ShaperProcess() if self.shaper_process else ShaperThread()
+        if isinstance(self.shaper, ShaperProcess):
+            self.shaper.start()  # imports while the credentials and data are made
         pki = self.workdir / "pki"
         pki.mkdir(parents=True, exist_ok=True)
         auth.issue_tokens(pki, self.names)
@@ -166,7 +174,6 @@ class LocalCluster:
         self.coordinator = SiloCoordinator(pki / auth.TOKENS_FILE, security,
                                            settings=self.coordinator_settings)
         port = await self.coordinator.start()
-        self.shaper = ShaperThread()
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         for i, name in enumerate(self.names):
@@ -174,8 +181,7 @@ class LocalCluster:
                 self.workdir / "data" / f"{self.datasets[i]}.npz", seed=i, rows=self.data_rows,
                 samples=self.data_samples, features=self.data_features)}
             data.update(self.extra_datasets.get(i, {}))
-            proxy_port = self.shaper.add(
-                ShaperProxy("127.0.0.1", port, up=self.link, down=self.link, seed=i))
+            proxy_port = self.shaper.add_proxy("127.0.0.1", port, self.link, self.link, seed=i)
             cmd = site_command(f"127.0.0.1:{proxy_port}", pki / "clients" / f"{name}.token",
                                data, name, self.workers, self.comm_workers,
                                None if self.insecure else pki / "ca.pem")

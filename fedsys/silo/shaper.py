@@ -271,6 +271,11 @@ class ShaperThread:
         self.proxies.append(proxy)
         return int(self._call(proxy.start()))
 
+    def add_proxy(self, host: str, port: int, up: LinkSettings, down: LinkSettings,
+                  seed: int | None = None) -> int:
+        """Start a proxy to ``host:port``; return its port."""
+        return self.add(ShaperProxy(host, port, up, down, seed=seed))
+
     def set_all(self, up: LinkSettings, down: LinkSettings) -> None:
         """Give every proxy the same settings."""
         loop = self._ensure_loop()

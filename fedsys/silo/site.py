@@ -324,11 +324,16 @@ class SiteManager:
                 self._comm.put_nowait((header, result.payload))
         except (grpc.aio.AioRpcError, TimeoutError, PayloadError) as exc:
             _LOGGER.warning("task %s lost its transfer: %s", task.task_id, exc)
-            self._send(silo_pb2.SiteMessage(done=silo_pb2.TaskDone(
-                task_id=task.task_id, attempt=task.attempt, job_id=job.job_id,
-                error=f"transfer failed: {exc}")))
+            self._report_failure(task, job, f"transfer failed: {exc}")
+        except Exception as exc:  # e.g. a worker process died: the coordinator must know
+            _LOGGER.exception("task %s could not run", task.task_id)
+            self._report_failure(task, job, f"{type(exc).__name__}: {exc}")
         finally:
             self._release(job)
+
+    def _report_failure(self, task: silo_pb2.TaskAssignment, job: _JobState, error: str) -> None:
+        self._send(silo_pb2.SiteMessage(done=silo_pb2.TaskDone(
+            task_id=task.task_id, attempt=task.attempt, job_id=job.job_id, error=error)))
 
     async def _input(self, job: _JobState, key: str) -> tuple[bytes, str]:
         """An input: pushed already, or pulled from the coordinator (baseline)."""

@@ -77,3 +77,14 @@ def test_a_task_without_any_live_site_fails_the_job_at_once(fault_cluster):
     c, runner = fault_cluster
     with pytest.raises(JobFailedError, match="needs dataset 'nowhere'"):
         runner.run(c.coordinator.run_job(_spin_job({"nowhere": 1}), EngineMode.sol()))
+
+
+def test_a_task_that_raises_fails_the_job_naming_task_and_site(fault_cluster):
+    c, runner = fault_cluster
+    job = JobBuilder("bad")
+    job.site_task("bad-part", "silo.histogram", {"part": 5, "parts": 2, "lo": 0, "hi": 1},
+                  dataset="d1")
+    job.merge("total", lambda outs: outs[0], ["bad-part"])
+    with pytest.raises(JobFailedError,
+                       match=r"task 'bad-part' failed on site 'site-1': .*part 5 is outside"):
+        runner.run(c.coordinator.run_job(job.build(results=["total"]), EngineMode.sol()))

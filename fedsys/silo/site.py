@@ -14,6 +14,7 @@ acknowledged (coupled), and the site asks for its next task only then (late bind
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -151,12 +152,15 @@ class SiteManager:
                     await self._session(task_names, stop)
                     attempt = 0
                 except (grpc.aio.AioRpcError, TimeoutError, ConnectionError) as exc:
+                    reason = _describe(exc)
                     if self.settings.backoff.exhausted(attempt):
                         raise ConnectionError(
-                            f"cannot reach the coordinator at {self.coordinator}: {exc}"
+                            f"cannot reach the coordinator at {self.coordinator}: {reason}"
                         ) from None
-                    _LOGGER.warning("stream to coordinator broke (%s); reconnecting", exc)
-                    await self.settings.backoff.sleep(attempt, rng)
+                    _LOGGER.warning("stream to coordinator broke (%s); reconnecting", reason)
+                    with contextlib.suppress(TimeoutError):  # a stop ends the wait at once
+                        await asyncio.wait_for(
+                            stop.wait(), self.settings.backoff.delay_s(attempt, rng))
                     attempt += 1
         finally:
             for task in list(self._tasks):
@@ -373,6 +377,13 @@ class SiteManager:
             parts(), metadata=bearer_metadata(self.token),
             timeout=self.settings.transfer_timeout_s)
         return bool(ack.accepted)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a broken stream (gRPC errors carry their code and details)."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return str(exc) or type(exc).__name__
 
 
 def _done(task: silo_pb2.TaskAssignment, result: WorkResult, job_id: str) -> silo_pb2.TaskDone:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -75,3 +77,35 @@ def test_shaper_process_delays_a_round_trip_by_its_rtt(tmp_path):
         proc.kill()
         proc.wait(timeout=10)
         server.close()
+
+
+def test_site_retries_an_absent_coordinator_and_stops_at_once_on_sigterm(tmp_path):
+    from fedsys.silo.local import write_site_data
+
+    data = write_site_data(tmp_path / "d0.npz", seed=0, rows=100, samples=8, features=2)
+    token = tmp_path / "site-0.token"
+    token.write_text("t0k3n\n")
+    closed = socket.socket()  # bound, never listening: connections are refused
+    closed.bind(("127.0.0.1", 0))
+    log = tmp_path / "site.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fedsys.cli", "silo", "site", "--coordinator",
+             f"127.0.0.1:{closed.getsockname()[1]}", "--token-file", str(token), "--insecure",
+             "--data", str(data), "--workers", "1"],
+            env=child_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while "reconnecting" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the site never tried to connect"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        lines = [line for line in log.read_text().splitlines() if "reconnecting" in line]
+        assert "UNAVAILABLE" in lines[0]  # one line per attempt, with the gRPC reason
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        closed.close()

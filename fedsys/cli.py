@@ -17,6 +17,7 @@ from rich.table import Table
 from fedsys.config.loader import ConfigError, apply_overrides, load_config, parse_config
 from fedsys.config.schema import RunConfig
 from fedsys.metrics.records import RoundRecord, RunResult
+from fedsys.silo.cli import add_silo_commands
 
 DEFAULT_CONFIG = "quickstart.yaml"
 
@@ -71,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     from fedsys.deploy.cli import add_deploy_commands
 
     add_deploy_commands(commands)
+    add_silo_commands(commands)
     return parser
 
 

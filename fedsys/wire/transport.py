@@ -97,8 +97,14 @@ def make_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_concurrent_rpcs: int | None = None,
+    extra_options: Sequence[tuple[str, int | str]] = (),
 ) -> grpc.aio.Server:
-    """An asyncio gRPC server with the message limit and keepalive every runtime uses."""
+    """An asyncio gRPC server with the message limit and keepalive every runtime uses.
+
+    ``extra_options`` are further channel arguments; one with the same key as a
+    default replaces it (e.g. ``silo/`` raises ``grpc.http2.lookahead_bytes``: a few
+    far sites upload large outputs over high-latency paths).
+    """
     options = _options(max_message_bytes)
     # Servers keep per-stream flow-control windows small and fixed: with many
     # concurrent uploads, window growth would buffer O(clients x window) bytes.
@@ -111,6 +117,8 @@ def make_server(
     # is O(clients x chunk) of idle buffers. Cap it; throughput barely changes.
     options.append(("grpc.experimental.tcp_read_chunk_size", 16 * 1024))
     options.append(("grpc.experimental.tcp_max_read_chunk_size", 64 * 1024))
+    overridden = {key for key, _ in extra_options}
+    options = [item for item in options if item[0] not in overridden] + list(extra_options)
     return grpc.aio.server(
         interceptors=list(interceptors),
         options=options,

@@ -1,0 +1,521 @@
+"""The silo coordinator: a gRPC server that sites dial, and the runner of jobs on them.
+
+Sites connect with ``Connect`` (one bidirectional stream each, authenticated by token;
+the token's name is the site's name). The coordinator drives a
+:class:`~fedsys.silo.engine.JobRun` with what arrives on those streams and turns its
+actions into messages: ``Assign`` (a batch of tasks), ``InputPart`` (a pushed input),
+``Reclaim``. Large outputs arrive on ``PutOutput``; baseline sites pull inputs with
+``FetchInput``. The coordinator pings every site to measure its RTT (which sets the
+pipelining degree) and to notice a silent one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from fedsys.silo.engine import (
+    Action,
+    Bind,
+    EngineMode,
+    Evict,
+    JobFailedError,
+    JobRun,
+    Push,
+    Reclaim,
+    SiteView,
+    TaskRecord,
+)
+from fedsys.silo.job import Job
+from fedsys.silo.registry import Output
+from fedsys.wire.auth import TokenAuthInterceptor, TokenStore, caller_name
+from fedsys.wire.chunks import DEFAULT_CHUNK_BYTES, PayloadError, Reassembler, split
+from fedsys.wire.protos import silo_pb2, silo_pb2_grpc
+from fedsys.wire.transport import DEFAULT_MAX_MESSAGE_BYTES, ServerSecurity, bind, make_server
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    """Limits and timers of a coordinator.
+
+    Parameters
+    ----------
+    max_message_bytes
+        Largest gRPC message.
+    max_output_bytes
+        Largest task output (a larger one is refused before it is buffered).
+    ping_interval_s
+        How often each site is pinged (RTT measurement, liveness).
+    site_timeout_s
+        A site silent for this long is treated as lost.
+    hello_timeout_s
+        Time a new stream has to introduce itself.
+    window_bytes
+        HTTP/2 flow-control window per upload stream. A far site's upload moves at most
+        one window per RTT, so the default 64 KiB would cap a 100 ms path at 5 Mbit/s;
+        a cross-silo coordinator has few peers and can afford a large window.
+    """
+
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_output_bytes: int = 512 * 1024 * 1024
+    ping_interval_s: float = 0.5
+    site_timeout_s: float = 15.0
+    hello_timeout_s: float = 10.0
+    window_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a finished job returns.
+
+    Attributes
+    ----------
+    job_id
+        Unique id of this run of the job.
+    outputs
+        The job's results by id.
+    duration_s
+        Wall time from start to the last result.
+    stats
+        Counters: binds, requests, pushes, duplicates, reruns, reclaimed, lost sites,
+        assign messages.
+    records
+        One record per accepted site-task output (placement and timing).
+    """
+
+    job_id: str
+    outputs: dict[str, Output]
+    duration_s: float
+    stats: dict[str, int]
+    records: list[TaskRecord]
+
+
+@dataclass
+class _SiteLink:
+    """One connected site's stream."""
+
+    view: SiteView
+    outbox: asyncio.Queue[silo_pb2.CoordinatorMessage | None] = field(
+        default_factory=asyncio.Queue
+    )
+    last_heard: float = field(default_factory=time.monotonic)
+    open: bool = True
+
+    def send(self, message: silo_pb2.CoordinatorMessage) -> None:
+        if self.open:
+            self.outbox.put_nowait(message)
+
+
+class SiloCoordinator:
+    """Accepts site connections and runs jobs on the connected sites.
+
+    Parameters
+    ----------
+    token_file
+        The ``tokens.json`` naming the sites that may connect.
+    security
+        TLS settings of the server (TLS unless explicitly insecure).
+    host, port
+        Where to listen (port 0: any free port; :meth:`start` returns it).
+    settings
+        Limits and timers.
+    """
+
+    def __init__(
+        self,
+        token_file: Path,
+        security: ServerSecurity,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        settings: CoordinatorSettings | None = None,
+    ) -> None:
+        self.token_file = token_file
+        self.security = security
+        self.host = host
+        self.port = port
+        self.settings = settings or CoordinatorSettings()
+        self.views: dict[str, SiteView] = {}
+        self._links: dict[str, _SiteLink] = {}
+        self._store: TokenStore | None = None
+        self._server: grpc.aio.Server | None = None
+        self._run: JobRun | None = None
+        self._done: asyncio.Event | None = None
+        self._failure: str | None = None
+        self._joined: asyncio.Event | None = None
+        self._assign_messages = 0
+        self._parts_cache: dict[str, list[silo_pb2.InputPart]] = {}
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> int:
+        """Listen; return the port bound."""
+        self._store = TokenStore(self.token_file)
+        self._joined = asyncio.Event()
+        server = make_server(
+            [TokenAuthInterceptor(self._store)],
+            max_message_bytes=self.settings.max_message_bytes,
+            extra_options=[("grpc.http2.lookahead_bytes", self.settings.window_bytes)],
+        )
+        silo_pb2_grpc.add_CoordinatorServicer_to_server(_Servicer(self), server)
+        self.port = bind(server, self.host, self.port, self.security)
+        await server.start()
+        self._server = server
+        return self.port
+
+    async def stop(self) -> None:
+        """Close every stream and stop the server."""
+        for link in self._links.values():
+            link.open = False
+            link.outbox.put_nowait(None)
+        if self._server is not None:
+            await self._server.stop(grace=1.0)
+
+    def live_sites(self) -> list[SiteView]:
+        """Connected sites."""
+        return [view for view in self.views.values() if view.alive]
+
+    async def wait_for_sites(self, count: int, timeout_s: float) -> list[SiteView]:
+        """Wait until ``count`` sites are connected and have an RTT measurement.
+
+        Raises
+        ------
+        TimeoutError
+            If they do not all connect in time (the message names who did).
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            live = [v for v in self.live_sites() if v.rtt_s is not None]
+            if len(live) >= count:
+                return live
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                names = sorted(v.name for v in self.live_sites())
+                raise TimeoutError(
+                    f"{len(names)} of {count} sites connected within {timeout_s:.0f} s: {names}"
+                )
+            assert self._joined is not None
+            self._joined.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._joined.wait(), timeout=min(remaining, 0.2))
+
+    # ------------------------------------------------------------ jobs
+
+    async def run_job(self, job: Job, mode: EngineMode, timeout_s: float = 600.0) -> JobResult:
+        """Run ``job`` on the connected sites in ``mode`` and return its results.
+
+        Raises
+        ------
+        JobFailedError
+            If a site is lost under ``fail``, a task raises, no site can run a task,
+            or the job does not finish within ``timeout_s``.
+        """
+        if self._run is not None:
+            raise RuntimeError("a job is already running on this coordinator")
+        run = JobRun(job, mode, self.views)
+        self._run, self._failure, self._done = run, None, asyncio.Event()
+        self._assign_messages = 0
+        started = time.perf_counter()
+        try:
+            job_mode = silo_pb2.JobMode(
+                job_id=run.job_id,
+                late_binding=not mode.early_binding,
+                coupled_output=not mode.decoupled_output,
+                output_threshold_bytes=mode.output_threshold_bytes,
+            )
+            for link in self._links.values():
+                link.send(silo_pb2.CoordinatorMessage(mode=job_mode))
+            self._apply(run.start())
+            try:
+                await asyncio.wait_for(self._done.wait(), timeout=timeout_s)
+            except TimeoutError:
+                missing = [k for k in job.results if k not in run.done]
+                raise JobFailedError(
+                    f"job {run.job_id!r} did not finish within {timeout_s:.0f} s "
+                    f"(waiting for {missing[:3]})"
+                ) from None
+            if self._failure is not None:
+                raise JobFailedError(self._failure)
+        finally:
+            self._run = None
+            self._parts_cache.clear()
+        stats = dict(run.stats, assign_messages=self._assign_messages)
+        outputs = {key: run.outputs[key] for key in job.results}
+        return JobResult(run.job_id, outputs, time.perf_counter() - started, stats, run.records)
+
+    def _fail(self, reason: str) -> None:
+        if self._failure is None:
+            _LOGGER.error("job failed: %s", reason)
+            self._failure = reason
+        if self._done is not None:
+            self._done.set()
+
+    def _handle(self, event: Any) -> None:
+        """Run one engine event (a callable returning actions) and apply its actions."""
+        run = self._run
+        if run is None:
+            return
+        try:
+            self._apply(event(run))
+        except JobFailedError as exc:
+            self._fail(str(exc))
+
+    def _apply(self, actions: Iterable[Action]) -> None:
+        run = self._run
+        if run is None:
+            return
+        binds: dict[str, list[silo_pb2.TaskAssignment]] = {}
+        rest: list[Action] = []
+        for action in actions:
+            if isinstance(action, Bind):
+                spec = action.spec
+                binds.setdefault(action.site, []).append(
+                    silo_pb2.TaskAssignment(
+                        task_id=spec.task_id, attempt=action.attempt, task=spec.task,
+                        params_json=spec.params_json(), inputs=list(spec.inputs),
+                        inputs_pushed=action.inputs_pushed, dataset=spec.dataset or "",
+                        job_id=run.job_id,
+                    )
+                )
+            else:
+                rest.append(action)
+        for site, tasks in binds.items():
+            self._assign_messages += 1
+            self._send(site, silo_pb2.CoordinatorMessage(assign=silo_pb2.Assign(tasks=tasks)))
+        for action in rest:
+            if isinstance(action, Push):
+                for part in self._parts(run, action.key):
+                    self._send(action.site, silo_pb2.CoordinatorMessage(input=part))
+            elif isinstance(action, Reclaim):
+                message = silo_pb2.Reclaim(task_ids=list(action.task_ids), job_id=run.job_id)
+                self._send(action.site, silo_pb2.CoordinatorMessage(reclaim=message))
+            elif isinstance(action, Evict):
+                evict = silo_pb2.Evict(keys=[action.key], job_id=run.job_id)
+                self._send(action.site, silo_pb2.CoordinatorMessage(evict=evict))
+        for key in [k for k in self._parts_cache if k not in run.outputs]:
+            del self._parts_cache[key]  # released by the run: no task needs it again
+        if run.complete and self._done is not None:
+            self._done.set()
+
+    def _parts(self, run: JobRun, key: str) -> list[silo_pb2.InputPart]:
+        """Output ``key`` cut into checksummed parts once, however many sites get it."""
+        parts = self._parts_cache.get(key)
+        if parts is None:
+            parts = self._parts_cache[key] = _input_parts(run.job_id, key, run.outputs[key])
+        return parts
+
+    def _send(self, site: str, message: silo_pb2.CoordinatorMessage) -> None:
+        link = self._links.get(site)
+        if link is not None:
+            link.send(message)
+
+    # ------------------------------------------------------------ site events
+
+    def register(self, site: str, hello: silo_pb2.Hello) -> _SiteLink:
+        """A site introduced itself; a previous stream of the same site is dropped."""
+        old = self._links.get(site)
+        if old is not None and old.open:
+            self.lose(old, "reconnected")
+        if hello.workers < 1:
+            raise ValueError("a site must offer at least one worker")
+        view = SiteView(site, int(hello.workers), tuple(hello.datasets), frozenset(hello.tasks))
+        link = _SiteLink(view)
+        self.views[site] = view
+        self._links[site] = link
+        _LOGGER.info("site %s connected: %d workers, datasets %s", site, view.workers,
+                     list(view.datasets))
+        if self._run is not None:
+            run = self._run
+            link.send(silo_pb2.CoordinatorMessage(mode=silo_pb2.JobMode(
+                job_id=run.job_id, late_binding=not run.mode.early_binding,
+                coupled_output=not run.mode.decoupled_output,
+                output_threshold_bytes=run.mode.output_threshold_bytes)))
+            self._handle(lambda r: r.schedule())
+        return link
+
+    def lose(self, link: _SiteLink, reason: str) -> None:
+        """A site's stream ended: its tasks are handled per the job's failure policy."""
+        if not link.open:
+            return
+        link.open = False
+        link.outbox.put_nowait(None)
+        link.view.alive = False
+        _LOGGER.warning("site %s lost: %s", link.view.name, reason)
+        if self._links.get(link.view.name) is link:
+            self._handle(lambda r: r.on_site_lost(link.view.name))
+
+    def on_message(self, link: _SiteLink, message: silo_pb2.SiteMessage) -> None:
+        """Dispatch one message from a site's stream."""
+        link.last_heard = time.monotonic()
+        kind = message.WhichOneof("kind")
+        site = link.view.name
+        run = self._run
+        if kind == "pong":
+            link.view.observe_rtt(time.monotonic() - message.pong.coordinator_time_s)
+            if self._joined is not None:
+                self._joined.set()
+            return
+        if run is None:
+            return
+        if kind == "request" and message.request.job_id == run.job_id:
+            count = int(message.request.count)
+            self._handle(lambda r: r.on_request(site, count))
+        elif kind == "reclaimed" and message.reclaimed.job_id == run.job_id:
+            ids = list(message.reclaimed.task_ids)
+            self._handle(lambda r: r.on_reclaimed(site, ids))
+        elif kind == "done" and message.done.job_id == run.job_id:
+            self._on_done(site, message.done)
+
+    def _on_done(self, site: str, done: silo_pb2.TaskDone) -> None:
+        if done.error:
+            self._fail(f"task {done.task_id!r} failed on site {site!r}: {done.error}")
+            return
+        if not done.inline:
+            return
+        output = Output.from_wire(bytes(done.payload), done.meta_json)
+        record = TaskRecord(done.task_id, site, int(done.attempt), done.start_s, done.end_s,
+                            time.time(), len(done.payload), None, int(done.worker_pid))
+        self._handle(lambda r: r.on_output(site, done.task_id, output, record))
+
+    def accept_output(self, site: str, header: silo_pb2.OutputHeader, payload: bytes) -> bool:
+        """An output that arrived on ``PutOutput``; ``False`` if it was not counted."""
+        run = self._run
+        if run is None or header.job_id != run.job_id:
+            return False
+        output = Output.from_wire(payload, header.meta_json)
+        record = TaskRecord(header.task_id, site, int(header.attempt), header.start_s,
+                            header.end_s, time.time(), len(payload), header.send_start_s,
+                            int(header.worker_pid))
+        before = len(run.records)
+        self._handle(lambda r: r.on_output(site, header.task_id, output, record))
+        return len(run.records) > before
+
+    def input_for(self, site: str, job_id: str, key: str) -> Output | None:
+        """Output ``key`` if ``site`` has a bound task consuming it (baseline pulls)."""
+        run = self._run
+        if run is None or job_id != run.job_id or not run.pending_inputs(site, key):
+            return None
+        return run.outputs.get(key)
+
+    async def ping_loop(self, link: _SiteLink) -> None:
+        """Ping a site until its stream closes; drop it when silent too long."""
+        while link.open:
+            link.send(silo_pb2.CoordinatorMessage(
+                ping=silo_pb2.Ping(coordinator_time_s=time.monotonic())))
+            if time.monotonic() - link.last_heard > self.settings.site_timeout_s:
+                self.lose(link, f"silent for {self.settings.site_timeout_s:.0f} s")
+                return
+            await asyncio.sleep(self.settings.ping_interval_s)
+
+    def caller(self, context: grpc.aio.ServicerContext) -> str:
+        """The authenticated site name of a call."""
+        assert self._store is not None
+        return caller_name(self._store, context)
+
+
+def _input_parts(job_id: str, key: str, output: Output) -> list[silo_pb2.InputPart]:
+    meta = output.meta_json()
+    return [
+        silo_pb2.InputPart(job_id=job_id, key=key, meta_json=meta, chunk=chunk)
+        for chunk in split(output.payload, DEFAULT_CHUNK_BYTES)
+    ]
+
+
+class _Servicer(silo_pb2_grpc.CoordinatorServicer):
+    """gRPC face of :class:`SiloCoordinator` (the interceptor has checked the token)."""
+
+    def __init__(self, coordinator: SiloCoordinator) -> None:
+        self.coordinator = coordinator
+
+    async def Connect(  # noqa: N802 (gRPC method name)
+        self, request_iterator: AsyncIterator[silo_pb2.SiteMessage],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[silo_pb2.CoordinatorMessage]:
+        coordinator = self.coordinator
+        site = coordinator.caller(context)
+        iterator = request_iterator.__aiter__()
+        try:
+            first = await asyncio.wait_for(
+                iterator.__anext__(), timeout=coordinator.settings.hello_timeout_s
+            )
+        except (TimeoutError, StopAsyncIteration):
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "no hello from site")
+            return
+        if first.WhichOneof("kind") != "hello":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first message must be hello")
+            return
+        try:
+            link = coordinator.register(site, first.hello)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return
+        yield silo_pb2.CoordinatorMessage(welcome=silo_pb2.Welcome(site=site))
+        reader = asyncio.create_task(self._read(link, iterator))
+        pinger = asyncio.create_task(coordinator.ping_loop(link))
+        try:
+            while (message := await link.outbox.get()) is not None:
+                yield message
+        finally:
+            reader.cancel()
+            pinger.cancel()
+            coordinator.lose(link, "stream closed")
+
+    async def _read(self, link: _SiteLink, iterator: AsyncIterator[silo_pb2.SiteMessage]) -> None:
+        reason = "stream ended"
+        try:
+            async for message in iterator:
+                self.coordinator.on_message(link, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the stream broke: the site is gone
+            reason = f"stream error: {type(exc).__name__}"
+        self.coordinator.lose(link, reason)
+
+    async def PutOutput(  # noqa: N802 (gRPC method name)
+        self, request_iterator: AsyncIterator[silo_pb2.OutputPart],
+        context: grpc.aio.ServicerContext,
+    ) -> silo_pb2.OutputAck:
+        coordinator = self.coordinator
+        site = coordinator.caller(context)
+        header: silo_pb2.OutputHeader | None = None
+        assembler = Reassembler(coordinator.settings.max_output_bytes)
+        try:
+            async for part in request_iterator:
+                if part.WhichOneof("kind") == "header":
+                    header = part.header
+                elif header is None:
+                    raise PayloadError("output chunk before its header")
+                else:
+                    assembler.add(part.chunk)
+            if header is None:
+                raise PayloadError("output without header")
+            payload = assembler.result()
+        except PayloadError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise AssertionError("unreachable") from exc
+        return silo_pb2.OutputAck(accepted=coordinator.accept_output(site, header, payload))
+
+    async def FetchInput(  # noqa: N802 (gRPC method name)
+        self, request: silo_pb2.InputRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[silo_pb2.InputPart]:
+        coordinator = self.coordinator
+        site = coordinator.caller(context)
+        output = coordinator.input_for(site, request.job_id, request.key)
+        run = coordinator._run
+        if output is None or run is None:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"no task bound to site {site!r} consumes {request.key!r}",
+            )
+            return
+        for part in coordinator._parts(run, request.key):
+            yield part

@@ -1,0 +1,218 @@
+"""Jobs: small DAGs of per-site tasks and merges, defined in Python.
+
+A job lists *site tasks* (a registered task name, JSON params, the outputs it consumes,
+and where it may run: sites holding a dataset, or one pinned site) and *coordinator
+merges* (a Python function run in the coordinator over outputs). Iterated jobs (FL
+rounds) are unrolled: round ``r``'s tasks consume round ``r-1``'s merge. Every task has
+a stable id, and the engine accepts exactly one output per id, so a merge never counts
+an output twice however often a task was run.
+
+Example: a two-stage analytics job::
+
+    job = JobBuilder("hist")
+    parts = [job.site_task(f"part/{s}/{i}", "silo.histogram", params, dataset=s)
+             for s in sites for i in range(8)]
+    job.merge("total", sum_count_outputs, parts)
+    job.build(results=["total"])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fedsys.silo.registry import Output
+
+MergeFn = Callable[[Sequence[Output]], Output]
+"""A coordinator merge: outputs of its inputs, in the order declared -> one output."""
+
+
+@dataclass(frozen=True)
+class SiteTask:
+    """A task that runs on a site.
+
+    Parameters
+    ----------
+    task_id
+        Unique within the job.
+    task
+        Registered task name (``"silo.histogram"``).
+    params
+        JSON-serialisable parameters.
+    inputs
+        Ids of the outputs it consumes, in order (other tasks, merges or constants).
+    dataset
+        Only sites holding this dataset may run it (``None``: any site).
+    site
+        Pin the task to one site (e.g. a merge at a chosen site).
+    """
+
+    task_id: str
+    task: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
+    dataset: str | None = None
+    site: str | None = None
+
+    def params_json(self) -> str:
+        """Parameters as compact JSON."""
+        return json.dumps(dict(self.params), sort_keys=True, separators=(",", ":"))
+
+    def can_run_on(self, site: str, datasets: Sequence[str]) -> bool:
+        """Whether ``site`` (holding ``datasets``) may run this task."""
+        if self.site is not None and self.site != site:
+            return False
+        return self.dataset is None or self.dataset in datasets
+
+
+@dataclass(frozen=True)
+class Merge:
+    """A merge that runs in the coordinator when all its inputs are there."""
+
+    task_id: str
+    fn: MergeFn
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated DAG of site tasks, merges and constant inputs.
+
+    Parameters
+    ----------
+    name
+        Job name (for logs and records).
+    tasks
+        Site tasks in a topological order.
+    merges
+        Coordinator merges.
+    constants
+        Outputs known before the job starts (e.g. the initial model).
+    results
+        Ids whose outputs the job returns; it is complete when they all exist.
+    """
+
+    name: str
+    tasks: tuple[SiteTask, ...]
+    merges: tuple[Merge, ...] = ()
+    constants: Mapping[str, Output] = field(default_factory=dict)
+    results: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set(self.constants)
+        nodes: list[tuple[str, tuple[str, ...]]] = [(t.task_id, t.inputs) for t in self.tasks]
+        nodes += [(m.task_id, m.inputs) for m in self.merges]
+        ids = [node_id for node_id, _ in nodes]
+        if len(set(ids) | seen) != len(ids) + len(seen):
+            raise ValueError(f"job {self.name!r} has duplicate task ids")
+        known = set(ids) | seen
+        for node_id, inputs in nodes:
+            missing = [key for key in inputs if key not in known]
+            if missing:
+                raise ValueError(f"task {node_id!r} consumes unknown outputs {missing}")
+        for key in self.results:
+            if key not in known:
+                raise ValueError(f"job result {key!r} is not a task of job {self.name!r}")
+        if not self.results:
+            raise ValueError(f"job {self.name!r} declares no results")
+
+
+class JobBuilder:
+    """Collects tasks and merges, then builds a :class:`Job`.
+
+    Parameters
+    ----------
+    name
+        The job's name.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._tasks: list[SiteTask] = []
+        self._merges: list[Merge] = []
+        self._constants: dict[str, Output] = {}
+
+    def constant(self, task_id: str, output: Output) -> str:
+        """A known input (e.g. initial weights); returns its id."""
+        self._constants[task_id] = output
+        return task_id
+
+    def site_task(
+        self,
+        task_id: str,
+        task: str,
+        params: Mapping[str, Any] | None = None,
+        inputs: Sequence[str] = (),
+        dataset: str | None = None,
+        site: str | None = None,
+    ) -> str:
+        """Add a site task; returns its id."""
+        self._tasks.append(
+            SiteTask(task_id, task, dict(params or {}), tuple(inputs), dataset, site)
+        )
+        return task_id
+
+    def merge(self, task_id: str, fn: MergeFn, inputs: Sequence[str]) -> str:
+        """Add a coordinator merge; returns its id."""
+        self._merges.append(Merge(task_id, fn, tuple(inputs)))
+        return task_id
+
+    def build(self, results: Sequence[str]) -> Job:
+        """The validated job.
+
+        Raises
+        ------
+        ValueError
+            On duplicate ids, unknown inputs or results.
+        """
+        return Job(
+            self.name, tuple(self._tasks), tuple(self._merges), dict(self._constants),
+            tuple(results),
+        )
+
+
+def histogram_job(
+    datasets: Sequence[str],
+    parts_per_dataset: int,
+    lo: float,
+    hi: float,
+    bins: int = 32,
+    passes: int = 1,
+    merge_site: str | None = None,
+    name: str = "histogram",
+) -> Job:
+    """A two-stage analytics job: per-partition histograms at the sites, then one merge.
+
+    Parameters
+    ----------
+    datasets
+        One dataset per site (tasks run where their dataset is).
+    parts_per_dataset
+        Short tasks per dataset.
+    lo, hi, bins
+        Histogram range and bin count.
+    passes
+        Scans per task (task weight).
+    merge_site
+        Merge at this site (a bound-early ``silo.sum_counts`` task) instead of at the
+        coordinator.
+    name
+        Job name.
+    """
+    from fedsys.silo.tasks import sum_count_outputs
+
+    job = JobBuilder(name)
+    parts = []
+    for dataset in datasets:
+        for part in range(parts_per_dataset):
+            params = {"part": part, "parts": parts_per_dataset, "bins": bins,
+                      "lo": lo, "hi": hi, "passes": passes}
+            parts.append(job.site_task(f"part/{dataset}/{part}", "silo.histogram", params,
+                                       dataset=dataset))
+    if merge_site is None:
+        job.merge("total", sum_count_outputs, parts)
+    else:
+        job.site_task("total", "silo.sum_counts", {}, parts, site=merge_site)
+    return job.build(results=["total"])

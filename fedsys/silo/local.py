@@ -1,0 +1,216 @@
+"""A whole silo deployment on loopback: coordinator, WAN shapers and site processes.
+
+Used by ``fedsys silo local``, the tests and ``benchmarks/silo_wan.py``. The coordinator
+runs in the caller's event loop, the shaping proxies on a thread of their own (one per
+site, on the site's path to the coordinator), and every site manager is a separate
+process with its own compute worker pool, started with ``python -m fedsys.cli silo
+site`` and always killed on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from fedsys.silo.coordinator import CoordinatorSettings, SiloCoordinator
+from fedsys.silo.shaper import LinkSettings, ShaperThread
+from fedsys.silo.shaper_process import ShaperProcess
+from fedsys.wire import auth, tls
+from fedsys.wire.transport import ServerSecurity
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_site_data(
+    path: Path,
+    seed: int,
+    rows: int = 200_000,
+    samples: int = 512,
+    features: int = 64,
+    classes: int = 10,
+) -> Path:
+    """A site's synthetic ``.npz``: ``values`` (analytics column) and ``x``/``y`` (FL).
+
+    Labels come from a fixed random linear teacher (shared by all sites) applied to
+    site-shifted features, so sites are non-IID but learnable.
+    """
+    rng = np.random.default_rng([seed, 7])
+    teacher = np.random.default_rng(1234).normal(size=(features, classes))
+    values = rng.normal(loc=0.1 * seed, scale=1.0, size=rows)
+    x = rng.normal(loc=0.2 * seed, size=(samples, features)).astype(np.float32)
+    y = np.argmax(x @ teacher, axis=1).astype(np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, values=values, x=x, y=y)
+    return path
+
+
+def site_command(
+    address: str,
+    token_file: Path,
+    datasets: Mapping[str, Path],
+    name: str,
+    workers: int,
+    comm_workers: int,
+    ca_path: Path | None,
+    task_modules: Sequence[str] = (),
+) -> list[str]:
+    """The command line that starts one site manager."""
+    cmd = [sys.executable, "-m", "fedsys.cli", "silo", "site", "--coordinator", address,
+           "--token-file", str(token_file), "--name", name, "--workers", str(workers),
+           "--comm-workers", str(comm_workers)]
+    cmd += ["--ca", str(ca_path)] if ca_path is not None else ["--insecure"]
+    for dataset, path in datasets.items():
+        cmd += ["--data", f"{dataset}={path}"]
+    for module in task_modules:
+        cmd += ["--tasks", module]
+    return cmd
+
+
+def child_env() -> dict[str, str]:
+    """The environment of child processes: this fedsys first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a site process and its worker processes (its own session), then reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+@dataclass
+class LocalCluster:
+    """Coordinator + one shaper and one site process per site, on loopback.
+
+    Parameters
+    ----------
+    workdir
+        Folder for certificates, tokens, data and logs.
+    sites
+        Number of sites (named ``site-0`` ...; site ``i`` holds dataset ``d<i>``).
+    workers, comm_workers
+        Compute and communication workers per site.
+    link
+        Each direction of every site's path (symmetric; change with :meth:`set_link`).
+    insecure
+        Plaintext gRPC (TLS and tokens are on otherwise; tokens are always checked).
+    extra_datasets
+        Additional datasets per site index (e.g. a replica of another site's data).
+    data_rows, data_samples, data_features
+        Size of each site's synthetic data.
+    coordinator_settings
+        Limits and timers of the coordinator.
+    startup_timeout_s
+        How long the sites have to connect.
+    shaper_process
+        Run the proxies in a child process (default), so that the coordinator's work
+        never stalls the emulated network; ``False``: on a thread of this process.
+    """
+
+    workdir: Path
+    sites: int = 4
+    workers: int = 2
+    comm_workers: int = 2
+    link: LinkSettings = field(default_factory=LinkSettings)
+    insecure: bool = False
+    extra_datasets: Mapping[int, Mapping[str, Path]] = field(default_factory=dict)
+    data_rows: int = 200_000
+    data_samples: int = 512
+    data_features: int = 64
+    coordinator_settings: CoordinatorSettings | None = None
+    startup_timeout_s: float = 90.0
+    shaper_process: bool = True
+    coordinator: SiloCoordinator | None = None
+    shaper: ShaperThread | ShaperProcess | None = None
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        """Site names."""
+        return [f"site-{i}" for i in range(self.sites)]
+
+    @property
+    def datasets(self) -> list[str]:
+        """The dataset each site holds (``d<i>`` at ``site-<i>``)."""
+        return [f"d{i}" for i in range(self.sites)]
+
+    async def __aenter__(self) -> LocalCluster:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Provision credentials and data, start the coordinator, shapers and sites."""
+        self.shaper = ShaperProcess() if self.shaper_process else ShaperThread()
+        if isinstance(self.shaper, ShaperProcess):
+            self.shaper.start()  # imports while the credentials and data are made
+        pki = self.workdir / "pki"
+        pki.mkdir(parents=True, exist_ok=True)
+        auth.issue_tokens(pki, self.names)
+        if not self.insecure:
+            tls.provision(pki, self.names)
+        security = ServerSecurity(insecure=True) if self.insecure else ServerSecurity(pki)
+        self.coordinator = SiloCoordinator(pki / auth.TOKENS_FILE, security,
+                                           settings=self.coordinator_settings)
+        port = await self.coordinator.start()
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        for i, name in enumerate(self.names):
+            data = {self.datasets[i]: write_site_data(
+                self.workdir / "data" / f"{self.datasets[i]}.npz", seed=i, rows=self.data_rows,
+                samples=self.data_samples, features=self.data_features)}
+            data.update(self.extra_datasets.get(i, {}))
+            proxy_port = self.shaper.add_proxy("127.0.0.1", port, self.link, self.link, seed=i)
+            cmd = site_command(f"127.0.0.1:{proxy_port}", pki / "clients" / f"{name}.token",
+                               data, name, self.workers, self.comm_workers,
+                               None if self.insecure else pki / "ca.pem")
+            with open(logs / f"{name}.log", "wb") as log:
+                self.processes.append(subprocess.Popen(
+                    cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
+                    cwd=self.workdir, start_new_session=True))
+        await self.coordinator.wait_for_sites(self.sites, self.startup_timeout_s)
+
+    def set_link(self, link: LinkSettings) -> None:
+        """Give every site's path new settings (both directions)."""
+        self.link = link
+        if self.shaper is not None:
+            self.shaper.set_all(link, link)
+
+    def kill_site(self, index: int) -> None:
+        """Kill site ``index``'s manager process (and so its stream) at once."""
+        kill_group(self.processes[index])
+
+    async def close(self) -> None:
+        """Kill every site process, stop the shapers and the coordinator."""
+        for proc in self.processes:
+            kill_group(proc)
+        if self.shaper is not None:
+            self.shaper.close()
+        if self.coordinator is not None:
+            await self.coordinator.stop()
+
+    def site_log(self, index: int) -> str:
+        """What site ``index`` printed (for test failure messages)."""
+        path = self.workdir / "logs" / f"{self.names[index]}.log"
+        return path.read_text(errors="replace") if path.exists() else ""

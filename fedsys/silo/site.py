@@ -1,0 +1,402 @@
+"""The site manager: dials the coordinator, runs bound tasks on local data, sends outputs.
+
+One manager per site. It holds one ``Connect`` stream to the coordinator and a pool of
+compute worker processes (:mod:`fedsys.silo.worker`). Tasks bound to the site wait in a
+local FIFO until their inputs are there (pushed by the coordinator, or pulled in
+baseline mode) and a worker is free; the data never leaves the site, only outputs do.
+
+Outputs up to the job's threshold ride inline on the stream. Larger ones go to
+communication workers that upload them on ``PutOutput`` while compute goes on
+(decoupled); in baseline mode the compute worker is held until the upload is
+acknowledged (coupled), and the site asks for its next task only then (late binding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import grpc
+
+from fedsys.silo.registry import load_task_modules
+from fedsys.silo.worker import WorkResult, make_pool, run_task
+from fedsys.wire.auth import bearer_metadata
+from fedsys.wire.chunks import PayloadError, Reassembler, split
+from fedsys.wire.protos import silo_pb2, silo_pb2_grpc
+from fedsys.wire.transport import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    Backoff,
+    ChannelSecurity,
+    open_channel,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    """How a site manager works.
+
+    Parameters
+    ----------
+    workers
+        Compute worker processes.
+    comm_workers
+        Communication workers sending large outputs (decoupled mode).
+    task_modules
+        Modules to import that register tasks (besides the built-in ones).
+    max_message_bytes
+        Largest gRPC message.
+    max_input_bytes
+        Largest input the site accepts.
+    coordinator_timeout_s
+        Reconnect when the coordinator has said nothing (not even a ping) this long.
+    transfer_timeout_s
+        Deadline of one output upload or input download.
+    backoff
+        Reconnection backoff.
+    """
+
+    workers: int = 2
+    comm_workers: int = 2
+    task_modules: tuple[str, ...] = ()
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_input_bytes: int = 512 * 1024 * 1024
+    coordinator_timeout_s: float = 20.0
+    transfer_timeout_s: float = 300.0
+    backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.2, cap_s=5.0))
+
+
+@dataclass
+class _JobState:
+    """What the site holds for the job in progress."""
+
+    job_id: str = ""
+    late_binding: bool = False
+    coupled_output: bool = False
+    threshold_bytes: int = 64 * 1024
+    pending: deque[silo_pb2.TaskAssignment] = field(default_factory=deque)
+    inputs: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    partial: dict[str, Reassembler] = field(default_factory=dict)
+
+
+class SiteManager:
+    """Runs a site: connect, execute bound tasks, send outputs, reconnect on failure.
+
+    Parameters
+    ----------
+    coordinator
+        ``host:port`` of the coordinator (or of the WAN shaper in front of it).
+    token
+        The site's bearer token (its name on the coordinator).
+    security
+        TLS settings of the channel.
+    datasets
+        Local datasets by name (paths on this site).
+    name
+        The site's name as its tasks see it (the coordinator knows it by its token).
+    settings
+        Workers and limits.
+    """
+
+    def __init__(
+        self,
+        coordinator: str,
+        token: str,
+        security: ChannelSecurity,
+        datasets: Mapping[str, str],
+        name: str = "site",
+        settings: SiteSettings | None = None,
+    ) -> None:
+        self.coordinator = coordinator
+        self.token = token
+        self.security = security
+        self.datasets = dict(datasets)
+        self.settings = settings or SiteSettings()
+        self.name = name
+        self._pool: ProcessPoolExecutor | None = None
+        self._job = _JobState()
+        self._free = self.settings.workers
+        self._wake = asyncio.Event()
+        self._outbox: asyncio.Queue[silo_pb2.SiteMessage | None] = asyncio.Queue()
+        self._comm: asyncio.Queue[tuple[silo_pb2.OutputHeader, bytes]] = asyncio.Queue()
+        self._stub: silo_pb2_grpc.CoordinatorStub | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Serve until ``stop`` is set, reconnecting with backoff when the stream breaks.
+
+        Raises
+        ------
+        ConnectionError
+            When the backoff gives up.
+        """
+        stop = stop or asyncio.Event()
+        task_names = load_task_modules(self.settings.task_modules)
+        self._pool = make_pool(self.settings.workers, self.name, self.datasets,
+                               self.settings.task_modules)
+        await self._warm_up()
+        rng = random.Random()
+        attempt = 0
+        try:
+            while not stop.is_set():
+                try:
+                    await self._session(task_names, stop)
+                    attempt = 0
+                except (grpc.aio.AioRpcError, TimeoutError, ConnectionError) as exc:
+                    reason = _describe(exc)
+                    if self.settings.backoff.exhausted(attempt):
+                        raise ConnectionError(
+                            f"cannot reach the coordinator at {self.coordinator}: {reason}"
+                        ) from None
+                    _LOGGER.warning("stream to coordinator broke (%s); reconnecting", reason)
+                    with contextlib.suppress(TimeoutError):  # a stop ends the wait at once
+                        await asyncio.wait_for(
+                            stop.wait(), self.settings.backoff.delay_s(attempt, rng))
+                    attempt += 1
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _warm_up(self) -> None:
+        """Start every worker process now, not at the first task."""
+        loop = asyncio.get_running_loop()
+        assert self._pool is not None
+        await asyncio.gather(*(
+            loop.run_in_executor(self._pool, time.sleep, 0.2)
+            for _ in range(self.settings.workers)
+        ))
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _session(self, task_names: Sequence[str], stop: asyncio.Event) -> None:
+        """One connection: hello, then serve the stream until it ends."""
+        self._job = _JobState()
+        self._free = self.settings.workers
+        self._outbox = asyncio.Queue()
+        async with open_channel(self.coordinator, self.security,
+                                self.settings.max_message_bytes) as channel:
+            self._stub = silo_pb2_grpc.CoordinatorStub(channel)
+            hello = silo_pb2.Hello(workers=self.settings.workers,
+                                   datasets=sorted(self.datasets), tasks=list(task_names))
+            self._outbox.put_nowait(silo_pb2.SiteMessage(hello=hello))
+            call = self._stub.Connect(self._outgoing(), metadata=bearer_metadata(self.token))
+            workers = [asyncio.create_task(self._dispatch())]
+            workers += [asyncio.create_task(self._comm_worker())
+                        for _ in range(self.settings.comm_workers)]
+            stopper = asyncio.create_task(stop.wait())
+            try:
+                while not stop.is_set():
+                    read = asyncio.ensure_future(call.read())
+                    finished, _ = await asyncio.wait(
+                        {read, stopper}, timeout=self.settings.coordinator_timeout_s,
+                        return_when=asyncio.FIRST_COMPLETED)
+                    if read not in finished:
+                        read.cancel()
+                        if stop.is_set():
+                            break
+                        raise TimeoutError("the coordinator went silent")
+                    message = read.result()
+                    if message is grpc.aio.EOF:
+                        raise ConnectionError("the coordinator closed the stream")
+                    self._on_message(message)
+            finally:
+                stopper.cancel()
+                self._outbox.put_nowait(None)
+                for worker in workers:
+                    worker.cancel()
+                call.cancel()
+
+    async def _outgoing(self) -> AsyncIterator[silo_pb2.SiteMessage]:
+        outbox = self._outbox
+        while (message := await outbox.get()) is not None:
+            yield message
+
+    def _send(self, message: silo_pb2.SiteMessage) -> None:
+        self._outbox.put_nowait(message)
+
+    # ------------------------------------------------------------ messages
+
+    def _on_message(self, message: silo_pb2.CoordinatorMessage) -> None:
+        kind = message.WhichOneof("kind")
+        job = self._job
+        if kind == "ping":
+            self._send(silo_pb2.SiteMessage(
+                pong=silo_pb2.Pong(coordinator_time_s=message.ping.coordinator_time_s)))
+        elif kind == "welcome":
+            _LOGGER.info("connected to %s as site %s", self.coordinator, message.welcome.site)
+        elif kind == "mode":
+            self._start_job(message.mode)
+        elif kind == "assign":
+            for task in message.assign.tasks:
+                if task.job_id == job.job_id:
+                    job.pending.append(task)
+            self._wake.set()
+        elif kind == "input" and message.input.job_id == job.job_id:
+            self._on_input(message.input)
+        elif kind == "evict" and message.evict.job_id == job.job_id:
+            for key in message.evict.keys:  # the coordinator knows no task needs it again
+                job.inputs.pop(key, None)
+        elif kind == "reclaim" and message.reclaim.job_id == job.job_id:
+            wanted = set(message.reclaim.task_ids)
+            given = [t.task_id for t in job.pending if t.task_id in wanted]
+            job.pending = deque(t for t in job.pending if t.task_id not in wanted)
+            self._send(silo_pb2.SiteMessage(
+                reclaimed=silo_pb2.Reclaimed(task_ids=given, job_id=job.job_id)))
+
+    def _start_job(self, mode: silo_pb2.JobMode) -> None:
+        self._job = _JobState(
+            job_id=mode.job_id,
+            late_binding=mode.late_binding,
+            coupled_output=mode.coupled_output,
+            threshold_bytes=int(mode.output_threshold_bytes),
+        )
+        if mode.late_binding and self._free > 0:
+            self._request(self._free)
+
+    def _request(self, count: int) -> None:
+        self._send(silo_pb2.SiteMessage(
+            request=silo_pb2.TaskRequest(count=count, job_id=self._job.job_id)))
+
+    def _on_input(self, part: silo_pb2.InputPart) -> None:
+        job = self._job
+        assembler = job.partial.get(part.key)
+        if assembler is None:
+            assembler = job.partial[part.key] = Reassembler(self.settings.max_input_bytes)
+        try:
+            assembler.add(part.chunk)
+            if assembler.complete:
+                job.inputs[part.key] = (assembler.result(), part.meta_json)
+                del job.partial[part.key]
+                self._wake.set()
+        except PayloadError as exc:
+            _LOGGER.error("input %s refused: %s", part.key, exc)
+            del job.partial[part.key]
+
+    # ------------------------------------------------------------ execution
+
+    def _runnable(self) -> silo_pb2.TaskAssignment | None:
+        job = self._job
+        for index, task in enumerate(job.pending):
+            if not task.inputs_pushed or all(k in job.inputs for k in task.inputs):
+                del job.pending[index]
+                return task
+        return None
+
+    async def _dispatch(self) -> None:
+        """Start runnable tasks whenever a worker is free (no round trip needed)."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._free > 0 and (task := self._runnable()) is not None:
+                self._free -= 1
+                self._spawn(self._execute(task, self._job))
+
+    def _release(self, job: _JobState) -> None:
+        self._free += 1
+        if job is self._job and job.late_binding:
+            self._request(1)
+        self._wake.set()
+
+    async def _execute(self, task: silo_pb2.TaskAssignment, job: _JobState) -> None:
+        try:
+            inputs = [await self._input(job, key) for key in task.inputs]
+            params = json.loads(task.params_json) if task.params_json else {}
+            loop = asyncio.get_running_loop()
+            result: WorkResult = await loop.run_in_executor(
+                self._pool, run_task, task.task, task.task_id, task.dataset, params, inputs
+            )
+            small = len(result.payload) <= job.threshold_bytes or bool(result.error)
+            if small:
+                self._send(silo_pb2.SiteMessage(done=_done(task, result, job.job_id)))
+            header = _header(task, result, job.job_id)
+            if not small and job.coupled_output:
+                await self._upload(header, result.payload)
+            elif not small:
+                self._comm.put_nowait((header, result.payload))
+        except (grpc.aio.AioRpcError, TimeoutError, PayloadError) as exc:
+            _LOGGER.warning("task %s lost its transfer: %s", task.task_id, exc)
+            self._report_failure(task, job, f"transfer failed: {exc}")
+        except Exception as exc:  # e.g. a worker process died: the coordinator must know
+            _LOGGER.exception("task %s could not run", task.task_id)
+            self._report_failure(task, job, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._release(job)
+
+    def _report_failure(self, task: silo_pb2.TaskAssignment, job: _JobState, error: str) -> None:
+        self._send(silo_pb2.SiteMessage(done=silo_pb2.TaskDone(
+            task_id=task.task_id, attempt=task.attempt, job_id=job.job_id, error=error)))
+
+    async def _input(self, job: _JobState, key: str) -> tuple[bytes, str]:
+        """An input: pushed already, or pulled from the coordinator (baseline)."""
+        if key in job.inputs:
+            return job.inputs[key]
+        assert self._stub is not None
+        assembler = Reassembler(self.settings.max_input_bytes)
+        meta = ""
+        call = self._stub.FetchInput(
+            silo_pb2.InputRequest(key=key, job_id=job.job_id),
+            metadata=bearer_metadata(self.token), timeout=self.settings.transfer_timeout_s)
+        async for part in call:
+            assembler.add(part.chunk)
+            meta = part.meta_json
+        job.inputs[key] = (assembler.result(), meta)
+        return job.inputs[key]
+
+    async def _comm_worker(self) -> None:
+        """Send large outputs while the compute workers go on (decoupled mode)."""
+        while True:
+            header, payload = await self._comm.get()
+            try:
+                await self._upload(header, payload)
+            except (grpc.aio.AioRpcError, TimeoutError) as exc:
+                _LOGGER.warning("upload of %s failed: %s", header.task_id, exc)
+
+    async def _upload(self, header: silo_pb2.OutputHeader, payload: bytes) -> bool:
+        assert self._stub is not None
+        header.send_start_s = time.time()
+
+        async def parts() -> AsyncIterator[silo_pb2.OutputPart]:
+            yield silo_pb2.OutputPart(header=header)
+            for chunk in split(payload):
+                yield silo_pb2.OutputPart(chunk=chunk)
+
+        ack = await self._stub.PutOutput(
+            parts(), metadata=bearer_metadata(self.token),
+            timeout=self.settings.transfer_timeout_s)
+        return bool(ack.accepted)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a broken stream (gRPC errors carry their code and details)."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return str(exc) or type(exc).__name__
+
+
+def _done(task: silo_pb2.TaskAssignment, result: WorkResult, job_id: str) -> silo_pb2.TaskDone:
+    return silo_pb2.TaskDone(
+        task_id=task.task_id, attempt=task.attempt, compute_s=result.compute_s,
+        inline=not result.error, payload=result.payload, meta_json=result.meta_json,
+        error=result.error, payload_bytes=len(result.payload), start_s=result.start_s,
+        end_s=result.end_s, job_id=job_id, worker_pid=result.worker_pid)
+
+
+def _header(task: silo_pb2.TaskAssignment, result: WorkResult, job_id: str
+            ) -> silo_pb2.OutputHeader:
+    return silo_pb2.OutputHeader(
+        task_id=task.task_id, attempt=task.attempt, meta_json=result.meta_json, job_id=job_id,
+        compute_s=result.compute_s, start_s=result.start_s, end_s=result.end_s,
+        worker_pid=result.worker_pid)

@@ -20,7 +20,7 @@ from fedsys.aggregation.base import Strategy
 from fedsys.aggregation.compression import Compressor, NoCompression
 from fedsys.aggregation.validation import InvalidUpdateError, UpdateValidator, filter_valid
 from fedsys.core.training import EvalResult, LocalTrainer, evaluate
-from fedsys.core.update import ClientId, ClientReport, ClientUpdate
+from fedsys.core.update import ClientId, ClientReport, ClientUpdate, ReportOutcome
 from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
 from fedsys.selection.base import Selector
@@ -54,6 +54,12 @@ class TrainedRound:
     participants: int
     train_loss: float | None
     rejected: tuple[InvalidUpdateError, ...] = ()
+    accepted: frozenset[int] = frozenset()
+    """Identities (``id()``) of the updates that passed validation and were aggregated."""
+
+    def outcome_of(self, update: ClientUpdate | None) -> ReportOutcome:
+        """``completed`` if ``update`` was aggregated, ``rejected`` if it was refused."""
+        return "completed" if update is not None and id(update) in self.accepted else "rejected"
 
 
 class Engine:
@@ -173,6 +179,7 @@ class Engine:
                 bytes_down=bytes_down,
                 bytes_up=bytes_up,
                 serial=self.launches,
+                samples_processed=int(self.samples_processed[client]),
             )
             self.launches += 1
             self.queue.push(*outcome_event(launch))
@@ -254,7 +261,9 @@ class Engine:
             self.weights, self.strategy_state = self.parts.strategy.aggregate(
                 self.weights, _chain_first(first, counted), self.strategy_state
             )
-        return TrainedRound(tally.count, tally.mean_loss(), tuple(rejected))
+        return TrainedRound(
+            tally.count, tally.mean_loss(), tuple(rejected), frozenset(tally.accepted)
+        )
 
     def accounting(self, result: TrainedRound) -> dict[str, object]:
         """Per-round extras for the record: rejected updates and privacy spent."""
@@ -285,15 +294,26 @@ class Engine:
         )
 
 
-def report_for(launch: Launch, update: ClientUpdate | None) -> ClientReport:
-    """A selector report: loss when the update was used, the duration in every case."""
+def report_for(
+    launch: Launch, outcome: ReportOutcome, update: ClientUpdate | None = None
+) -> ClientReport:
+    """A selector report saying how the round ended for the client.
+
+    Loss statistics travel only with a completed (aggregated) update. A dropout
+    reports the time it stayed online and no processed samples; everyone else its
+    full duration and the samples its local training went through.
+    """
+    completed = outcome == "completed"
+    dropped = outcome == "dropped"
     return ClientReport(
         client_id=launch.client_id,
         round_idx=launch.version,
-        duration_s=launch.duration_s,
+        duration_s=launch.online_s if dropped else launch.duration_s,
         num_samples=launch.num_samples,
-        completed=update is not None,
-        loss=None if update is None else update.loss,
+        completed=completed,
+        loss=update.loss if completed and update is not None else None,
+        outcome=outcome,
+        samples_processed=0 if dropped else launch.samples_processed,
     )
 
 
@@ -315,10 +335,12 @@ class _Tally:
         self.count = 0
         self.loss_weighted = 0.0
         self.loss_samples = 0
+        self.accepted: set[int] = set()
 
     def watch(self, updates: Iterable[ClientUpdate]) -> Iterator[ClientUpdate]:
         for update in updates:
             self.count += 1
+            self.accepted.add(id(update))
             if update.loss is not None:
                 self.loss_weighted += update.loss.mean_loss * update.num_samples
                 self.loss_samples += update.num_samples

@@ -30,6 +30,7 @@ class Launch:
     bytes_down: int
     bytes_up: int
     serial: int = 0
+    samples_processed: int = 0
 
     @property
     def duration_s(self) -> float:
@@ -40,6 +41,11 @@ class Launch:
     def finish_s(self) -> float:
         """When the update would arrive."""
         return self.start_s + self.duration_s
+
+    @property
+    def online_s(self) -> float:
+        """How long the client worked before its update arrived or it went offline."""
+        return max(0.0, min(self.duration_s, self.offline_s - self.start_s))
 
     @property
     def completes(self) -> bool:

@@ -153,17 +153,21 @@ class _AsyncRun:
         def weighted_updates() -> Iterator[ClientUpdate]:
             for launch, stale in zip(window.buffer, staleness, strict=True):
                 update = engine.train(launch, start=self.snapshots[launch.version])
-                used[id(launch)] = update
                 factor = staleness_weight(stale, self.mode.staleness_exponent)
-                yield replace(update, delta=update.delta.scale(factor))
+                used[id(launch)] = replace(update, delta=update.delta.scale(factor))
+                yield used[id(launch)]
                 self._unpin(launch.version, version)
 
         result = engine.aggregate(weighted_updates())
         self.snapshots[version + 1] = engine.weights
         if self.pinned[version] <= 0:
             self.snapshots.pop(version, None)
-        reports = [report_for(launch, used.get(id(launch))) for launch in window.buffer]
-        reports += [report_for(launch, None) for launch in window.dropped + window.stale]
+        reports = [
+            report_for(launch, result.outcome_of(used.get(id(launch))), used.get(id(launch)))
+            for launch in window.buffer
+        ]
+        reports += [report_for(launch, "dropped") for launch in window.dropped]
+        reports += [report_for(launch, "straggled") for launch in window.stale]
         engine.feedback(reports)
         return RoundRecord(
             round_idx=version,

@@ -76,6 +76,9 @@ class DeadlineRounds(RoundMode):
 
 
 def _discard(engine: Engine, outcome: RoundOutcome) -> int:
-    """A short round's arrivals are thrown away; the selector still learns their speed."""
-    engine.feedback([report_for(launch, None) for launch in outcome.arrived])
+    """A short round's arrivals are thrown away; the selector still learns their speed.
+
+    Their work is discarded as a straggler's is, so they report ``straggled``.
+    """
+    engine.feedback([report_for(launch, "straggled") for launch in outcome.arrived])
     return len(outcome.arrived)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from fedsys.traces import generate_fleet, save_fleet
@@ -59,3 +62,95 @@ def test_traces_show_and_convert_round_trip(tmp_path: Path) -> None:
     assert converted.returncode == 0, converted.stderr
     back = _fedsys("traces", "show", str(pickles), "--plot", str(tmp_path / "h2.png"))
     assert back.returncode == 0, back.stderr
+
+
+SMALL = ["--set", "dataset.num_clients=20", "--set", "clients_per_round=5"]
+
+
+def _rows(path: Path) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        row.pop("wall_s")
+    return rows
+
+
+def test_sigint_leaves_a_consistent_folder_and_resume_matches_an_uninterrupted_run(
+    tmp_path: Path,
+) -> None:
+    # Prepare: a run that checkpoints every 2 rounds, interrupted once 3 rounds are out.
+    out, whole = tmp_path / "run", tmp_path / "whole"
+    args = ["run", "--quiet", *SMALL, "--set", "rounds=60", "--set", "eval.every=1"]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fedsys.cli",
+            *args,
+            "--set",
+            "checkpoint_every=2",
+            "--output-dir",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            rounds = out / "rounds.jsonl"
+            if rounds.exists() and len(rounds.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.02)
+        # Act
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    # Assert: the folder is one run's, marked interrupted, parseable, resumable.
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert (out / "config.yaml").read_text().startswith("# resolved config written by fedsys")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    stopped = _rows(out / "rounds.jsonl")
+    assert 3 <= len(stopped) < 60
+    assert summary["rounds"] == len(stopped)
+
+    resumed = _fedsys("run", "--quiet", "--resume", str(out))
+    reference = _fedsys(*args, "--output-dir", str(whole))
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert reference.returncode == 0, reference.stderr
+    assert json.loads((out / "summary.json").read_text())["status"] == "completed"
+    assert _rows(out / "rounds.jsonl") == _rows(whole / "rounds.jsonl")
+
+
+def test_a_non_empty_output_folder_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "rounds.jsonl").write_text('{"round_idx": 0}\n')
+    (out / "notes.txt").write_text("mine")
+    args = ["run", "--quiet", *SMALL, "--set", "rounds=2", "--output-dir", str(out)]
+
+    refused = _fedsys(*args)
+    replaced = _fedsys(*args, "--overwrite")
+
+    assert refused.returncode == 1
+    assert "is not empty" in refused.stderr and "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert replaced.returncode == 0, replaced.stderr
+    assert [r["round_idx"] for r in _rows(out / "rounds.jsonl")] == [0, 1]
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_results_files_have_the_users_default_mode(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = _fedsys("run", "--quiet", *SMALL, "--set", "rounds=1", "--output-dir", str(out))
+
+    assert proc.returncode == 0, proc.stderr
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.yaml", "rounds.jsonl", "summary.json", "checkpoint.pt"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

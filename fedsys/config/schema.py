@@ -196,6 +196,9 @@ class RunConfig(Settings):
     clients_per_round: int = Field(10, ge=1)
     target_accuracy: float | None = Field(0.85, gt=0, le=1)
     output_dir: str = "runs/quickstart"
+    checkpoint_every: int = Field(
+        10, ge=0, description="rounds between checkpoints of a CLI run (0: only at the end)"
+    )
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainSettings = Field(default_factory=TrainSettings)

@@ -45,12 +45,30 @@ class RoundRecord:
         return row
 
 
+RUN_STATUSES = ("completed", "interrupted", "failed")
+
+
 @dataclass(frozen=True)
 class RunResult:
-    """All round records of a run plus its settings."""
+    """All round records of a run plus its settings and how it ended.
+
+    Parameters
+    ----------
+    records
+        One record per aggregation, in order.
+    config
+        The settings the run was built from.
+    status
+        ``completed``, ``interrupted`` (stopped on request; resumable from its last
+        checkpoint) or ``failed`` (an error ended it; ``reason`` says which).
+    reason
+        Why a run did not complete; ``None`` when it did.
+    """
 
     records: tuple[RoundRecord, ...]
     config: dict[str, Any] = field(default_factory=dict)
+    status: str = "completed"
+    reason: str | None = None
 
     def time_to_accuracy(self, target: float) -> float | None:
         """Virtual seconds until evaluated accuracy first reached ``target`` (None if never)."""
@@ -83,6 +101,8 @@ class RunResult:
         virtual_s = self.records[-1].end_s if self.records else 0.0
         tta = self.time_to_accuracy(target_accuracy) if target_accuracy else None
         return {
+            "status": self.status,
+            "reason": self.reason,
             "rounds": len(self.records),
             "virtual_time_s": virtual_s,
             "virtual_time_h": virtual_s / 3600.0,

@@ -203,4 +203,5 @@ def build_simulator(config: RunConfig) -> Simulator:
         validator=config.validation.build(),
         evaluator=build_evaluator(config.eval, dataset, fleet, model, cost, config.seed),
         config=config.model_dump(mode="json"),
+        checkpoint_every=config.checkpoint_every,
     )

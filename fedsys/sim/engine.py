@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,12 +84,49 @@ class Engine:
         self.busy: set[ClientId] = set()
         self.launches = 0
         self.residuals: dict[ClientId, torch.Tensor] = {}
+        self.mode_state: Any = None
+        """What a round mode keeps across aggregations (async snapshots), checkpointed."""
         self.compresses = not isinstance(parts.compressor, NoCompression)
         self.update_bytes = _wire_bytes(parts.compressor, self.weights)
         if isinstance(parts.selector, UsesClientPriors):
             self.selector_state = parts.selector.with_priors(
                 self.selector_state, sizes.astype(np.float64), self.expected_durations()
             )
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything that evolves during a run, as values a checkpoint can hold."""
+        entries, next_seq = self.queue.snapshot()
+        return {
+            "weights": self.weights,
+            "strategy_state": self.strategy_state,
+            "selector_state": self.selector_state,
+            "clock_s": self.clock.now_s,
+            "queue": entries,
+            "queue_next_seq": next_seq,
+            "busy": set(self.busy),
+            "launches": self.launches,
+            "residuals": dict(self.residuals),
+            "mode_state": self.mode_state,
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Continue from a :meth:`snapshot` of a run with the same parts.
+
+        Raises
+        ------
+        ValueError
+            If the snapshot's weights do not fit this run's model.
+        """
+        self.weights.check_same_layout(snapshot["weights"])
+        self.weights = snapshot["weights"]
+        self.strategy_state = snapshot["strategy_state"]
+        self.selector_state = snapshot["selector_state"]
+        self.clock = VirtualClock(float(snapshot["clock_s"]))
+        self.queue = EventQueue.restore(snapshot["queue"], snapshot["queue_next_seq"])
+        self.busy = set(snapshot["busy"])
+        self.launches = int(snapshot["launches"])
+        self.residuals = dict(snapshot["residuals"])
+        self.mode_state = snapshot["mode_state"]
 
     def expected_durations(self) -> np.ndarray:
         """Each client's round time from its device profile, before it ever trains."""

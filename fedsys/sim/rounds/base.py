@@ -16,8 +16,15 @@ class RoundMode(ABC):
     """Decides when rounds open and close; yields one record per aggregation."""
 
     @abstractmethod
-    def run(self, engine: Engine, rounds: int, clients_per_round: int) -> Iterator[RoundRecord]:
-        """Drive ``engine`` for ``rounds`` aggregations of ``clients_per_round`` clients."""
+    def run(
+        self, engine: Engine, rounds: int, clients_per_round: int, start_round: int = 0
+    ) -> Iterator[RoundRecord]:
+        """Drive ``engine`` for aggregations ``start_round .. rounds - 1``.
+
+        Between two yielded records the engine's state (including
+        ``engine.mode_state``) is complete: a checkpoint of it, restored into a fresh
+        engine, continues with ``start_round`` set to the next round.
+        """
 
 
 @dataclass

@@ -48,10 +48,12 @@ class DeadlineRounds(RoundMode):
         self.on_short_round = on_short_round
         self.max_retries = max_retries
 
-    def run(self, engine: Engine, rounds: int, clients_per_round: int) -> Iterator[RoundRecord]:
+    def run(
+        self, engine: Engine, rounds: int, clients_per_round: int, start_round: int = 0
+    ) -> Iterator[RoundRecord]:
         """Yield one record per round (a skipped round has zero participants)."""
         wanted = ceil_overcommit(clients_per_round, self.overcommit)
-        for round_idx in range(rounds):
+        for round_idx in range(start_round, rounds):
             timer = WallTimer()
             start_s = engine.clock.now_s
             attempts, discarded = 0, 0

@@ -26,9 +26,11 @@ class SyncRounds(RoundMode):
     def __init__(self, overcommit: float = 1.3) -> None:
         self.overcommit = overcommit
 
-    def run(self, engine: Engine, rounds: int, clients_per_round: int) -> Iterator[RoundRecord]:
+    def run(
+        self, engine: Engine, rounds: int, clients_per_round: int, start_round: int = 0
+    ) -> Iterator[RoundRecord]:
         """Yield one record per round."""
-        for round_idx in range(rounds):
+        for round_idx in range(start_round, rounds):
             timer = WallTimer()
             start_s = engine.clock.now_s
             wanted = ceil_overcommit(clients_per_round, self.overcommit)

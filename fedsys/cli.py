@@ -231,7 +231,8 @@ def _run_with_progress(
 
 def _write_partial(simulator: Any, writer: Any, status: str, reason: str) -> None:
     records = tuple(getattr(simulator, "records_", ()))
-    writer.write_summary(RunResult(records, simulator.config or {}, status=status, reason=reason))
+    privacy = getattr(simulator, "privacy_", None)
+    writer.write_summary(RunResult(records, simulator.config or {}, status, reason, privacy))
 
 
 class _StopOnSigint:

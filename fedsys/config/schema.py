@@ -20,6 +20,9 @@ from fedsys.aggregation.config import (
 )
 from fedsys.selection.config import RandomSelectorConfig, SelectorConfig
 
+DATA_DEPENDENT_SELECTORS = frozenset({"oort", "power_of_choice"})
+"""Selectors whose choice depends on client losses or data (not covered by DP accounting)."""
+
 
 class Settings(BaseModel):
     """Base of every config model: unknown keys are errors, values are immutable."""
@@ -139,11 +142,21 @@ class DevicesConfig(Settings):
         return self
 
 
+Participation = Literal["selector", "poisson"]
+
+
 class SyncRounds(Settings):
-    """Select ceil(overcommit × K); the round closes when the K-th client arrives."""
+    """Select ceil(overcommit × K); the round closes when the K-th client arrives.
+
+    ``participation: poisson`` skips the selector: each available client joins with
+    probability K / N and the round waits for all of them (DP-FedAvg's default).
+    """
 
     mode: Literal["sync"] = "sync"
     overcommit: float = Field(1.3, ge=1.0)
+    participation: Participation | None = Field(
+        None, description="selector or poisson; unset: poisson for dp_fedavg, else selector"
+    )
 
 
 class DeadlineRounds(Settings):
@@ -155,6 +168,9 @@ class DeadlineRounds(Settings):
     min_participants: int = Field(1, ge=1)
     on_short_round: Literal["retry", "skip"] = "skip"
     max_retries: int = Field(3, ge=0)
+    participation: Participation | None = Field(
+        None, description="selector or poisson; unset: poisson for dp_fedavg, else selector"
+    )
 
 
 class AsyncRounds(Settings):
@@ -209,6 +225,46 @@ class RunConfig(Settings):
     validation: UpdateValidationConfig = Field(default_factory=UpdateValidationConfig)
     round: RoundConfig = Field(default_factory=SyncRounds)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @property
+    def participation(self) -> str:
+        """How clients join a round: ``poisson``, ``selector`` or (async) ``concurrency``."""
+        if isinstance(self.round, AsyncRounds):
+            return "concurrency"
+        if self.round.participation is not None:
+            return self.round.participation
+        private = self.strategy.name == "dp_fedavg" and self.selector.name == "random"
+        return "poisson" if private else "selector"
+
+    @model_validator(mode="after")
+    def _selection_fits_privacy(self) -> RunConfig:
+        if self.participation == "poisson" and self.selector.name != "random":
+            raise ValueError(
+                f"round.participation=poisson draws clients itself, so selector "
+                f"{self.selector.name!r} would be ignored: use selector random or "
+                "round.participation=selector"
+            )
+        if self.strategy.name != "dp_fedavg":
+            return self
+        if self.selector.name in DATA_DEPENDENT_SELECTORS and not getattr(
+            self.strategy, "acknowledge_selection_not_private", False
+        ):
+            raise ValueError(
+                f"selector {self.selector.name!r} chooses clients by their loss or data, "
+                "which dp_fedavg's epsilon does not account for (the choice itself leaks "
+                "information about client data): use selector random, or set "
+                "strategy.acknowledge_selection_not_private=true to accept an epsilon "
+                "that covers only the noisy aggregation"
+            )
+        sampling = getattr(self.strategy, "sampling", None)
+        expected = "poisson" if self.participation == "poisson" else "fixed_size"
+        if sampling is not None and sampling != expected:
+            raise ValueError(
+                f"strategy.sampling={sampling} contradicts how the run draws clients "
+                f"(participation {self.participation}, accounted as {expected}): leave "
+                "strategy.sampling unset"
+            )
+        return self
 
     @model_validator(mode="after")
     def _enough_clients(self) -> RunConfig:

@@ -63,12 +63,16 @@ class RunResult:
         checkpoint) or ``failed`` (an error ended it; ``reason`` says which).
     reason
         Why a run did not complete; ``None`` when it did.
+    privacy
+        What a DP strategy's epsilon assumes and covers (sampling, q, noise
+        multiplier, rounds, epsilon); ``None`` without DP.
     """
 
     records: tuple[RoundRecord, ...]
     config: dict[str, Any] = field(default_factory=dict)
     status: str = "completed"
     reason: str | None = None
+    privacy: dict[str, Any] | None = None
 
     def time_to_accuracy(self, target: float) -> float | None:
         """Virtual seconds until evaluated accuracy first reached ``target`` (None if never)."""
@@ -122,6 +126,7 @@ class RunResult:
             "bytes_up": sum(r.bytes_up for r in self.records),
             "bytes_down": sum(r.bytes_down for r in self.records),
             "mean_round_s": _mean([r.duration_s for r in self.records]),
+            **({"privacy": self.privacy} if self.privacy is not None else {}),
         }
 
 

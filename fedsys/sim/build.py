@@ -123,13 +123,36 @@ def build_trainer(config: TrainSettings, strategy: Strategy | None = None) -> Lo
     return LocalTrainer(TrainConfig(**settings))
 
 
-def complete_strategy(config: RunConfig) -> StrategyConfig:
-    """Fill the strategy settings a run already knows (DP sampling sizes, q-FedAvg's lr)."""
+def complete_strategy(config: RunConfig, population: int | None = None) -> StrategyConfig:
+    """Fill the strategy settings a run already knows (DP sampling, q-FedAvg's lr).
+
+    DP-FedAvg's population is the clients holding data in the loaded dataset
+    (``population``; ``dataset.num_clients`` when not given), its count per round is
+    K (the buffer size B in async rounds, which aggregate B updates), and its
+    sampling is how the run draws clients: ``poisson`` or ``fixed_size``.
+
+    Raises
+    ------
+    ValueError
+        If ``strategy.population_size`` exceeds the clients the data really has.
+    """
     strategy = config.strategy
     if isinstance(strategy, DPFedAvgConfig):
+        real = population if population is not None else config.dataset.num_clients
+        if strategy.population_size is not None and strategy.population_size > real:
+            raise ValueError(
+                f"strategy.population_size={strategy.population_size} exceeds the "
+                f"{real} clients holding data: epsilon would be understated"
+            )
+        per_round = (
+            config.round.buffer_size
+            if isinstance(config.round, AsyncRounds)
+            else config.clients_per_round
+        )
         filled = {
-            "clients_per_round": strategy.clients_per_round or config.clients_per_round,
-            "population_size": strategy.population_size or config.dataset.num_clients,
+            "clients_per_round": strategy.clients_per_round or min(per_round, real),
+            "population_size": strategy.population_size or real,
+            "sampling": "poisson" if config.participation == "poisson" else "fixed_size",
         }
         return DPFedAvgConfig.model_validate({**strategy.model_dump(), **filled})
     if isinstance(strategy, QFedAvgConfig) and strategy.client_lr is None:
@@ -163,14 +186,15 @@ def build_evaluator(
     )
 
 
-def build_round_mode(config: RoundConfig) -> RoundMode:
+def build_round_mode(config: RoundConfig, participation: str = "selector") -> RoundMode:
     """The round mode object for the configured ``round.mode``."""
     if isinstance(config, SyncRounds):
-        return SyncMode(overcommit=config.overcommit)
+        return SyncMode(overcommit=config.overcommit, participation=participation)
     if isinstance(config, DeadlineRounds):
         from fedsys.sim.rounds.deadline import DeadlineRounds as DeadlineMode
 
-        return DeadlineMode(**config.model_dump(exclude={"mode"}))
+        settings = config.model_dump(exclude={"mode", "participation"})
+        return DeadlineMode(**settings, participation=participation)
     if isinstance(config, AsyncRounds):
         from fedsys.sim.rounds.buffered import BufferedAsyncRounds
 
@@ -185,7 +209,8 @@ def build_simulator(config: RunConfig) -> Simulator:
     fleet = build_fleet(config.devices, dataset.num_clients, config.seed)
     fleet = charge_transfers(fleet, config.devices, model)
     cost = config.devices.model_cost_ratio or model_cost_ratio(model)
-    strategy = complete_strategy(config).build(config.seed)
+    population = int((dataset.client_sizes > 0).sum())
+    strategy = complete_strategy(config, population).build(config.seed)
     return Simulator(
         dataset=dataset,
         model=model,
@@ -193,7 +218,7 @@ def build_simulator(config: RunConfig) -> Simulator:
         selector=config.selector.build(config.seed),
         strategy=strategy,
         trainer=build_trainer(config.train, strategy),
-        round_mode=build_round_mode(config.round),
+        round_mode=build_round_mode(config.round, config.participation),
         rounds=config.rounds,
         clients_per_round=config.clients_per_round,
         eval_every=config.eval.every,

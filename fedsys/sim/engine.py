@@ -81,6 +81,9 @@ class Engine:
             )
         self.samples_processed = parts.trainer.config.samples_processed(sizes)
         self.has_data = sizes > 0
+        self.population = int(self.has_data.sum())
+        self.last_population = 0
+        self.draw: tuple[int, int] | None = None
         self.busy: set[ClientId] = set()
         self.launches = 0
         self.residuals: dict[ClientId, torch.Tensor] = {}
@@ -107,6 +110,8 @@ class Engine:
             "launches": self.launches,
             "residuals": dict(self.residuals),
             "mode_state": self.mode_state,
+            "last_population": self.last_population,
+            "draw": self.draw,
         }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
@@ -127,6 +132,8 @@ class Engine:
         self.launches = int(snapshot["launches"])
         self.residuals = dict(snapshot["residuals"])
         self.mode_state = snapshot["mode_state"]
+        self.last_population = int(snapshot["last_population"])
+        self.draw = snapshot["draw"]
 
     def expected_durations(self) -> np.ndarray:
         """Each client's round time from its device profile, before it ever trains."""
@@ -154,6 +161,7 @@ class Engine:
     def select(self, round_idx: int, k: int) -> list[ClientId]:
         """Ask the selector for ``k`` of the available clients."""
         available = self.available()
+        self.last_population = len(available)
         if len(available) == 0 or k <= 0:
             return []
         chosen, self.selector_state = self.parts.selector.select(
@@ -183,6 +191,43 @@ class Engine:
             waited_s += self.parts.idle_step_s
             chosen = self.select(round_idx, k)
         return chosen
+
+    def select_poisson(
+        self, round_idx: int, rate: float, max_wait_s: float = 30 * 86400.0
+    ) -> list[ClientId]:
+        """Each available client joins independently with probability ``rate``.
+
+        Poisson participation: the selector is not asked, and the draw may be empty
+        (a DP round then releases noise only). Virtual time passes only while nobody
+        usable is online at all.
+
+        Raises
+        ------
+        RuntimeError
+            If no client comes online within ``max_wait_s`` virtual seconds.
+        """
+        waited_s = 0.0
+        available = self.available()
+        while len(available) == 0:
+            if waited_s >= max_wait_s:
+                raise RuntimeError(
+                    f"no client with data came online within {max_wait_s:.0f} virtual seconds "
+                    f"(t={self.clock.now_s:.0f}s): check the availability trace"
+                )
+            self.clock.advance_to(self.clock.now_s + self.parts.idle_step_s)
+            waited_s += self.parts.idle_step_s
+            available = self.available()
+        self.last_population = len(available)
+        rng = np.random.default_rng([self.parts.seed, round_idx, _POISSON_STREAM])
+        joined = available[rng.random(len(available)) < rate]
+        return [int(c) for c in joined]
+
+    def note_draw(self, population: int, sampled: int) -> None:
+        """Record how the next aggregation's clients were drawn; tell a strategy that asks."""
+        self.draw = (int(population), int(sampled))
+        with_draw = getattr(self.parts.strategy, "with_draw", None)
+        if with_draw is not None:
+            self.strategy_state = with_draw(self.strategy_state, population, sampled)
 
     # ------------------------------------------------------------------ timelines
     def launch(self, client_ids: Sequence[ClientId], version: int) -> list[Launch]:
@@ -218,6 +263,7 @@ class Engine:
                 bytes_up=bytes_up,
                 serial=self.launches,
                 samples_processed=int(self.samples_processed[client]),
+                population=self.last_population,
             )
             self.launches += 1
             self.queue.push(*outcome_event(launch))
@@ -295,9 +341,14 @@ class Engine:
         valid = filter_valid(updates, self.weights, self.parts.validator, rejected=rejected)
         counted = tally.watch(valid)
         first = next(counted, None)
+        strategy = self.parts.strategy
         if first is not None:
-            self.weights, self.strategy_state = self.parts.strategy.aggregate(
+            self.weights, self.strategy_state = strategy.aggregate(
                 self.weights, _chain_first(first, counted), self.strategy_state
+            )
+        elif getattr(strategy, "releases_empty_rounds", False):
+            self.weights, self.strategy_state = strategy.aggregate(
+                self.weights, iter(()), self.strategy_state
             )
         return TrainedRound(
             tally.count, tally.mean_loss(), tuple(rejected), frozenset(tally.accepted)
@@ -310,6 +361,8 @@ class Engine:
             extra["rejected_updates"] = [
                 {"client_id": error.client_id, "reason": error.reason} for error in result.rejected
             ]
+        if self.draw is not None:
+            extra["draw"] = list(self.draw)
         epsilon = getattr(self.strategy_state, "epsilon", None)
         if epsilon is not None:
             extra["epsilon"] = float(epsilon)
@@ -399,6 +452,10 @@ def _wire_bytes(compressor: Compressor, weights: ModelWeights) -> int:
         return weights.num_bytes
     encoded, _ = compressor.encode(weights.zeros_like(), None, seed=0)
     return encoded.num_bytes
+
+
+_POISSON_STREAM = 0x9015
+"""Stream key of Poisson participation, apart from the selectors' ``[seed, round]``."""
 
 
 def ceil_overcommit(k: int, overcommit: float) -> int:

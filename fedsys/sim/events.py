@@ -30,6 +30,7 @@ class Launch:
     bytes_up: int
     serial: int = 0
     samples_processed: int = 0
+    population: int = 0
 
     @property
     def duration_s(self) -> float:

@@ -187,12 +187,14 @@ class Simulator:
             records = self._resume(engine, resume_from)
         self.records_: tuple[RoundRecord, ...] = tuple(records)
         self.weights_ = engine.weights
+        self.privacy_ = self._privacy(engine)
         mode = self.round_mode or SyncRounds()
         config = self.config or {}
         for record in mode.run(engine, self.rounds, self.clients_per_round, len(records)):
             record = self._maybe_evaluate(engine, record)
             records.append(record)
             self.records_, self.weights_ = tuple(records), engine.weights
+            self.privacy_ = self._privacy(engine)
             if on_round is not None:
                 on_round(record)
             stop = should_stop is not None and should_stop()
@@ -201,8 +203,14 @@ class Simulator:
                 self._checkpoint(engine, records)
             if stop and not last:
                 reason = f"stopped after round {record.round_idx} of {self.rounds}"
-                return RunResult(tuple(records), config, status="interrupted", reason=reason)
-        return RunResult(records=tuple(records), config=config)
+                return RunResult(
+                    tuple(records), config, "interrupted", reason, privacy=self.privacy_
+                )
+        return RunResult(records=tuple(records), config=config, privacy=self.privacy_)
+
+    def _privacy(self, engine: Engine) -> dict[str, Any] | None:
+        report = getattr(self.strategy, "privacy_report", None)
+        return None if report is None else dict(report(engine.strategy_state))
 
     def _checkpoint_due(self, round_idx: int) -> bool:
         every = self.checkpoint_every

@@ -66,7 +66,9 @@ class BufferedAsyncRounds(RoundMode):
     its staleness is ``V - v``. Updates staler than ``max_staleness`` are dropped;
     the others are scaled by :func:`staleness_weight` before the strategy sees them.
     Each "round" record is one aggregation. ``clients_per_round`` is not used: the
-    buffer size plays its part.
+    buffer size plays its part. For privacy accounting an aggregation counts as a
+    fixed-size draw of its buffered updates from the smallest online population any
+    of them was drawn from (the worst case over the window's availability).
 
     Parameters
     ----------
@@ -202,6 +204,8 @@ class _AsyncRun:
                 yield used[id(launch)]
                 self._unpin(launch.version, version)
 
+        population = min((launch.population for launch in window.buffer), default=0)
+        engine.note_draw(population, len(window.buffer))
         result = engine.aggregate(weighted_updates())
         self.snapshots[version + 1] = engine.weights
         if self.pinned[version] <= 0:

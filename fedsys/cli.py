@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import pickle
 import signal
 import sys
 from collections.abc import Sequence
@@ -15,7 +16,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fedsys.config.loader import ConfigError, apply_overrides, load_config, parse_config
+from fedsys.config.loader import (
+    ConfigError,
+    apply_overrides,
+    load_config,
+    parse_config,
+    parse_yaml,
+)
 from fedsys.config.schema import RunConfig
 from fedsys.metrics.records import RoundRecord, RunResult
 
@@ -57,8 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError)
-"""Errors a user's input or environment causes (missing files, bad values, budgets)."""
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ValueError,
+    RuntimeError,
+    pickle.UnpicklingError,
+)
+"""Errors a user's input or environment causes (missing files, bad values, refused
+pickles, exhausted privacy budgets); their messages name the file or key."""
 
 
 def _print_error(kind: str, message: object) -> None:
@@ -118,7 +131,7 @@ def resolve_config(path: str | None, overrides: dict[str, Any]) -> RunConfig:
     """Load ``path`` (or the embedded default) with ``overrides`` applied."""
     if path:
         return load_config(path, overrides)
-    raw = yaml.safe_load(default_config_text())
+    raw = parse_yaml(default_config_text())
     return parse_config(apply_overrides(raw, overrides))
 
 
@@ -128,7 +141,11 @@ def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {pair!r} must look like KEY=VALUE")
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = parse_yaml(value)
+        except yaml.YAMLError as exc:
+            detail = " ".join(str(exc).split())
+            raise ConfigError(f"override {pair!r}: {detail}") from None
     return overrides
 
 

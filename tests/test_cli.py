@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
+import pytest
+
+from fedsys.cli import main
+from fedsys.config.loader import ConfigError
 from fedsys.traces import generate_fleet, save_fleet
 
 
@@ -154,3 +160,120 @@ def test_results_files_have_the_users_default_mode(tmp_path: Path) -> None:
     os.umask(umask)
     for name in ("config.yaml", "rounds.jsonl", "summary.json", "checkpoint.pt"):
         assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def _leaf(root: Path, users: int) -> Path:
+    data = {f"u{i}": {"x": [[float(i), 1.0]] * 3, "y": [i % 2] * 3} for i in range(users)}
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True)
+        content = {"users": list(data), "user_data": data, "num_samples": [3] * users}
+        (root / split / f"d_{split}.json").write_text(json.dumps(content))
+    return root
+
+
+def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], int, str]]:
+    """Case name -> (arguments, exit status, what the one-line error must say)."""
+    (tmp / "dup.yaml").write_text("rounds: 3\nseed: 1\nrounds: 4\n")
+    (tmp / "alias.yaml").write_text("a: &x [1, 2]\nb: *x\n")
+    (tmp / "binary.yaml").write_bytes(b"\xff\xfe\x00rounds")
+    (tmp / "hidden.yaml").write_text("model: {hidden: [64, 0]}\n")
+    (tmp / "short.yaml").write_text(
+        "clients_per_round: 4\nround: {mode: deadline, deadline_s: 60, min_participants: 5}\n"
+    )
+    (tmp / "unused.yaml").write_text(f"dataset: {{name: leaf, path: {tmp}, num_clients: 12}}\n")
+    leaf = _leaf(tmp / "leaf", users=3)
+    (tmp / "few.yaml").write_text(
+        f"clients_per_round: 5\ndataset: {{name: leaf, path: {leaf}}}\nmodel: {{name: logreg}}\n"
+    )
+    traces = tmp / "traces"
+    traces.mkdir()
+    (traces / "client_device_capacity").write_bytes(pickle.dumps({1: {"computation": 1.0}})[:9])
+    (tmp / "refused.pkl").write_bytes(pickle.dumps(date(2020, 1, 1)))
+    (tmp / "resume_me").mkdir()
+    return {
+        "missing config": (["run", str(tmp / "none.yaml")], 2, "none.yaml not found"),
+        "config is a folder": (["run", str(tmp)], 2, "is a folder"),
+        "binary config": (["run", str(tmp / "binary.yaml")], 2, "binary.yaml is not UTF-8"),
+        "duplicate key": (["run", str(tmp / "dup.yaml")], 2, "duplicate key 'rounds'"),
+        "alias": (["run", str(tmp / "alias.yaml")], 2, "anchors and aliases"),
+        "bad override": (["run", "--set", "rounds=[1"], 2, "override 'rounds=[1'"),
+        "hidden of 0": (["run", str(tmp / "hidden.yaml")], 2, "model.hidden entries"),
+        "min participants": (["run", str(tmp / "short.yaml")], 2, "round.min_participants (5)"),
+        "key not for dataset": (["run", str(tmp / "unused.yaml")], 2, "dataset.num_clients does"),
+        "more per round than data": (["run", str(tmp / "few.yaml")], 2, "exceeds the 3 clients"),
+        "truncated pickle": (
+            ["traces", "show", str(traces)],
+            1,
+            "client_device_capacity: not a readable pickle",
+        ),
+        "refused pickle": (["traces", "show", str(tmp / "refused.pkl")], 1, "refused.pkl"),
+        "resume a non-run": (["run", "--resume", str(tmp / "resume_me")], 2, "not a fedsys run"),
+        "resume with a config": (
+            ["run", str(tmp / "dup.yaml"), "--resume", str(tmp / "resume_me")],
+            2,
+            "give no CONFIG",
+        ),
+    }
+
+
+CASES = [
+    "missing config",
+    "config is a folder",
+    "binary config",
+    "duplicate key",
+    "alias",
+    "bad override",
+    "hidden of 0",
+    "min participants",
+    "key not for dataset",
+    "more per round than data",
+    "truncated pickle",
+    "refused pickle",
+    "resume a non-run",
+    "resume with a config",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_each_user_mistake_ends_in_one_line_and_its_exit_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    args, status, message = _bad_inputs(tmp_path)[case]
+
+    code = main([*args, "--quiet"] if args[0] == "run" else args)
+
+    err = capsys.readouterr().err
+    assert code == status, err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        main(["--debug", "run", str(tmp_path / "none.yaml")])
+    with pytest.raises(ConfigError, match="not found"):
+        main(["run", str(tmp_path / "none.yaml"), "--debug"])
+
+
+def test_exhausted_privacy_budget_ends_cleanly_with_the_rounds_so_far(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    args = [
+        "run", "--quiet", *SMALL, "--output-dir", str(out), "--set", "rounds=20",
+        "--set", "strategy.name=dp_fedavg", "--set", "strategy.noise_multiplier=1.5",
+        "--set", "strategy.epsilon_budget=3",
+    ]  # fmt: skip
+
+    code = main(args)
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "privacy budget exceeded" in err and len(err.strip().splitlines()) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    rows = _rows(out / "rounds.jsonl")
+    assert summary["status"] == "failed"
+    assert "privacy budget exceeded" in summary["reason"]
+    assert 0 < len(rows) == summary["rounds"] < 20
+    assert summary["privacy"]["epsilon"] <= 3 < summary["privacy"]["epsilon"] * 2

@@ -77,7 +77,32 @@ class DatasetConfig(Settings):
     def _path_when_needed(self) -> DatasetConfig:
         if self.name in ("leaf", "fedscale") and not self.path:
             raise ValueError(f"dataset.path is required for dataset {self.name!r}")
+        _refuse_unused(self, "dataset", DATASET_KEYS[self.name])
         return self
+
+
+DATASET_KEYS = {
+    "digits": {"num_clients", "partition", "min_samples", "test_fraction"},
+    "mnist1d": {"num_clients", "partition", "min_samples", "test_fraction", "num_samples"},
+    "synthetic": {"num_clients", "synthetic_alpha", "synthetic_beta"},
+    "leaf": {"path"},
+    "fedscale": {"path", "features_root"},
+}
+"""The keys each dataset uses besides ``name`` (the others are refused when set)."""
+
+
+def _refuse_unused(section: BaseModel, prefix: str, used: set[str]) -> None:
+    """Refuse keys given a non-default value that the chosen variant ignores."""
+    ignored = [
+        name
+        for name in sorted(section.model_fields_set - used - {"name", "source"})
+        if getattr(section, name)
+        != type(section).model_fields[name].get_default(call_default_factory=True)
+    ]
+    if ignored:
+        keys = ", ".join(f"{prefix}.{name}" for name in ignored)
+        variant = getattr(section, "name", None) or getattr(section, "source", "")
+        raise ValueError(f"{keys} does not apply to {prefix} {variant!r}: remove it")
 
 
 class ModelConfig(Settings):
@@ -85,6 +110,13 @@ class ModelConfig(Settings):
 
     name: Literal["mlp", "logreg", "cnn1d"] = "mlp"
     hidden: tuple[int, ...] = (64,)
+
+    @model_validator(mode="after")
+    def _hidden_sizes(self) -> ModelConfig:
+        if any(size < 1 for size in self.hidden):
+            raise ValueError(f"model.hidden entries must be at least 1, got {list(self.hidden)}")
+        _refuse_unused(self, "model", {"hidden"} if self.name == "mlp" else set())
+        return self
 
 
 class TrainSettings(Settings):
@@ -139,6 +171,9 @@ class DevicesConfig(Settings):
     def _path_when_needed(self) -> DevicesConfig:
         if self.source == "file" and not self.path:
             raise ValueError("devices.path is required when devices.source is 'file'")
+        trace_keys = {"path", "capacity_path"}
+        used = set(type(self).model_fields) - ({"source"} if self.source == "file" else trace_keys)
+        _refuse_unused(self, "devices", used)
         return self
 
 
@@ -264,6 +299,20 @@ class RunConfig(Settings):
                 f"(participation {self.participation}, accounted as {expected}): leave "
                 "strategy.sampling unset"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _enough_selected(self) -> RunConfig:
+        if isinstance(self.round, DeadlineRounds) and self.participation == "selector":
+            selected = max(
+                self.clients_per_round, math.ceil(self.round.overcommit * self.clients_per_round)
+            )
+            if self.round.min_participants > selected:
+                raise ValueError(
+                    f"round.min_participants ({self.round.min_participants}) exceeds the "
+                    f"{selected} clients a round selects (clients_per_round x overcommit): "
+                    "every round would be short"
+                )
         return self
 
     @model_validator(mode="after")

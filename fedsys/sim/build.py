@@ -9,6 +9,7 @@ from torch import nn
 
 from fedsys.aggregation.base import Strategy
 from fedsys.aggregation.config import DPFedAvgConfig, QFedAvgConfig, StrategyConfig
+from fedsys.config.loader import ConfigError
 from fedsys.config.schema import (
     AsyncRounds,
     DatasetConfig,
@@ -202,14 +203,33 @@ def build_round_mode(config: RoundConfig, participation: str = "selector") -> Ro
     raise TypeError(f"unknown round config {config!r}")
 
 
+def check_against_data(config: RunConfig, dataset: FederatedDataset) -> int:
+    """Cross-check the config against the data really loaded; return the population.
+
+    Raises
+    ------
+    ConfigError
+        If a round asks for more clients than hold data.
+    """
+    population = int((dataset.client_sizes > 0).sum())
+    if population == 0:
+        raise ConfigError(f"dataset {dataset.name!r} has no client holding training data")
+    if config.clients_per_round > population:
+        raise ConfigError(
+            f"clients_per_round ({config.clients_per_round}) exceeds the {population} clients "
+            f"holding data in dataset {dataset.name!r}"
+        )
+    return population
+
+
 def build_simulator(config: RunConfig) -> Simulator:
     """Every component of a run, wired from its config."""
     dataset = build_dataset(config.dataset, config.seed)
+    population = check_against_data(config, dataset)
     model = build_model(config.model, dataset, config.seed)
     fleet = build_fleet(config.devices, dataset.num_clients, config.seed)
     fleet = charge_transfers(fleet, config.devices, model)
     cost = config.devices.model_cost_ratio or model_cost_ratio(model)
-    population = int((dataset.client_sizes > 0).sum())
     strategy = complete_strategy(config, population).build(config.seed)
     return Simulator(
         dataset=dataset,

@@ -178,7 +178,10 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         writer.resume(records)
         done = len(records)
     simulator.checkpoint_path = writer.checkpoint_path
-    result = _run_with_progress(simulator, writer, console, args.quiet, done, resume_dir)
+    try:
+        result = _run_with_progress(simulator, writer, console, args.quiet, done, resume_dir)
+    finally:
+        writer.close()
     summary = writer.finish(result)
     console.print(_summary_table(result, summary))
     console.print(f"results in [bold]{config.output_dir}[/]", highlight=False)

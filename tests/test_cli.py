@@ -277,3 +277,21 @@ def test_exhausted_privacy_budget_ends_cleanly_with_the_rounds_so_far(
     assert "privacy budget exceeded" in summary["reason"]
     assert 0 < len(rows) == summary["rounds"] < 20
     assert summary["privacy"]["epsilon"] <= 3 < summary["privacy"]["epsilon"] * 2
+
+
+def test_metrics_options_write_csv_and_tensorboard_events(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    args = ["run", "--quiet", *SMALL, "--set", "rounds=3", "--set", "eval.every=1"]
+
+    code = main([*args, "--set", "metrics.tensorboard=true", "--output-dir", str(out)])
+
+    assert code == 0, capsys.readouterr().err
+    csv_rows = (out / "rounds.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("round_idx,") and len(csv_rows) == 4
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("round/accuracy")] == [0, 1, 2]

@@ -14,6 +14,7 @@ from fedsys.config.schema import (
     DatasetConfig,
     DevicesConfig,
     EvalConfig,
+    MetricsConfig,
     ModelConfig,
     RunConfig,
     TrainSettings,
@@ -80,6 +81,7 @@ SECTIONS = {
     "devices.": DevicesConfig,
     "validation.": UpdateValidationConfig,
     "eval.": EvalConfig,
+    "metrics.": MetricsConfig,
 }
 
 

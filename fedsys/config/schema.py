@@ -239,6 +239,15 @@ class EvalConfig(Settings):
     method: Literal["fast", "milp"] = "fast"
 
 
+class MetricsConfig(Settings):
+    """Extra round-record outputs besides ``rounds.jsonl`` and ``summary.json``."""
+
+    csv: bool = Field(True, description="also write rounds.csv")
+    tensorboard: bool = Field(
+        False, description="also log every round to tensorboard/ (needs the tensorboard extra)"
+    )
+
+
 class RunConfig(Settings):
     """Everything that defines a run; a run is reproducible from this and its seed."""
 
@@ -260,6 +269,7 @@ class RunConfig(Settings):
     validation: UpdateValidationConfig = Field(default_factory=UpdateValidationConfig)
     round: RoundConfig = Field(default_factory=SyncRounds)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @property
     def participation(self) -> str:

@@ -4,7 +4,8 @@
 round 0; ``rounds.jsonl`` grows by one flushed line per round; ``summary.json`` is
 written atomically when the run ends, however it ends, with its ``status``. An
 existing non-empty folder is refused unless the caller asks to overwrite it, which
-removes the files a previous run wrote there (and nothing else).
+removes the files a previous run wrote there (and nothing else). ``rounds.csv`` and
+``tensorboard/`` event files follow ``metrics.csv`` and ``metrics.tensorboard``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fedsys import __version__
 from fedsys.config.schema import RunConfig
 from fedsys.metrics.plots import plot_accuracy_vs_time, plot_round_durations
 from fedsys.metrics.records import RoundRecord, RunResult
+from fedsys.metrics.tables import CsvRoundWriter, TensorBoardRoundWriter
 from fedsys.metrics.writers import JsonlRoundWriter, atomic_write_text, write_summary
 from fedsys.sim.checkpoint import CHECKPOINT_NAME
 
@@ -54,6 +56,18 @@ class RunWriter:
         self.output_dir = output_dir
         self.config = config
         self.rounds = JsonlRoundWriter(output_dir / "rounds.jsonl")
+        self.csv = CsvRoundWriter(output_dir / "rounds.csv") if config.metrics.csv else None
+        self.tensorboard: TensorBoardRoundWriter | None = None
+
+    def _open_tensorboard(self) -> None:
+        if self.config.metrics.tensorboard and self.tensorboard is None:
+            self.tensorboard = TensorBoardRoundWriter(self.output_dir / "tensorboard")
+
+    def close(self) -> None:
+        """Close the TensorBoard event file, if one is open."""
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -83,14 +97,22 @@ class RunWriter:
         header = f"# resolved config written by fedsys {__version__}; run it with fedsys run\n"
         body = yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
         atomic_write_text(folder / CONFIG_NAME, header + body)
+        self._open_tensorboard()
 
     def resume(self, records: list[RoundRecord]) -> None:
-        """Continue a run: ``rounds.jsonl`` holds exactly the checkpoint's records."""
+        """Continue a run: the round files hold exactly the checkpoint's records."""
         self.rounds.rewrite(records)
+        if self.csv is not None:
+            self.csv.rewrite(records)
+        self._open_tensorboard()
 
     def write_round(self, record: RoundRecord) -> None:
-        """Append one round, flushed to disk."""
+        """Append one round to every round output, flushed to disk."""
         self.rounds.write(record)
+        if self.csv is not None:
+            self.csv.write(record)
+        if self.tensorboard is not None:
+            self.tensorboard.write(record)
 
     def finish(self, result: RunResult) -> dict[str, Any]:
         """Write the summary (with the result's status) and plots; return the summary."""

@@ -72,9 +72,17 @@ class DatasetConfig(Settings):
     synthetic_beta: float = Field(1.0, ge=0)
     path: str | None = None
     features_root: str | None = None
+    factory: str | None = Field(
+        None, description="'package.module:function' building your FederatedDataset"
+    )
 
     @model_validator(mode="after")
     def _path_when_needed(self) -> DatasetConfig:
+        if self.factory is not None:
+            if self.name != "digits":  # the default, which a resolved config.yaml repeats
+                raise ValueError("dataset.name does not apply with dataset.factory: remove it")
+            _refuse_unused(self, "dataset", {"factory", "num_clients"}, "factory")
+            return self
         if self.name in ("leaf", "fedscale") and not self.path:
             raise ValueError(f"dataset.path is required for dataset {self.name!r}")
         _refuse_unused(self, "dataset", DATASET_KEYS[self.name])
@@ -91,7 +99,9 @@ DATASET_KEYS = {
 """The keys each dataset uses besides ``name`` (the others are refused when set)."""
 
 
-def _refuse_unused(section: BaseModel, prefix: str, used: set[str]) -> None:
+def _refuse_unused(
+    section: BaseModel, prefix: str, used: set[str], variant: str | None = None
+) -> None:
     """Refuse keys given a non-default value that the chosen variant ignores."""
     ignored = [
         name
@@ -101,20 +111,28 @@ def _refuse_unused(section: BaseModel, prefix: str, used: set[str]) -> None:
     ]
     if ignored:
         keys = ", ".join(f"{prefix}.{name}" for name in ignored)
-        variant = getattr(section, "name", None) or getattr(section, "source", "")
+        variant = variant or getattr(section, "name", None) or getattr(section, "source", "")
         raise ValueError(f"{keys} does not apply to {prefix} {variant!r}: remove it")
 
 
 class ModelConfig(Settings):
-    """A built-in reference model (the Python API accepts any ``nn.Module``)."""
+    """A built-in reference model, or your own by ``factory`` (see ``fedsys.sim.factories``)."""
 
     name: Literal["mlp", "logreg", "cnn1d"] = "mlp"
     hidden: tuple[int, ...] = (64,)
+    factory: str | None = Field(
+        None, description="'package.module:function(input_shape, num_classes) -> nn.Module'"
+    )
 
     @model_validator(mode="after")
     def _hidden_sizes(self) -> ModelConfig:
         if any(size < 1 for size in self.hidden):
             raise ValueError(f"model.hidden entries must be at least 1, got {list(self.hidden)}")
+        if self.factory is not None:
+            if self.name != "mlp":  # the default, which a resolved config.yaml repeats
+                raise ValueError("model.name does not apply with model.factory: remove it")
+            _refuse_unused(self, "model", {"factory"}, "factory")
+            return self
         _refuse_unused(self, "model", {"hidden"} if self.name == "mlp" else set())
         return self
 

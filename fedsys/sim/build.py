@@ -27,6 +27,7 @@ from fedsys.core.weights import ModelWeights
 from fedsys.data import builtin, fedscale, leaf
 from fedsys.data.federated import FederatedDataset
 from fedsys.models import cnn1d, logistic_regression, mlp
+from fedsys.sim.factories import call_factory
 from fedsys.sim.federated_eval import FederatedEvaluator
 from fedsys.sim.rounds.base import RoundMode
 from fedsys.sim.rounds.sync import SyncRounds as SyncMode
@@ -41,7 +42,12 @@ from fedsys.traces import (
 
 
 def build_dataset(config: DatasetConfig, seed: int) -> FederatedDataset:
-    """Generate or load the federated dataset the config names."""
+    """Generate or load the federated dataset the config names (or its factory builds)."""
+    if config.factory is not None:
+        made: FederatedDataset = call_factory(
+            config.factory, "dataset.factory", FederatedDataset, config.num_clients, seed
+        )
+        return made
     if config.name == "synthetic":
         return builtin.make_synthetic(
             config.synthetic_alpha, config.synthetic_beta, config.num_clients, seed
@@ -75,6 +81,11 @@ def build_model(config: ModelConfig, dataset: FederatedDataset, seed: int) -> nn
     shape, classes = dataset.input_shape, dataset.num_classes
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if config.factory is not None:
+            made: nn.Module = call_factory(
+                config.factory, "model.factory", nn.Module, tuple(shape), classes
+            )
+            return made
         if config.name == "logreg":
             return logistic_regression(shape, classes)
         if config.name == "cnn1d":

@@ -147,6 +147,9 @@ class TrainSettings(Settings):
     momentum: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     proximal_mu: float = Field(0.0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "cpu", description="where local training runs; auto: cuda when torch sees a GPU"
+    )
 
 
 class DevicesConfig(Settings):

@@ -27,6 +27,7 @@ from fedsys.core.weights import ModelWeights
 from fedsys.data import builtin, fedscale, leaf
 from fedsys.data.federated import FederatedDataset
 from fedsys.models import cnn1d, logistic_regression, mlp
+from fedsys.sim.device import resolve_device
 from fedsys.sim.factories import call_factory
 from fedsys.sim.federated_eval import FederatedEvaluator
 from fedsys.sim.rounds.base import RoundMode
@@ -129,7 +130,7 @@ def build_trainer(config: TrainSettings, strategy: Strategy | None = None) -> Lo
     A strategy that prescribes a client-side proximal term (FedProx) sets ``mu``
     unless ``train.proximal_mu`` asks for a larger one.
     """
-    settings = config.model_dump()
+    settings = config.model_dump(exclude={"device"})
     if strategy is not None:
         settings["proximal_mu"] = max(settings["proximal_mu"], strategy.client_proximal_mu)
     return LocalTrainer(TrainConfig(**settings))
@@ -235,6 +236,7 @@ def check_against_data(config: RunConfig, dataset: FederatedDataset) -> int:
 
 def build_simulator(config: RunConfig) -> Simulator:
     """Every component of a run, wired from its config."""
+    resolve_device(config.train.device)  # a missing GPU fails before any work
     dataset = build_dataset(config.dataset, config.seed)
     population = check_against_data(config, dataset)
     model = build_model(config.model, dataset, config.seed)
@@ -260,4 +262,5 @@ def build_simulator(config: RunConfig) -> Simulator:
         evaluator=build_evaluator(config.eval, dataset, fleet, model, cost, config.seed),
         config=config.model_dump(mode="json"),
         checkpoint_every=config.checkpoint_every,
+        device=config.train.device,
     )

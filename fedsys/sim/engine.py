@@ -26,6 +26,7 @@ from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
 from fedsys.selection.base import Selector
 from fedsys.selection.priors import UsesClientPriors
+from fedsys.sim.device import weights_on
 from fedsys.sim.events import EventQueue, Launch, VirtualClock, outcome_event
 from fedsys.traces.fleet import DeviceFleet
 from fedsys.traces.timing import client_round_time
@@ -46,6 +47,8 @@ class EngineParts:
     idle_step_s: float = 60.0
     compressor: Compressor = field(default_factory=NoCompression)
     validator: UpdateValidator = field(default_factory=UpdateValidator)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    """Where ``model`` and ``dataset`` live; server-side weights stay on the CPU."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class Engine:
 
     def __init__(self, parts: EngineParts) -> None:
         self.parts = parts
-        self.weights = ModelWeights.from_module(parts.model)
+        self.weights = weights_on(ModelWeights.from_module(parts.model), torch.device("cpu"))
         self.strategy_state = parts.strategy.init_state(self.weights)
         self.selector_state = parts.selector.init_state()
         self.clock = VirtualClock()
@@ -286,12 +289,12 @@ class Engine:
         features, labels = parts.dataset.client_data(launch.client_id)
         result = parts.trainer.train(
             parts.model,
-            self.weights if start is None else start,
+            weights_on(self.weights if start is None else start, parts.device),
             features,
             labels,
             seed=[parts.seed, launch.version, launch.client_id, launch.serial],
         )
-        delta = result.delta
+        delta = weights_on(result.delta, torch.device("cpu"))
         if self.compresses:
             delta = self.compress(launch, delta)
         return ClientUpdate(

@@ -19,6 +19,7 @@ from fedsys.data.federated import FederatedDataset
 from fedsys.metrics.records import RoundRecord, RunResult
 from fedsys.selection.base import Selector
 from fedsys.sim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fedsys.sim.device import dataset_on, model_on, resolve_device
 from fedsys.sim.engine import Engine, EngineParts, WallTimer
 from fedsys.sim.federated_eval import FederatedEvaluator
 from fedsys.sim.rounds.base import RoundMode
@@ -77,6 +78,10 @@ class Simulator:
         on a requested stop); needs ``checkpoint_path``.
     checkpoint_path
         Where checkpoints go (one file, replaced atomically); ``None``: none.
+    device
+        ``cpu``, ``cuda`` or ``auto``: where local training and central evaluation
+        run (a copy of the model and the data move there once; server-side weights,
+        states and checkpoints stay on the CPU).
     """
 
     def __init__(
@@ -100,6 +105,7 @@ class Simulator:
         config: dict[str, Any] | None = None,
         checkpoint_every: int = 0,
         checkpoint_path: str | Path | None = None,
+        device: str = "cpu",
     ) -> None:
         self.dataset = dataset
         self.model = model
@@ -119,6 +125,7 @@ class Simulator:
         self.config = config
         self.checkpoint_every = checkpoint_every
         self.checkpoint_path = checkpoint_path
+        self.device = device
 
     @classmethod
     def from_config(cls, config: RunConfig) -> Simulator:
@@ -168,10 +175,11 @@ class Simulator:
         resume_from: str | Path | None,
         should_stop: Callable[[], bool] | None,
     ) -> RunResult:
+        device = resolve_device(self.device)
         engine = Engine(
             EngineParts(
-                dataset=self.dataset,
-                model=self.model,
+                dataset=dataset_on(self.dataset, device),
+                model=model_on(self.model, device),
                 fleet=self.fleet,
                 selector=self.selector,
                 strategy=self.strategy,
@@ -180,6 +188,7 @@ class Simulator:
                 model_cost_ratio=self.model_cost_ratio,
                 compressor=self.compressor,
                 validator=self.validator,
+                device=device,
             )
         )
         records: list[RoundRecord] = []

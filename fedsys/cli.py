@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import pickle
+import signal
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -14,7 +16,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fedsys.config.loader import ConfigError, apply_overrides, load_config, parse_config
+from fedsys.config.loader import (
+    ConfigError,
+    apply_overrides,
+    load_config,
+    parse_config,
+    parse_yaml,
+)
 from fedsys.config.schema import RunConfig
 from fedsys.metrics.records import RoundRecord, RunResult
 from fedsys.silo.cli import add_silo_commands
@@ -23,22 +31,59 @@ DEFAULT_CONFIG = "quickstart.yaml"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``fedsys`` console script; returns the exit status."""
+    """Entry point of the ``fedsys`` console script; returns the exit status.
+
+    Every user mistake ends in one line on stderr and a non-zero status (2: bad
+    config, 1: any other error, 130: interrupted); ``--debug`` shows the traceback.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     console = Console(stderr=False)
+    debug = bool(getattr(args, "debug", False))
     try:
         return int(args.handler(args, console))
     except ConfigError as exc:
-        Console(stderr=True).print(f"[bold red]config error[/]: {exc}", highlight=False)
+        if debug:
+            raise
+        _print_error("config error", exc)
         return 2
-    except (FileNotFoundError, ValueError) as exc:
-        Console(stderr=True).print(f"[bold red]error[/]: {exc}", highlight=False)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _print_error("interrupted", "stopped by Ctrl-C")
+        return 130
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        _print_error("error", exc)
         return 1
+    except Exception as exc:
+        if debug:
+            raise
+        hint = f"{exc} (run with --debug for the traceback)"
+        _print_error(f"unexpected {type(exc).__name__}", hint)
+        return 1
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ValueError,
+    RuntimeError,
+    pickle.UnpicklingError,
+)
+"""Errors a user's input or environment causes (missing files, bad values, refused
+pickles, exhausted privacy budgets); their messages name the file or key."""
+
+
+def _print_error(kind: str, message: object) -> None:
+    console = Console(stderr=True, soft_wrap=True)
+    console.print(f"[bold red]{kind}[/]: ", end="", highlight=False)
+    console.print(str(message), highlight=False, markup=False)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedsys", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a simulated federation from a config file")
@@ -53,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--output-dir", help="where to write results (overrides output_dir)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--overwrite", action="store_true", help="replace the run files in a non-empty output dir"
+    )
+    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    run.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
     run.set_defaults(handler=_cmd_run)
 
     show_config = commands.add_parser("config", help="print the embedded default config")
@@ -85,7 +137,7 @@ def resolve_config(path: str | None, overrides: dict[str, Any]) -> RunConfig:
     """Load ``path`` (or the embedded default) with ``overrides`` applied."""
     if path:
         return load_config(path, overrides)
-    raw = yaml.safe_load(default_config_text())
+    raw = parse_yaml(default_config_text())
     return parse_config(apply_overrides(raw, overrides))
 
 
@@ -95,7 +147,11 @@ def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {pair!r} must look like KEY=VALUE")
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = parse_yaml(value)
+        except yaml.YAMLError as exc:
+            detail = " ".join(str(exc).split())
+            raise ConfigError(f"override {pair!r}: {detail}") from None
     return overrides
 
 
@@ -108,10 +164,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from fedsys.sim.simulator import Simulator
     from fedsys.sim.writing import RunWriter
 
-    overrides = _parse_overrides(args.overrides)
-    if args.output_dir:
-        overrides["output_dir"] = args.output_dir
-    config = resolve_config(args.config, overrides)
+    config, resume_dir = _run_config(args)
     console.print(
         f"[bold]fedsys[/] {config.dataset.name}: {config.dataset.num_clients} clients, "
         f"{config.clients_per_round}/round, {config.rounds} rounds, "
@@ -121,22 +174,117 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     )
     simulator = Simulator.from_config(config)
     writer = RunWriter(Path(config.output_dir), config)
-    with _progress(console, config.rounds, disable=args.quiet) as progress:
-        task = progress.add_task("training", total=config.rounds, acc="-", vtime="0 s")
+    done = 0
+    if resume_dir is None:
+        writer.start(overwrite=args.overwrite)
+    else:
+        from fedsys.sim.checkpoint import load_checkpoint
 
-        def on_round(record: RoundRecord) -> None:
-            writer.write_round(record)
-            acc = f"{record.accuracy:.3f}" if record.accuracy is not None else None
-            fields = {"vtime": format_duration(record.end_s)}
-            if acc:
-                fields["acc"] = acc
-            progress.update(task, advance=1, **fields)
-
-        result = simulator.run(on_round=on_round)
+        records = list(load_checkpoint(writer.checkpoint_path)["records"])
+        writer.resume(records)
+        done = len(records)
+    simulator.checkpoint_path = writer.checkpoint_path
+    try:
+        result = _run_with_progress(simulator, writer, console, args.quiet, done, resume_dir)
+    finally:
+        writer.close()
     summary = writer.finish(result)
     console.print(_summary_table(result, summary))
     console.print(f"results in [bold]{config.output_dir}[/]", highlight=False)
+    if result.status == "interrupted":
+        console.print(
+            f"interrupted: continue with [bold]fedsys run --resume {config.output_dir}[/]",
+            highlight=False,
+        )
+        return 130
     return 0
+
+
+def _run_config(args: argparse.Namespace) -> tuple[RunConfig, Path | None]:
+    """The config of a new run, or of the run folder ``--resume`` names."""
+    overrides = _parse_overrides(args.overrides)
+    if args.resume is None:
+        if args.output_dir:
+            overrides["output_dir"] = args.output_dir
+        return resolve_config(args.config, overrides), None
+    if args.config or overrides or args.output_dir or args.overwrite:
+        raise ConfigError(
+            "--resume DIR continues the run with the config saved in DIR: "
+            "give no CONFIG, --set, --output-dir or --overwrite with it"
+        )
+    folder = Path(args.resume)
+    if not (folder / "config.yaml").is_file():
+        raise ConfigError(f"{folder} is not a fedsys run folder (no config.yaml)")
+    return load_config(folder / "config.yaml", {"output_dir": str(folder)}), folder
+
+
+def _run_with_progress(
+    simulator: Any,
+    writer: Any,
+    console: Console,
+    quiet: bool,
+    done: int,
+    resume_dir: Path | None,
+) -> RunResult:
+    """Run with a progress bar; whatever ends the run, ``summary.json`` says how.
+
+    The first Ctrl-C stops the run after the current round (checkpointed, resumable);
+    a second one stops it at once.
+    """
+    total = simulator.rounds
+    with _StopOnSigint(console) as stop, _progress(console, total, disable=quiet) as progress:
+        task = progress.add_task("training", total=total, completed=done, acc="-", vtime="0 s")
+
+        def on_round(record: RoundRecord) -> None:
+            writer.write_round(record)
+            fields = {"vtime": format_duration(record.end_s)}
+            if record.accuracy is not None:
+                fields["acc"] = f"{record.accuracy:.3f}"
+            progress.update(task, advance=1, **fields)
+
+        try:
+            return simulator.run(  # type: ignore[no-any-return]
+                on_round=on_round, resume_from=resume_dir, should_stop=stop.requested
+            )
+        except KeyboardInterrupt:
+            _write_partial(simulator, writer, "interrupted", "stopped by Ctrl-C during a round")
+            raise
+        except BaseException as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            _write_partial(simulator, writer, "failed", reason)
+            raise
+
+
+def _write_partial(simulator: Any, writer: Any, status: str, reason: str) -> None:
+    records = tuple(getattr(simulator, "records_", ()))
+    privacy = getattr(simulator, "privacy_", None)
+    writer.write_summary(RunResult(records, simulator.config or {}, status, reason, privacy))
+
+
+class _StopOnSigint:
+    """First SIGINT asks the run to stop after the round in flight; the second interrupts."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.stop = False
+        self.previous: Any = None
+
+    def requested(self) -> bool:
+        """Whether Ctrl-C was pressed once."""
+        return self.stop
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.stop:
+            raise KeyboardInterrupt
+        self.stop = True
+        self.console.print("stopping after this round (Ctrl-C again to stop now)")
+
+    def __enter__(self) -> _StopOnSigint:
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self.previous)
 
 
 def _progress(console: Console, total: int, disable: bool) -> Progress:
@@ -157,6 +305,7 @@ def _summary_table(result: RunResult, summary: dict[str, Any]) -> Table:
     target = summary.get("target_accuracy")
     tta = summary.get("time_to_target_s")
     rows = [
+        ("status", summary["status"] + (f" ({summary['reason']})" if summary["reason"] else "")),
         ("rounds", str(summary["rounds"])),
         ("final accuracy", _fmt(summary["final_accuracy"], ".4f")),
         ("best accuracy", _fmt(summary["best_accuracy"], ".4f")),

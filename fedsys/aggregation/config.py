@@ -210,7 +210,12 @@ class DPFedAvgConfig(_Settings):
     population_size: int | None = Field(
         None, ge=1, description="the simulator fills in dataset.num_clients when unset"
     )
-    sampling: Literal["poisson", "fixed_size"] = "poisson"
+    sampling: Literal["poisson", "fixed_size"] | None = Field(
+        None, description="the simulator fills in how the run draws clients when unset"
+    )
+    acknowledge_selection_not_private: bool = Field(
+        False, description="accept a data-dependent selector that epsilon does not cover"
+    )
     target_delta: float = Field(1e-5, gt=0, lt=1)
     epsilon_budget: float | None = Field(None, gt=0)
     on_budget_exceeded: Literal["stop", "warn"] = "stop"
@@ -238,7 +243,7 @@ class DPFedAvgConfig(_Settings):
             noise_multiplier=self.noise_multiplier,
             clients_per_round=self.clients_per_round,
             population_size=self.population_size,
-            sampling=self.sampling,
+            sampling=self.sampling or "poisson",
         )
         return DPFedAvg(
             clip_norm=self.clip_norm,

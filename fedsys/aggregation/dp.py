@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -39,10 +39,17 @@ class DPFedAvgState:
         Rounds aggregated (each one a release of the noisy sum).
     epsilon
         Epsilon spent after ``rounds`` rounds at the strategy's ``target_delta``.
+    draws
+        The privacy ledger: ``(population, sampled)`` of every released round's draw.
+    pending_draw
+        The draw of the round being formed, noted by the runtime
+        (:meth:`DPFedAvg.with_draw`); ``None``: the accountant's own sizes.
     """
 
     rounds: int = 0
     epsilon: float = 0.0
+    draws: tuple[tuple[int, int], ...] = ()
+    pending_draw: tuple[int, int] | None = None
 
 
 def gaussian_noise(num_params: int, std: float, seed: int, round_idx: int) -> torch.Tensor:
@@ -64,7 +71,12 @@ class DPFedAvg(Strategy[DPFedAvgState]):
     uniformly (sample counts would change the sensitivity).
 
     The guarantee holds only if the runtime samples clients as the accountant assumes
-    (Poisson or fixed-size from ``population_size``) and applies no other selection.
+    (Poisson at ``q = clients_per_round / population_size``, or fixed-size without
+    replacement) and applies no other selection. A runtime that knows each round's
+    draw notes it with :meth:`with_draw` before aggregating; the round is then
+    accounted by that draw (see :meth:`PrivacyAccountant.epsilon_of_draws`). A round
+    in which nobody took part still releases noise (``releases_empty_rounds``), as
+    Poisson sampling requires.
 
     Parameters
     ----------
@@ -102,24 +114,73 @@ class DPFedAvg(Strategy[DPFedAvgState]):
         self.server_lr = server_lr
         self.seed = seed
 
+    releases_empty_rounds = True
+    """Aggregate (noise only) even when no client update arrived."""
+
     def init_state(self, weights: ModelWeights) -> DPFedAvgState:
         """No round run, nothing spent."""
         return DPFedAvgState()
+
+    def with_draw(self, state: DPFedAvgState, population: int, sampled: int) -> DPFedAvgState:
+        """Note how the next round's clients were drawn: ``sampled`` of ``population``."""
+        return replace(state, pending_draw=(int(population), int(sampled)))
+
+    def privacy_report(self, state: DPFedAvgState) -> dict[str, object]:
+        """What the epsilon assumes and covers, for the run summary."""
+        accountant = self.accountant
+        if accountant.sampling == "poisson":
+            q: float = accountant.sampling_probability
+            assumption = (
+                "Poisson: each available client joins each round independently with "
+                f"probability q = {accountant.clients_per_round}/{accountant.population_size}"
+            )
+        else:
+            fractions = [m / n for n, m in state.draws if n > 0] or [
+                accountant.sampling_probability
+            ]
+            q = max(fractions)
+            assumption = (
+                "fixed-size sampling without replacement among the clients online at each "
+                "draw (replace-one neighbours), each round accounted by its own draw; q is "
+                "the worst round's sampled/online"
+            )
+        return {
+            "sampling": accountant.sampling,
+            "assumption": assumption,
+            "q": q,
+            "noise_multiplier": accountant.noise_multiplier,
+            "clip_norm": self.clip_norm,
+            "population_size": accountant.population_size,
+            "clients_per_round": accountant.clients_per_round,
+            "rounds": state.rounds,
+            "epsilon": state.epsilon,
+            "delta": self.target_delta,
+        }
 
     @property
     def noise_std(self) -> float:
         """Standard deviation of the noise added to the clipped sum: ``z C``."""
         return self.accountant.noise_multiplier * self.clip_norm
 
-    def check_budget(self, rounds: int) -> float:
+    def check_budget(self, rounds: int, draws: tuple[tuple[int, int], ...] | None = None) -> float:
         """Epsilon after ``rounds`` rounds; raise or warn if it exceeds the budget.
+
+        Parameters
+        ----------
+        rounds
+            Rounds released, this one included.
+        draws
+            Their ``(population, sampled)`` draws, when known (one per round).
 
         Raises
         ------
         PrivacyBudgetExceededError
             If over budget and ``on_budget_exceeded == "stop"``.
         """
-        epsilon = self.accountant.epsilon(rounds, self.target_delta)
+        if draws is None:
+            epsilon = self.accountant.epsilon(rounds, self.target_delta)
+        else:
+            epsilon = self.accountant.epsilon_of_draws(draws, self.target_delta)
         budget = self.epsilon_budget
         if budget is not None and epsilon > budget:
             error = PrivacyBudgetExceededError(epsilon, budget, rounds)
@@ -133,27 +194,28 @@ class DPFedAvg(Strategy[DPFedAvgState]):
     ) -> tuple[ModelWeights, DPFedAvgState]:
         """Clip, sum, add noise, divide by the expected count; account for the round.
 
+        With no update at all the round releases noise only (a Poisson round may
+        sample nobody).
+
         Raises
         ------
         PrivacyBudgetExceededError
             Before any aggregation, if this round would exceed a ``"stop"`` budget.
-        ValueError
-            If there is no update.
         """
         rounds = state.rounds + 1
-        epsilon = self.check_budget(rounds)
+        accountant = self.accountant
+        draw = state.pending_draw or (accountant.population_size, accountant.clients_per_round)
+        draws = (*state.draws, draw)
+        epsilon = self.check_budget(rounds, draws)
         total = torch.zeros_like(weights.flat)
-        count = 0
         for update in updates:
             weights.check_same_layout(update.delta)
             factor = clip_factor(update.delta.norm(), self.clip_norm)
             total.add_(update.delta.flat, alpha=factor)
-            count += 1
-        if count == 0:
-            raise ValueError("no client update to aggregate")
         total.add_(gaussian_noise(weights.num_params, self.noise_std, self.seed, state.rounds))
         step = self.server_lr / self.accountant.clients_per_round
         _LOGGER.info(
             "DP-FedAvg round %d: epsilon=%.4g at delta=%g", rounds, epsilon, self.target_delta
         )
-        return weights.with_flat(weights.flat + step * total), DPFedAvgState(rounds, epsilon)
+        new_state = DPFedAvgState(rounds, epsilon, draws)
+        return weights.with_flat(weights.flat + step * total), new_state

@@ -4,11 +4,17 @@ One round of DP-FedAvg is a sampled Gaussian mechanism over *clients*: each roun
 clients (Poisson with probability ``q = clients_per_round / population_size``, or a
 fixed-size subset without replacement), clips each update to norm ``C`` and adds
 ``N(0, (z C)²)`` noise to the sum. Rounds compose.
+
+A runtime whose fixed-size draws differ from round to round (the simulator draws
+``ceil(overcommit × K)`` among the clients online *now*) accounts each round by its own
+draw: :meth:`PrivacyAccountant.epsilon_of_draws`.
 """
 
 from __future__ import annotations
 
 import functools
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -132,8 +138,56 @@ class PrivacyAccountant:
             return float(accountant.get_epsilon(delta))
         return float(compute_epsilon(orders, rounds * rdp, delta)[0])
 
+    def epsilon_of_draws(self, draws: Sequence[Draw], delta: float) -> float:
+        """Epsilon after one round per draw ``(population, sampled)``, at ``delta``.
 
-@functools.lru_cache(maxsize=64)
+        ``poisson``: every round is Poisson at :attr:`sampling_probability` (the realised
+        sample sizes do not enter; a client offline in a round joins with probability
+        0 <= q, which the bound covers). ``fixed_size``: each round is a sample of
+        ``sampled`` clients without replacement from its own ``population``, so a round
+        drawn from fewer online clients costs more; rounds composing the same draw share
+        one RDP curve.
+
+        Raises
+        ------
+        ValueError
+            If ``delta`` is not in (0, 1) or a draw samples more than its population.
+        """
+        if not 0 < delta < 1:
+            raise ValueError(f"delta must be in (0, 1), got {delta}")
+        for population, sampled in draws:
+            if not 0 <= sampled <= population:
+                raise ValueError(f"draw of {sampled} clients from {population} is impossible")
+        if self.sampling == "poisson":
+            return self.epsilon(len(draws), delta)
+        return _epsilon_of_draws(self, draws, delta)
+
+
+Draw = tuple[int, int]
+"""One round's sampling: (population sampled from, clients sampled)."""
+
+
+def _epsilon_of_draws(accountant: PrivacyAccountant, draws: Sequence[Draw], delta: float) -> float:
+    """Compose one fixed-size event per distinct draw (RDP adds over rounds)."""
+    counts = Counter((int(n), int(m)) for n, m in draws if m > 0)
+    if not counts:
+        return 0.0
+    per_draw = {
+        draw: PrivacyAccountant(accountant.noise_multiplier, draw[1], draw[0], "fixed_size")
+        for draw in counts
+    }
+    curves = {draw: _one_round_rdp(one) for draw, one in per_draw.items()}
+    if any(rdp is None for _, rdp in curves.values()):
+        rdp_accountant = accountant.new_rdp_accountant()
+        for draw, count in counts.items():
+            rdp_accountant.compose(per_draw[draw].round_event(), count)
+        return float(rdp_accountant.get_epsilon(delta))
+    orders = next(iter(curves.values()))[0]
+    total = sum(count * curves[draw][1] for draw, count in counts.items())
+    return float(compute_epsilon(orders, total, delta)[0])
+
+
+@functools.lru_cache(maxsize=256)
 def _one_round_rdp(accountant: PrivacyAccountant) -> tuple[np.ndarray, np.ndarray | None]:
     """RDP orders and values of one round (``None`` values if the library hides them)."""
     rdp = accountant.new_rdp_accountant().compose(accountant.round_event())

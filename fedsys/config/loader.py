@@ -16,6 +16,48 @@ class ConfigError(ValueError):
     """A configuration file or value is wrong; the message names every bad key."""
 
 
+class StrictYamlLoader(yaml.SafeLoader):
+    """YAML without duplicate keys, anchors or aliases.
+
+    A duplicate key silently keeps the last value in plain YAML, hiding a typo; a
+    config needs no anchors or aliases, and expanding aliases is a memory bomb
+    ("billion laughs"), so both are refused.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "anchors and aliases (&name, *name) are not allowed in a config",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML with :class:`StrictYamlLoader`.
+
+    Raises
+    ------
+    yaml.YAMLError
+        On a syntax error, a duplicate key, an anchor or an alias.
+    """
+    return yaml.load(text, Loader=StrictYamlLoader)  # a SafeLoader: builds plain values only
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read, merge ``overrides`` (dotted keys) into, and validate a config file.
 
@@ -26,12 +68,19 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     """
     file = Path(path)
     if not file.is_file():
-        raise ConfigError(f"config file not found: {file}")
-    text = file.read_text()
+        what = "is a folder, not a file" if file.is_dir() else "not found"
+        raise ConfigError(f"config file {file} {what}")
     try:
-        raw = tomllib.loads(text) if file.suffix == ".toml" else yaml.safe_load(text)
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {file} is not UTF-8 text") from None
+    try:
+        raw = tomllib.loads(text) if file.suffix == ".toml" else parse_yaml(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot parse {file}: {exc}") from exc
+        detail = " ".join(str(exc).split())
+        raise ConfigError(f"cannot parse {file}: {detail}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -82,7 +131,10 @@ def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def format_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:
-    """One line per problem: the dotted key, what is wrong, and what is allowed."""
+    """One line per problem: the dotted key, what is wrong, and what is allowed.
+
+    A single problem gives a single line.
+    """
     lines = [f"invalid configuration ({exc.error_count()} problem(s)):"]
     for error in exc.errors():
         location = [str(part) for part in error["loc"]]
@@ -95,8 +147,19 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:
         else:
             keys, _ = _walk(root, location)
             key = ".".join(keys) or "<root>"
-            lines.append(f"  {key}: {error['msg']} (got {error.get('input')!r})")
+            if error["type"] == "value_error":  # our own validators name key and value
+                message = str(error["msg"]).removeprefix("Value error, ")
+                lines.append(f"  {message}" if key == "<root>" else f"  {key}: {message}")
+            else:
+                lines.append(f"  {key}: {error['msg']} (got {_short(error.get('input'))})")
+    if len(lines) == 2:  # one problem: one line
+        return f"invalid configuration: {lines[1].strip()}"
     return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _walk(root: type[BaseModel], location: list[str]) -> tuple[list[str], type[BaseModel] | None]:

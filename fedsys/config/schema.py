@@ -21,6 +21,9 @@ from fedsys.aggregation.config import (
 from fedsys.config.deploy import DeployConfig
 from fedsys.selection.config import RandomSelectorConfig, SelectorConfig
 
+DATA_DEPENDENT_SELECTORS = frozenset({"oort", "power_of_choice"})
+"""Selectors whose choice depends on client losses or data (not covered by DP accounting)."""
+
 
 class Settings(BaseModel):
     """Base of every config model: unknown keys are errors, values are immutable."""
@@ -70,19 +73,69 @@ class DatasetConfig(Settings):
     synthetic_beta: float = Field(1.0, ge=0)
     path: str | None = None
     features_root: str | None = None
+    factory: str | None = Field(
+        None, description="'package.module:function' building your FederatedDataset"
+    )
 
     @model_validator(mode="after")
     def _path_when_needed(self) -> DatasetConfig:
+        if self.factory is not None:
+            if self.name != "digits":  # the default, which a resolved config.yaml repeats
+                raise ValueError("dataset.name does not apply with dataset.factory: remove it")
+            _refuse_unused(self, "dataset", {"factory", "num_clients"}, "factory")
+            return self
         if self.name in ("leaf", "fedscale") and not self.path:
             raise ValueError(f"dataset.path is required for dataset {self.name!r}")
+        _refuse_unused(self, "dataset", DATASET_KEYS[self.name])
         return self
 
 
+DATASET_KEYS = {
+    "digits": {"num_clients", "partition", "min_samples", "test_fraction"},
+    "mnist1d": {"num_clients", "partition", "min_samples", "test_fraction", "num_samples"},
+    "synthetic": {"num_clients", "synthetic_alpha", "synthetic_beta"},
+    "leaf": {"path"},
+    "fedscale": {"path", "features_root"},
+}
+"""The keys each dataset uses besides ``name`` (the others are refused when set)."""
+
+
+def _refuse_unused(
+    section: BaseModel, prefix: str, used: set[str], variant: str | None = None
+) -> None:
+    """Refuse keys given a non-default value that the chosen variant ignores."""
+    ignored = [
+        name
+        for name in sorted(section.model_fields_set - used - {"name", "source"})
+        if getattr(section, name)
+        != type(section).model_fields[name].get_default(call_default_factory=True)
+    ]
+    if ignored:
+        keys = ", ".join(f"{prefix}.{name}" for name in ignored)
+        variant = variant or getattr(section, "name", None) or getattr(section, "source", "")
+        raise ValueError(f"{keys} does not apply to {prefix} {variant!r}: remove it")
+
+
 class ModelConfig(Settings):
-    """A built-in reference model (the Python API accepts any ``nn.Module``)."""
+    """A built-in reference model, or your own by ``factory`` (see ``fedsys.sim.factories``)."""
 
     name: Literal["mlp", "logreg", "cnn1d"] = "mlp"
     hidden: tuple[int, ...] = (64,)
+    factory: str | None = Field(
+        None, description="'package.module:function(input_shape, num_classes) -> nn.Module'"
+    )
+
+    @model_validator(mode="after")
+    def _hidden_sizes(self) -> ModelConfig:
+        if any(size < 1 for size in self.hidden):
+            raise ValueError(f"model.hidden entries must be at least 1, got {list(self.hidden)}")
+        if self.factory is not None:
+            if self.name != "mlp":  # the default, which a resolved config.yaml repeats
+                raise ValueError("model.name does not apply with model.factory: remove it")
+            _refuse_unused(self, "model", {"factory"}, "factory")
+            return self
+        _refuse_unused(self, "model", {"hidden"} if self.name == "mlp" else set())
+        return self
 
 
 class TrainSettings(Settings):
@@ -95,6 +148,9 @@ class TrainSettings(Settings):
     momentum: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     proximal_mu: float = Field(0.0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "cpu", description="where local training runs; auto: cuda when torch sees a GPU"
+    )
 
 
 class DevicesConfig(Settings):
@@ -137,14 +193,27 @@ class DevicesConfig(Settings):
     def _path_when_needed(self) -> DevicesConfig:
         if self.source == "file" and not self.path:
             raise ValueError("devices.path is required when devices.source is 'file'")
+        trace_keys = {"path", "capacity_path"}
+        used = set(type(self).model_fields) - ({"source"} if self.source == "file" else trace_keys)
+        _refuse_unused(self, "devices", used)
         return self
 
 
+Participation = Literal["selector", "poisson"]
+
+
 class SyncRounds(Settings):
-    """Select ceil(overcommit × K); the round closes when the K-th client arrives."""
+    """Select ceil(overcommit × K); the round closes when the K-th client arrives.
+
+    ``participation: poisson`` skips the selector: each available client joins with
+    probability K / N and the round waits for all of them (DP-FedAvg's default).
+    """
 
     mode: Literal["sync"] = "sync"
     overcommit: float = Field(1.3, ge=1.0)
+    participation: Participation | None = Field(
+        None, description="selector or poisson; unset: poisson for dp_fedavg, else selector"
+    )
 
 
 class DeadlineRounds(Settings):
@@ -156,6 +225,9 @@ class DeadlineRounds(Settings):
     min_participants: int = Field(1, ge=1)
     on_short_round: Literal["retry", "skip"] = "skip"
     max_retries: int = Field(3, ge=0)
+    participation: Participation | None = Field(
+        None, description="selector or poisson; unset: poisson for dp_fedavg, else selector"
+    )
 
 
 class AsyncRounds(Settings):
@@ -189,6 +261,15 @@ class EvalConfig(Settings):
     method: Literal["fast", "milp"] = "fast"
 
 
+class MetricsConfig(Settings):
+    """Extra round-record outputs besides ``rounds.jsonl`` and ``summary.json``."""
+
+    csv: bool = Field(True, description="also write rounds.csv")
+    tensorboard: bool = Field(
+        False, description="also log every round to tensorboard/ (needs the tensorboard extra)"
+    )
+
+
 class RunConfig(Settings):
     """Everything that defines a run; a run is reproducible from this and its seed."""
 
@@ -197,6 +278,9 @@ class RunConfig(Settings):
     clients_per_round: int = Field(10, ge=1)
     target_accuracy: float | None = Field(0.85, gt=0, le=1)
     output_dir: str = "runs/quickstart"
+    checkpoint_every: int = Field(
+        10, ge=0, description="rounds between checkpoints of a CLI run (0: only at the end)"
+    )
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainSettings = Field(default_factory=TrainSettings)
@@ -208,6 +292,61 @@ class RunConfig(Settings):
     round: RoundConfig = Field(default_factory=SyncRounds)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @property
+    def participation(self) -> str:
+        """How clients join a round: ``poisson``, ``selector`` or (async) ``concurrency``."""
+        if isinstance(self.round, AsyncRounds):
+            return "concurrency"
+        if self.round.participation is not None:
+            return self.round.participation
+        private = self.strategy.name == "dp_fedavg" and self.selector.name == "random"
+        return "poisson" if private else "selector"
+
+    @model_validator(mode="after")
+    def _selection_fits_privacy(self) -> RunConfig:
+        if self.participation == "poisson" and self.selector.name != "random":
+            raise ValueError(
+                f"round.participation=poisson draws clients itself, so selector "
+                f"{self.selector.name!r} would be ignored: use selector random or "
+                "round.participation=selector"
+            )
+        if self.strategy.name != "dp_fedavg":
+            return self
+        if self.selector.name in DATA_DEPENDENT_SELECTORS and not getattr(
+            self.strategy, "acknowledge_selection_not_private", False
+        ):
+            raise ValueError(
+                f"selector {self.selector.name!r} chooses clients by their loss or data, "
+                "which dp_fedavg's epsilon does not account for (the choice itself leaks "
+                "information about client data): use selector random, or set "
+                "strategy.acknowledge_selection_not_private=true to accept an epsilon "
+                "that covers only the noisy aggregation"
+            )
+        sampling = getattr(self.strategy, "sampling", None)
+        expected = "poisson" if self.participation == "poisson" else "fixed_size"
+        if sampling is not None and sampling != expected:
+            raise ValueError(
+                f"strategy.sampling={sampling} contradicts how the run draws clients "
+                f"(participation {self.participation}, accounted as {expected}): leave "
+                "strategy.sampling unset"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _enough_selected(self) -> RunConfig:
+        if isinstance(self.round, DeadlineRounds) and self.participation == "selector":
+            selected = max(
+                self.clients_per_round, math.ceil(self.round.overcommit * self.clients_per_round)
+            )
+            if self.round.min_participants > selected:
+                raise ValueError(
+                    f"round.min_participants ({self.round.min_participants}) exceeds the "
+                    f"{selected} clients a round selects (clients_per_round x overcommit): "
+                    "every round would be short"
+                )
+        return self
 
     @model_validator(mode="after")
     def _enough_clients(self) -> RunConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from fedsys.core.weights import ModelWeights
 
@@ -60,12 +61,49 @@ class ClientUpdate:
     upload_bytes: int = 0
 
 
+ReportOutcome = Literal["completed", "straggled", "dropped", "rejected"]
+"""How a round ended for a picked client.
+
+``completed``: its update arrived in time and was aggregated; ``straggled``: it
+finished after the round closed (its work was discarded, its full duration is known);
+``dropped``: it went offline before finishing (its speed and utility are unknown);
+``rejected``: its update arrived but validation refused it.
+"""
+
+REPORT_OUTCOMES: tuple[ReportOutcome, ...] = ("completed", "straggled", "dropped", "rejected")
+
+
 @dataclass(frozen=True)
 class ClientReport:
     """What a selector learns about one client after a round it was picked for.
 
-    Stragglers and dropouts report too (``completed=False``) so the system utility
-    learns their speed even though their work was discarded.
+    Stragglers, dropouts and rejected clients report too (``completed=False``) so the
+    system utility learns their speed even though their work was not used.
+
+    Parameters
+    ----------
+    client_id, round_idx
+        Who, and the round it was picked for.
+    duration_s
+        Download + compute + upload time (for a dropout: time until it went offline).
+    num_samples
+        Size of the client's local dataset.
+    completed
+        True exactly when ``outcome == "completed"``.
+    loss
+        Loss statistics of the local training, when the client trained and it counts.
+    outcome
+        How the round ended for the client (see :data:`ReportOutcome`); when omitted
+        it is ``"completed"`` or, for an incomplete report, ``"straggled"`` (the
+        meaning ``completed=False`` had before outcomes existed).
+    samples_processed
+        Samples the local training went through (local steps × batch, or epochs ×
+        size); 0 when unknown. Oort's statistical utility needs it, not the data size.
+
+    Raises
+    ------
+    ValueError
+        If ``outcome`` is unknown or contradicts ``completed``.
     """
 
     client_id: ClientId
@@ -74,3 +112,18 @@ class ClientReport:
     num_samples: int
     completed: bool
     loss: LossStats | None = None
+    outcome: ReportOutcome | None = None
+    samples_processed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.outcome is None:
+            object.__setattr__(self, "outcome", "completed" if self.completed else "straggled")
+        if self.outcome not in REPORT_OUTCOMES:
+            raise ValueError(f"unknown report outcome {self.outcome!r}")
+        if self.completed != (self.outcome == "completed"):
+            raise ValueError(
+                f"client {self.client_id}: completed={self.completed} contradicts "
+                f"outcome {self.outcome!r}"
+            )
+        if self.samples_processed < 0:
+            raise ValueError(f"samples_processed must be >= 0, got {self.samples_processed}")

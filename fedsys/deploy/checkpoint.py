@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from fedsys.config.schema import RunConfig
-from fedsys.core import statefile
 from fedsys.core.weights import ModelWeights
-from fedsys.metrics.writers import atomic_write_bytes
+from fedsys.sim.checkpoint import CheckpointError as StoredCheckpointError
+from fedsys.sim.checkpoint import load_checkpoint, save_checkpoint
 
-CHECKPOINT_FILE = "checkpoint.npz"
+CHECKPOINT_FILE = "checkpoint.pt"
 _VOLATILE_KEYS = ("deploy", "output_dir")
 """Config keys that may change across a restart (address, certificates, folder)."""
 
@@ -47,7 +47,7 @@ class ServerCheckpoint:
     records: tuple[dict[str, Any], ...]
 
     def save(self, folder: Path) -> Path:
-        """Write atomically to ``folder/checkpoint.npz``."""
+        """Write atomically to ``folder/checkpoint.pt`` (the simulator's pickle-free format)."""
         payload = {
             "format": 1,
             "config_sha256": self.config_sha256,
@@ -59,12 +59,12 @@ class ServerCheckpoint:
             "records_json": json.dumps(list(self.records)),
         }
         path = folder / CHECKPOINT_FILE
-        atomic_write_bytes(path, statefile.dumps(payload))
+        save_checkpoint(path, payload)
         return path
 
     @classmethod
     def load(cls, folder: Path, config: RunConfig) -> ServerCheckpoint:
-        """Read ``folder/checkpoint.npz`` and check it was written under ``config``.
+        """Read ``folder/checkpoint.pt`` and check it was written under ``config``.
 
         Raises
         ------
@@ -75,7 +75,7 @@ class ServerCheckpoint:
         if not path.is_file():
             raise CheckpointError(f"no checkpoint to resume in {folder} ({CHECKPOINT_FILE})")
         try:
-            payload = statefile.loads(path.read_bytes())
+            payload = load_checkpoint(path)
             records = tuple(json.loads(payload["records_json"]))
             checkpoint = cls(
                 config_sha256=payload["config_sha256"],
@@ -86,7 +86,7 @@ class ServerCheckpoint:
                 selector_state=payload["selector_state"],
                 records=records,
             )
-        except (statefile.StateFileError, KeyError, TypeError, ValueError) as exc:
+        except (StoredCheckpointError, KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {path} is unreadable: {exc}") from None
         if checkpoint.config_sha256 != config_hash(config):
             raise CheckpointError(

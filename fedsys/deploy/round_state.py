@@ -136,6 +136,8 @@ class LiveRound:
                 num_samples=a.num_samples,
                 completed=True,
                 loss=a.loss,
+                outcome="completed",
+                samples_processed=a.loss.samples_seen if a.loss is not None else 0,
             )
             for a in self.arrivals
         ]
@@ -144,14 +146,20 @@ class LiveRound:
         for client in self.assignments:
             if client in accepted:
                 continue
-            duration = self.dropped.get(client, elapsed)
+            if client in self.dropped:
+                outcome = "dropped"
+            elif client in self.failed:
+                outcome = "rejected"
+            else:
+                outcome = "straggled"
             reports.append(
                 ClientReport(
                     client_id=client,
                     round_idx=self.round_idx,
-                    duration_s=duration,
+                    duration_s=self.dropped.get(client, elapsed),
                     num_samples=self.sizes.get(client, 0),
                     completed=False,
+                    outcome=outcome,
                 )
             )
         return reports

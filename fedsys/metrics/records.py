@@ -45,12 +45,34 @@ class RoundRecord:
         return row
 
 
+RUN_STATUSES = ("completed", "interrupted", "failed")
+
+
 @dataclass(frozen=True)
 class RunResult:
-    """All round records of a run plus its settings."""
+    """All round records of a run plus its settings and how it ended.
+
+    Parameters
+    ----------
+    records
+        One record per aggregation, in order.
+    config
+        The settings the run was built from.
+    status
+        ``completed``, ``interrupted`` (stopped on request; resumable from its last
+        checkpoint) or ``failed`` (an error ended it; ``reason`` says which).
+    reason
+        Why a run did not complete; ``None`` when it did.
+    privacy
+        What a DP strategy's epsilon assumes and covers (sampling, q, noise
+        multiplier, rounds, epsilon); ``None`` without DP.
+    """
 
     records: tuple[RoundRecord, ...]
     config: dict[str, Any] = field(default_factory=dict)
+    status: str = "completed"
+    reason: str | None = None
+    privacy: dict[str, Any] | None = None
 
     def time_to_accuracy(self, target: float) -> float | None:
         """Virtual seconds until evaluated accuracy first reached ``target`` (None if never)."""
@@ -83,6 +105,8 @@ class RunResult:
         virtual_s = self.records[-1].end_s if self.records else 0.0
         tta = self.time_to_accuracy(target_accuracy) if target_accuracy else None
         return {
+            "status": self.status,
+            "reason": self.reason,
             "rounds": len(self.records),
             "virtual_time_s": virtual_s,
             "virtual_time_h": virtual_s / 3600.0,
@@ -102,6 +126,7 @@ class RunResult:
             "bytes_up": sum(r.bytes_up for r in self.records),
             "bytes_down": sum(r.bytes_down for r in self.records),
             "mean_round_s": _mean([r.duration_s for r in self.records]),
+            **({"privacy": self.privacy} if self.privacy is not None else {}),
         }
 
 

@@ -1,29 +1,59 @@
-"""Write run results to an output folder: JSONL per round, a summary and plots."""
+"""Write run results to an output folder: JSONL per round, a summary and plots.
+
+Every file is written with the user's default permissions (the umask applies), JSON
+never holds ``NaN`` or ``Infinity`` (they become ``null``, which every JSON reader
+accepts), and whole-file writes are atomic: readers see the old file or the new one.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
+import secrets
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from fedsys.metrics.records import RoundRecord
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` so readers see the old file or the new one, never a torn one."""
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` so readers see the old file or the new one, never a torn one."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    atomic_write_bytes(path, text.encode())
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None`` (JSON ``null``)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def dumps(value: Any, indent: int | None = None) -> str:
+    """Strict JSON (no ``NaN``/``Infinity``); unknown objects are written as strings."""
+    return json.dumps(json_safe(value), indent=indent, allow_nan=False, default=str)
 
 
 class JsonlRoundWriter:
@@ -33,27 +63,22 @@ class JsonlRoundWriter:
         self.path = path
 
     def write(self, record: RoundRecord) -> None:
-        """Append ``record``."""
+        """Append ``record`` and flush it to disk."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
-            handle.write(json.dumps(record.to_json()) + "\n")
+            _append_line(handle, dumps(record.to_json()))
+
+    def rewrite(self, records: list[RoundRecord]) -> None:
+        """Replace the file atomically with exactly ``records`` (used on resume)."""
+        atomic_write_text(self.path, "".join(dumps(r.to_json()) + "\n" for r in records))
+
+
+def _append_line(handle: IO[str], line: str) -> None:
+    handle.write(line + "\n")
+    handle.flush()
+    os.fsync(handle.fileno())
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     """Write the run summary as pretty JSON, atomically."""
-    atomic_write_text(path, json.dumps(summary, indent=2, default=str) + "\n")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` atomically (temp file, fsync, rename): the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, dumps(summary, indent=2) + "\n")

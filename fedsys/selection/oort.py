@@ -6,6 +6,18 @@ https://www.usenix.org/conference/osdi21/presentation/lai (reference code read f
 behaviour only: github.com/SymbioticLab/Oort). Unlike FedScale's copy, a client's
 statistical utility uses the loss of *every* sample it trained on, not the last batch.
 
+Where it departs from the reference code, and why (see
+:func:`fedsys.selection.oort_state.apply_reports`):
+
+* stragglers are treated as the reference treats ``round_stragglers``: the round's
+  mean utility and a fresh timestamp;
+* clients that went offline mid-round (``outcome="dropped"``) teach nothing: the
+  reference has no such case (FedScale offers only clients online at selection), and
+  a dropout's duration and loss are unknown, not slow or low;
+* clients whose update validation refused (``outcome="rejected"``) get utility 0:
+  the reference does not validate updates, and a refused update must never earn a
+  reward.
+
 How a runtime drives it::
 
     selector = OortSelector(seed=run_seed)
@@ -234,7 +246,7 @@ class OortSelector(Selector[OortState]):
         return [int(c) for c in chosen], self._record(state, round_idx, chosen, exploit)
 
     def feedback(self, state: OortState, reports: Sequence[ClientReport]) -> OortState:
-        """Fold the reports of one round (completed, stragglers and dropouts) into the state."""
+        """Fold one round's reports (every outcome, see :func:`apply_reports`) into the state."""
         return apply_reports(state, reports)
 
     def _split(

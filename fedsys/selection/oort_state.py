@@ -46,11 +46,11 @@ class OortState:
         Last measured round duration; NaN until the client reported once.
     utility
         Statistical utility ``|B_i| * sqrt(mean loss²)`` of the last completed
-        training (a stand-in after a first try that did not complete, see
+        training (a stand-in after a straggle or a rejection, see
         :func:`apply_reports`); NaN while the client is unexplored.
     last_round
-        0-based round of the client's last completed training (or of the first try
-        that gave it a stand-in utility); -1 if none.
+        0-based round of the client's last completed, straggled or rejected
+        training; -1 if none.
     times_picked
         How many times the client was selected (drives the blacklist).
     exploited_round
@@ -183,17 +183,25 @@ def statistical_utility(num_samples: np.ndarray, rms_loss: np.ndarray) -> np.nda
 
 
 def apply_reports(state: OortState, reports: Sequence[ClientReport]) -> OortState:
-    """Fold one batch of reports into a new state.
+    """Fold one batch of reports into a new state, by how the round ended for each client.
 
-    A completed report with loss statistics sets the client's utility, staleness
-    round, sample count and duration. An incomplete one (straggler, dropout) teaches
-    speed: its duration is a lower bound, so the known duration becomes the larger of
-    the two. A client that had never completed counts as explored from then on, with
-    the mean utility of the batch's completed clients (of every known utility when
-    none completed; 0 when none is known) and the report's round as its staleness
-    round, as Oort's reference code does for stragglers; otherwise a chronically slow
-    client would stay unexplored and take an exploration slot every round. Completed
-    exploited clients feed the pacer's window.
+    * ``completed`` with loss statistics: utility ``|B_i| * rms loss`` where ``|B_i|``
+      is the number of distinct samples trained on, ``min(samples_processed,
+      num_samples)`` (the reference code's ``trained_unique_samples``; the data size
+      when ``samples_processed`` is unknown); the staleness round, sample count and
+      duration are set. Completed exploited clients feed the pacer's window.
+    * ``straggled`` (finished after the round closed): as Oort's reference code does
+      for ``round_stragglers``, the client gets the mean utility of the batch's
+      completed clients (of every known utility when none completed; 0 when none is
+      known) and the report's round as a fresh staleness round; its duration is a
+      lower bound, so the known duration becomes the larger of the two.
+    * ``dropped`` (went offline): unknown. Nothing about its utility, staleness or
+      speed is learned; only its sample count is kept. The reference code has no
+      mid-round dropouts (FedScale only offers clients online at selection time).
+    * ``rejected`` (validation refused its update): never rewarded. Its measured
+      duration is kept and its utility becomes 0 with a fresh staleness round, so it
+      is explored but cannot win exploitation by a refused update (no counterpart
+      in the reference code, which does not validate updates).
     """
     if not reports:
         return state
@@ -203,29 +211,36 @@ def apply_reports(state: OortState, reports: Sequence[ClientReport]) -> OortStat
     rounds = np.array([r.round_idx for r in reports], dtype=np.int64)
     durations = np.maximum(np.array([r.duration_s for r in reports], dtype=np.float64), 0.0)
     samples = np.array([r.num_samples for r in reports], dtype=np.float64)
-    completed = np.array([r.completed for r in reports], dtype=bool)
+    processed = np.array([r.samples_processed for r in reports], dtype=np.float64)
+    unique = np.where(processed > 0, np.minimum(processed, samples), samples)
+    outcome = np.array([r.outcome for r in reports])
+    completed = outcome == "completed"
+    straggled = outcome == "straggled"
+    rejected = outcome == "rejected"
     rms = np.array(
         [r.loss.rms_loss if r.loss is not None and r.loss.samples_seen else np.nan for r in reports]
     )
     state = state.resized(int(ids.max()) + 1)
 
     duration = state.duration_s.copy()
-    np.fmax.at(duration, ids[~completed], durations[~completed])
-    duration[ids[completed]] = durations[completed]
+    np.fmax.at(duration, ids[straggled], durations[straggled])
+    measured = completed | rejected
+    duration[ids[measured]] = durations[measured]
     num_samples = state.num_samples.copy()
     has_size = samples > 0
     num_samples[ids[has_size]] = samples[has_size]
 
     trained = completed & np.isfinite(rms)
-    gained = statistical_utility(samples[trained], rms[trained])
+    gained = statistical_utility(unique[trained], rms[trained])
     utility = state.utility.copy()
     utility[ids[trained]] = gained
     last_round = state.last_round.copy()
     np.maximum.at(last_round, ids[trained], rounds[trained])
-    failed = ~completed & ~np.isfinite(utility[ids])
-    if failed.any():
-        utility[ids[failed]] = _stand_in_utility(gained, state.utility)
-        np.maximum.at(last_round, ids[failed], rounds[failed])
+    if straggled.any():
+        utility[ids[straggled]] = _stand_in_utility(gained, state.utility)
+        np.maximum.at(last_round, ids[straggled], rounds[straggled])
+    utility[ids[rejected]] = 0.0
+    np.maximum.at(last_round, ids[rejected], rounds[rejected])
 
     exploited = state.exploited_round[ids[trained]] == rounds[trained]
     slots = rounds[trained] % len(state.window_round)
@@ -246,7 +261,7 @@ def apply_reports(state: OortState, reports: Sequence[ClientReport]) -> OortStat
 
 
 def _stand_in_utility(batch: np.ndarray, known: np.ndarray) -> float:
-    """Utility given to a client that failed before it ever completed a training."""
+    """Utility of a straggler: the batch's mean completed utility, else the known mean, else 0."""
     for values in (batch, known[np.isfinite(known)]):
         if len(values):
             return float(values.mean())

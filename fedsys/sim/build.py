@@ -9,6 +9,7 @@ from torch import nn
 
 from fedsys.aggregation.base import Strategy
 from fedsys.aggregation.config import DPFedAvgConfig, QFedAvgConfig, StrategyConfig
+from fedsys.config.loader import ConfigError
 from fedsys.config.schema import (
     AsyncRounds,
     DatasetConfig,
@@ -26,6 +27,8 @@ from fedsys.core.weights import ModelWeights
 from fedsys.data import builtin, fedscale, leaf
 from fedsys.data.federated import FederatedDataset
 from fedsys.models import cnn1d, logistic_regression, mlp
+from fedsys.sim.device import resolve_device
+from fedsys.sim.factories import call_factory
 from fedsys.sim.federated_eval import FederatedEvaluator
 from fedsys.sim.rounds.base import RoundMode
 from fedsys.sim.rounds.sync import SyncRounds as SyncMode
@@ -40,7 +43,12 @@ from fedsys.traces import (
 
 
 def build_dataset(config: DatasetConfig, seed: int) -> FederatedDataset:
-    """Generate or load the federated dataset the config names."""
+    """Generate or load the federated dataset the config names (or its factory builds)."""
+    if config.factory is not None:
+        made: FederatedDataset = call_factory(
+            config.factory, "dataset.factory", FederatedDataset, config.num_clients, seed
+        )
+        return made
     if config.name == "synthetic":
         return builtin.make_synthetic(
             config.synthetic_alpha, config.synthetic_beta, config.num_clients, seed
@@ -74,6 +82,11 @@ def build_model(config: ModelConfig, dataset: FederatedDataset, seed: int) -> nn
     shape, classes = dataset.input_shape, dataset.num_classes
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if config.factory is not None:
+            made: nn.Module = call_factory(
+                config.factory, "model.factory", nn.Module, tuple(shape), classes
+            )
+            return made
         if config.name == "logreg":
             return logistic_regression(shape, classes)
         if config.name == "cnn1d":
@@ -117,19 +130,42 @@ def build_trainer(config: TrainSettings, strategy: Strategy | None = None) -> Lo
     A strategy that prescribes a client-side proximal term (FedProx) sets ``mu``
     unless ``train.proximal_mu`` asks for a larger one.
     """
-    settings = config.model_dump()
+    settings = config.model_dump(exclude={"device"})
     if strategy is not None:
         settings["proximal_mu"] = max(settings["proximal_mu"], strategy.client_proximal_mu)
     return LocalTrainer(TrainConfig(**settings))
 
 
-def complete_strategy(config: RunConfig) -> StrategyConfig:
-    """Fill the strategy settings a run already knows (DP sampling sizes, q-FedAvg's lr)."""
+def complete_strategy(config: RunConfig, population: int | None = None) -> StrategyConfig:
+    """Fill the strategy settings a run already knows (DP sampling, q-FedAvg's lr).
+
+    DP-FedAvg's population is the clients holding data in the loaded dataset
+    (``population``; ``dataset.num_clients`` when not given), its count per round is
+    K (the buffer size B in async rounds, which aggregate B updates), and its
+    sampling is how the run draws clients: ``poisson`` or ``fixed_size``.
+
+    Raises
+    ------
+    ValueError
+        If ``strategy.population_size`` exceeds the clients the data really has.
+    """
     strategy = config.strategy
     if isinstance(strategy, DPFedAvgConfig):
+        real = population if population is not None else config.dataset.num_clients
+        if strategy.population_size is not None and strategy.population_size > real:
+            raise ValueError(
+                f"strategy.population_size={strategy.population_size} exceeds the "
+                f"{real} clients holding data: epsilon would be understated"
+            )
+        per_round = (
+            config.round.buffer_size
+            if isinstance(config.round, AsyncRounds)
+            else config.clients_per_round
+        )
         filled = {
-            "clients_per_round": strategy.clients_per_round or config.clients_per_round,
-            "population_size": strategy.population_size or config.dataset.num_clients,
+            "clients_per_round": strategy.clients_per_round or min(per_round, real),
+            "population_size": strategy.population_size or real,
+            "sampling": "poisson" if config.participation == "poisson" else "fixed_size",
         }
         return DPFedAvgConfig.model_validate({**strategy.model_dump(), **filled})
     if isinstance(strategy, QFedAvgConfig) and strategy.client_lr is None:
@@ -163,14 +199,15 @@ def build_evaluator(
     )
 
 
-def build_round_mode(config: RoundConfig) -> RoundMode:
+def build_round_mode(config: RoundConfig, participation: str = "selector") -> RoundMode:
     """The round mode object for the configured ``round.mode``."""
     if isinstance(config, SyncRounds):
-        return SyncMode(overcommit=config.overcommit)
+        return SyncMode(overcommit=config.overcommit, participation=participation)
     if isinstance(config, DeadlineRounds):
         from fedsys.sim.rounds.deadline import DeadlineRounds as DeadlineMode
 
-        return DeadlineMode(**config.model_dump(exclude={"mode"}))
+        settings = config.model_dump(exclude={"mode", "participation"})
+        return DeadlineMode(**settings, participation=participation)
     if isinstance(config, AsyncRounds):
         from fedsys.sim.rounds.buffered import BufferedAsyncRounds
 
@@ -178,14 +215,35 @@ def build_round_mode(config: RoundConfig) -> RoundMode:
     raise TypeError(f"unknown round config {config!r}")
 
 
+def check_against_data(config: RunConfig, dataset: FederatedDataset) -> int:
+    """Cross-check the config against the data really loaded; return the population.
+
+    Raises
+    ------
+    ConfigError
+        If a round asks for more clients than hold data.
+    """
+    population = int((dataset.client_sizes > 0).sum())
+    if population == 0:
+        raise ConfigError(f"dataset {dataset.name!r} has no client holding training data")
+    if config.clients_per_round > population:
+        raise ConfigError(
+            f"clients_per_round ({config.clients_per_round}) exceeds the {population} clients "
+            f"holding data in dataset {dataset.name!r}"
+        )
+    return population
+
+
 def build_simulator(config: RunConfig) -> Simulator:
     """Every component of a run, wired from its config."""
+    resolve_device(config.train.device)  # a missing GPU fails before any work
     dataset = build_dataset(config.dataset, config.seed)
+    population = check_against_data(config, dataset)
     model = build_model(config.model, dataset, config.seed)
     fleet = build_fleet(config.devices, dataset.num_clients, config.seed)
     fleet = charge_transfers(fleet, config.devices, model)
     cost = config.devices.model_cost_ratio or model_cost_ratio(model)
-    strategy = complete_strategy(config).build(config.seed)
+    strategy = complete_strategy(config, population).build(config.seed)
     return Simulator(
         dataset=dataset,
         model=model,
@@ -193,7 +251,7 @@ def build_simulator(config: RunConfig) -> Simulator:
         selector=config.selector.build(config.seed),
         strategy=strategy,
         trainer=build_trainer(config.train, strategy),
-        round_mode=build_round_mode(config.round),
+        round_mode=build_round_mode(config.round, config.participation),
         rounds=config.rounds,
         clients_per_round=config.clients_per_round,
         eval_every=config.eval.every,
@@ -203,4 +261,6 @@ def build_simulator(config: RunConfig) -> Simulator:
         validator=config.validation.build(),
         evaluator=build_evaluator(config.eval, dataset, fleet, model, cost, config.seed),
         config=config.model_dump(mode="json"),
+        checkpoint_every=config.checkpoint_every,
+        device=config.train.device,
     )

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,11 +21,12 @@ from fedsys.aggregation.base import Strategy
 from fedsys.aggregation.compression import Compressor, NoCompression
 from fedsys.aggregation.validation import InvalidUpdateError, UpdateValidator, filter_valid
 from fedsys.core.training import EvalResult, LocalTrainer, evaluate
-from fedsys.core.update import ClientId, ClientReport, ClientUpdate
+from fedsys.core.update import ClientId, ClientReport, ClientUpdate, ReportOutcome
 from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
 from fedsys.selection.base import Selector
 from fedsys.selection.priors import UsesClientPriors
+from fedsys.sim.device import weights_on
 from fedsys.sim.events import EventQueue, Launch, VirtualClock, outcome_event
 from fedsys.traces.fleet import DeviceFleet
 from fedsys.traces.timing import client_round_time
@@ -45,6 +47,8 @@ class EngineParts:
     idle_step_s: float = 60.0
     compressor: Compressor = field(default_factory=NoCompression)
     validator: UpdateValidator = field(default_factory=UpdateValidator)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    """Where ``model`` and ``dataset`` live; server-side weights stay on the CPU."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,12 @@ class TrainedRound:
     participants: int
     train_loss: float | None
     rejected: tuple[InvalidUpdateError, ...] = ()
+    accepted: frozenset[int] = frozenset()
+    """Identities (``id()``) of the updates that passed validation and were aggregated."""
+
+    def outcome_of(self, update: ClientUpdate | None) -> ReportOutcome:
+        """``completed`` if ``update`` was aggregated, ``rejected`` if it was refused."""
+        return "completed" if update is not None and id(update) in self.accepted else "rejected"
 
 
 class Engine:
@@ -61,7 +71,7 @@ class Engine:
 
     def __init__(self, parts: EngineParts) -> None:
         self.parts = parts
-        self.weights = ModelWeights.from_module(parts.model)
+        self.weights = weights_on(ModelWeights.from_module(parts.model), torch.device("cpu"))
         self.strategy_state = parts.strategy.init_state(self.weights)
         self.selector_state = parts.selector.init_state()
         self.clock = VirtualClock()
@@ -74,15 +84,59 @@ class Engine:
             )
         self.samples_processed = parts.trainer.config.samples_processed(sizes)
         self.has_data = sizes > 0
+        self.population = int(self.has_data.sum())
+        self.last_population = 0
+        self.draw: tuple[int, int] | None = None
         self.busy: set[ClientId] = set()
         self.launches = 0
         self.residuals: dict[ClientId, torch.Tensor] = {}
+        self.mode_state: Any = None
+        """What a round mode keeps across aggregations (async snapshots), checkpointed."""
         self.compresses = not isinstance(parts.compressor, NoCompression)
         self.update_bytes = _wire_bytes(parts.compressor, self.weights)
         if isinstance(parts.selector, UsesClientPriors):
             self.selector_state = parts.selector.with_priors(
                 self.selector_state, sizes.astype(np.float64), self.expected_durations()
             )
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything that evolves during a run, as values a checkpoint can hold."""
+        entries, next_seq = self.queue.snapshot()
+        return {
+            "weights": self.weights,
+            "strategy_state": self.strategy_state,
+            "selector_state": self.selector_state,
+            "clock_s": self.clock.now_s,
+            "queue": entries,
+            "queue_next_seq": next_seq,
+            "busy": set(self.busy),
+            "launches": self.launches,
+            "residuals": dict(self.residuals),
+            "mode_state": self.mode_state,
+            "last_population": self.last_population,
+            "draw": self.draw,
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Continue from a :meth:`snapshot` of a run with the same parts.
+
+        Raises
+        ------
+        ValueError
+            If the snapshot's weights do not fit this run's model.
+        """
+        self.weights.check_same_layout(snapshot["weights"])
+        self.weights = snapshot["weights"]
+        self.strategy_state = snapshot["strategy_state"]
+        self.selector_state = snapshot["selector_state"]
+        self.clock = VirtualClock(float(snapshot["clock_s"]))
+        self.queue = EventQueue.restore(snapshot["queue"], snapshot["queue_next_seq"])
+        self.busy = set(snapshot["busy"])
+        self.launches = int(snapshot["launches"])
+        self.residuals = dict(snapshot["residuals"])
+        self.mode_state = snapshot["mode_state"]
+        self.last_population = int(snapshot["last_population"])
+        self.draw = snapshot["draw"]
 
     def expected_durations(self) -> np.ndarray:
         """Each client's round time from its device profile, before it ever trains."""
@@ -110,6 +164,7 @@ class Engine:
     def select(self, round_idx: int, k: int) -> list[ClientId]:
         """Ask the selector for ``k`` of the available clients."""
         available = self.available()
+        self.last_population = len(available)
         if len(available) == 0 or k <= 0:
             return []
         chosen, self.selector_state = self.parts.selector.select(
@@ -139,6 +194,43 @@ class Engine:
             waited_s += self.parts.idle_step_s
             chosen = self.select(round_idx, k)
         return chosen
+
+    def select_poisson(
+        self, round_idx: int, rate: float, max_wait_s: float = 30 * 86400.0
+    ) -> list[ClientId]:
+        """Each available client joins independently with probability ``rate``.
+
+        Poisson participation: the selector is not asked, and the draw may be empty
+        (a DP round then releases noise only). Virtual time passes only while nobody
+        usable is online at all.
+
+        Raises
+        ------
+        RuntimeError
+            If no client comes online within ``max_wait_s`` virtual seconds.
+        """
+        waited_s = 0.0
+        available = self.available()
+        while len(available) == 0:
+            if waited_s >= max_wait_s:
+                raise RuntimeError(
+                    f"no client with data came online within {max_wait_s:.0f} virtual seconds "
+                    f"(t={self.clock.now_s:.0f}s): check the availability trace"
+                )
+            self.clock.advance_to(self.clock.now_s + self.parts.idle_step_s)
+            waited_s += self.parts.idle_step_s
+            available = self.available()
+        self.last_population = len(available)
+        rng = np.random.default_rng([self.parts.seed, round_idx, _POISSON_STREAM])
+        joined = available[rng.random(len(available)) < rate]
+        return [int(c) for c in joined]
+
+    def note_draw(self, population: int, sampled: int) -> None:
+        """Record how the next aggregation's clients were drawn; tell a strategy that asks."""
+        self.draw = (int(population), int(sampled))
+        with_draw = getattr(self.parts.strategy, "with_draw", None)
+        if with_draw is not None:
+            self.strategy_state = with_draw(self.strategy_state, population, sampled)
 
     # ------------------------------------------------------------------ timelines
     def launch(self, client_ids: Sequence[ClientId], version: int) -> list[Launch]:
@@ -173,6 +265,8 @@ class Engine:
                 bytes_down=bytes_down,
                 bytes_up=bytes_up,
                 serial=self.launches,
+                samples_processed=int(self.samples_processed[client]),
+                population=self.last_population,
             )
             self.launches += 1
             self.queue.push(*outcome_event(launch))
@@ -195,12 +289,12 @@ class Engine:
         features, labels = parts.dataset.client_data(launch.client_id)
         result = parts.trainer.train(
             parts.model,
-            self.weights if start is None else start,
+            weights_on(self.weights if start is None else start, parts.device),
             features,
             labels,
             seed=[parts.seed, launch.version, launch.client_id, launch.serial],
         )
-        delta = result.delta
+        delta = weights_on(result.delta, torch.device("cpu"))
         if self.compresses:
             delta = self.compress(launch, delta)
         return ClientUpdate(
@@ -250,11 +344,18 @@ class Engine:
         valid = filter_valid(updates, self.weights, self.parts.validator, rejected=rejected)
         counted = tally.watch(valid)
         first = next(counted, None)
+        strategy = self.parts.strategy
         if first is not None:
-            self.weights, self.strategy_state = self.parts.strategy.aggregate(
+            self.weights, self.strategy_state = strategy.aggregate(
                 self.weights, _chain_first(first, counted), self.strategy_state
             )
-        return TrainedRound(tally.count, tally.mean_loss(), tuple(rejected))
+        elif getattr(strategy, "releases_empty_rounds", False):
+            self.weights, self.strategy_state = strategy.aggregate(
+                self.weights, iter(()), self.strategy_state
+            )
+        return TrainedRound(
+            tally.count, tally.mean_loss(), tuple(rejected), frozenset(tally.accepted)
+        )
 
     def accounting(self, result: TrainedRound) -> dict[str, object]:
         """Per-round extras for the record: rejected updates and privacy spent."""
@@ -263,6 +364,8 @@ class Engine:
             extra["rejected_updates"] = [
                 {"client_id": error.client_id, "reason": error.reason} for error in result.rejected
             ]
+        if self.draw is not None:
+            extra["draw"] = list(self.draw)
         epsilon = getattr(self.strategy_state, "epsilon", None)
         if epsilon is not None:
             extra["epsilon"] = float(epsilon)
@@ -285,15 +388,26 @@ class Engine:
         )
 
 
-def report_for(launch: Launch, update: ClientUpdate | None) -> ClientReport:
-    """A selector report: loss when the update was used, the duration in every case."""
+def report_for(
+    launch: Launch, outcome: ReportOutcome, update: ClientUpdate | None = None
+) -> ClientReport:
+    """A selector report saying how the round ended for the client.
+
+    Loss statistics travel only with a completed (aggregated) update. A dropout
+    reports the time it stayed online and no processed samples; everyone else its
+    full duration and the samples its local training went through.
+    """
+    completed = outcome == "completed"
+    dropped = outcome == "dropped"
     return ClientReport(
         client_id=launch.client_id,
         round_idx=launch.version,
-        duration_s=launch.duration_s,
+        duration_s=launch.online_s if dropped else launch.duration_s,
         num_samples=launch.num_samples,
-        completed=update is not None,
-        loss=None if update is None else update.loss,
+        completed=completed,
+        loss=update.loss if completed and update is not None else None,
+        outcome=outcome,
+        samples_processed=0 if dropped else launch.samples_processed,
     )
 
 
@@ -315,10 +429,12 @@ class _Tally:
         self.count = 0
         self.loss_weighted = 0.0
         self.loss_samples = 0
+        self.accepted: set[int] = set()
 
     def watch(self, updates: Iterable[ClientUpdate]) -> Iterator[ClientUpdate]:
         for update in updates:
             self.count += 1
+            self.accepted.add(id(update))
             if update.loss is not None:
                 self.loss_weighted += update.loss.mean_loss * update.num_samples
                 self.loss_samples += update.num_samples
@@ -339,6 +455,10 @@ def _wire_bytes(compressor: Compressor, weights: ModelWeights) -> int:
         return weights.num_bytes
     encoded, _ = compressor.encode(weights.zeros_like(), None, seed=0)
     return encoded.num_bytes
+
+
+_POISSON_STREAM = 0x9015
+"""Stream key of Poisson participation, apart from the selectors' ``[seed, round]``."""
 
 
 def ceil_overcommit(k: int, overcommit: float) -> int:

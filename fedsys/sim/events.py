@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -30,6 +29,8 @@ class Launch:
     bytes_down: int
     bytes_up: int
     serial: int = 0
+    samples_processed: int = 0
+    population: int = 0
 
     @property
     def duration_s(self) -> float:
@@ -40,6 +41,11 @@ class Launch:
     def finish_s(self) -> float:
         """When the update would arrive."""
         return self.start_s + self.duration_s
+
+    @property
+    def online_s(self) -> float:
+        """How long the client worked before its update arrived or it went offline."""
+        return max(0.0, min(self.duration_s, self.offline_s - self.start_s))
 
     @property
     def completes(self) -> bool:
@@ -83,13 +89,14 @@ class EventQueue:
     """Min-heap of ``(time, sequence, event)``; ties keep insertion order (deterministic)."""
 
     _heap: list[tuple[float, int, Event]] = field(default_factory=list)
-    _counter: itertools.count = field(default_factory=itertools.count)
+    _next_seq: int = 0
 
     def push(self, time_s: float, event: Event) -> None:
         """Schedule ``event`` at ``time_s``."""
         if math.isnan(time_s):
             raise ValueError(f"cannot schedule {event!r} at NaN time")
-        heapq.heappush(self._heap, (time_s, next(self._counter), event))
+        heapq.heappush(self._heap, (time_s, self._next_seq, event))
+        self._next_seq += 1
 
     def pop(self) -> tuple[float, Event]:
         """Remove and return the earliest event."""
@@ -100,6 +107,17 @@ class EventQueue:
         """Remove and return every pending event in time order."""
         pending = [heapq.heappop(self._heap) for _ in range(len(self._heap))]
         return [(time_s, event) for time_s, _, event in pending]
+
+    def snapshot(self) -> tuple[list[tuple[float, int, Event]], int]:
+        """Pending entries in heap order and the next sequence number (for checkpoints)."""
+        return list(self._heap), self._next_seq
+
+    @classmethod
+    def restore(cls, entries: list[tuple[float, int, Event]], next_seq: int) -> EventQueue:
+        """The queue :meth:`snapshot` described; pops in the same order as the original."""
+        heap = [tuple(entry) for entry in entries]
+        heapq.heapify(heap)
+        return cls(_heap=heap, _next_seq=int(next_seq))  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return len(self._heap)

@@ -4,7 +4,12 @@ A deployed federation cannot read a central test set; it asks clients to evaluat
 Which clients, and how many, is Oort's testing-selection question:
 
 * ``deviation``: as many random online clients as the deviation bound asks for, so
-  their category mix is within ``epsilon`` of the population's at ``confidence``;
+  the *mean of their per-client category shares* is within ``epsilon`` of the online
+  population's mean share, at ``confidence``. That is what the bound covers, and not
+  the category mix of the participants' pooled test data: under size skew one large
+  client can swing the pooled mix far more than ``epsilon``. Each evaluation reports
+  both measured deviations (``share_deviation``, which the bound covers, and
+  ``pooled_deviation``, which it does not) next to the bound (``deviation_bound``);
 * ``category``: the online clients that together hold ``samples_per_category`` test
   samples of every class, chosen so the slowest of them finishes soonest; each
   evaluates exactly its quota.
@@ -40,6 +45,8 @@ class ParticipantEval:
     loss: float
     num_samples: int
     makespan_s: float
+    deviation: dict[str, float] | None = None
+    """``deviation`` mode: the bound and the two measured deviations (see the module)."""
 
     def as_extra(self) -> dict[str, object]:
         """Fields for a round record's ``extra``."""
@@ -49,7 +56,38 @@ class ParticipantEval:
             "participant_loss": self.loss,
             "participant_samples": self.num_samples,
             "eval_makespan_s": self.makespan_s,
+            **(self.deviation or {}),
         }
+
+
+def mix_deviations(counts: np.ndarray, pool: np.ndarray, chosen: np.ndarray) -> dict[str, float]:
+    """Largest per-category deviation of the chosen clients from the pool, two ways.
+
+    ``share_deviation``: mean of per-client category shares (chosen vs pool), what
+    the Serfling/Hoeffding bound of the deviation selector covers.
+    ``pooled_deviation``: category mix of the pooled samples (chosen vs pool), which
+    weighs each client by its size and is not covered by that bound.
+
+    Parameters
+    ----------
+    counts
+        Test samples per client and category (clients x categories).
+    pool, chosen
+        Ids of the population drawn from and of the participants.
+    """
+    if len(chosen) == 0 or len(pool) == 0:
+        return {"share_deviation": float("nan"), "pooled_deviation": float("nan")}
+    totals = counts.sum(axis=1, keepdims=True).astype(np.float64)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+
+    def pooled(ids: np.ndarray) -> np.ndarray:
+        summed = counts[ids].sum(axis=0).astype(np.float64)
+        mix: np.ndarray = summed / max(summed.sum(), 1.0)
+        return mix
+
+    share_gap = np.abs(shares[chosen].mean(axis=0) - shares[pool].mean(axis=0))
+    pooled_gap = np.abs(pooled(chosen) - pooled(pool))
+    return {"share_deviation": float(share_gap.max()), "pooled_deviation": float(pooled_gap.max())}
 
 
 class FederatedEvaluator:
@@ -137,6 +175,7 @@ class FederatedEvaluator:
             In ``category`` mode, when the online clients cannot meet the request.
         """
         pool = online[self.has_test[online]]
+        deviation = None
         if self.mode == "category":
             plan = self.category.plan(pool)
             chosen = [int(c) for c in plan.clients]
@@ -149,8 +188,14 @@ class FederatedEvaluator:
             sizes = self.test_counts[ids].sum(axis=1)
             finish = self.download_s[ids] + sizes * self.seconds_per_sample[ids]
             makespan = float(finish.max()) if len(ids) else 0.0
+            deviation = {
+                "deviation_bound": self.deviation.epsilon,
+                **mix_deviations(self.test_counts, pool, ids),
+            }
         result = evaluate(model, weights, features, labels, loss_fn)
-        return ParticipantEval(chosen, result.accuracy, result.loss, result.num_samples, makespan)
+        return ParticipantEval(
+            chosen, result.accuracy, result.loss, result.num_samples, makespan, deviation
+        )
 
     def _all_samples(self, clients: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         parts = [self.dataset.client_test_data(c) for c in clients]

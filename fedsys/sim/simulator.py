@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from fedsys import __version__
 from fedsys.aggregation.base import Strategy
 from fedsys.aggregation.compression import Compressor, NoCompression
 from fedsys.aggregation.validation import UpdateValidator
 from fedsys.core.training import LocalTrainer
+from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
 from fedsys.metrics.records import RoundRecord, RunResult
 from fedsys.selection.base import Selector
+from fedsys.sim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fedsys.sim.device import dataset_on, model_on, resolve_device
 from fedsys.sim.engine import Engine, EngineParts, WallTimer
 from fedsys.sim.federated_eval import FederatedEvaluator
 from fedsys.sim.rounds.base import RoundMode
@@ -66,7 +71,17 @@ class Simulator:
         Optional federated evaluation on chosen test participants, reported next to
         the central test-set accuracy.
     config
-        Settings recorded with the result (the run config, when built from one).
+        Settings recorded with the result (the run config, when built from one);
+        a resumed run must have the same (``output_dir`` aside).
+    checkpoint_every
+        Write a checkpoint every this many rounds (0: only after the last round and
+        on a requested stop); needs ``checkpoint_path``.
+    checkpoint_path
+        Where checkpoints go (one file, replaced atomically); ``None``: none.
+    device
+        ``cpu``, ``cuda`` or ``auto``: where local training and central evaluation
+        run (a copy of the model and the data move there once; server-side weights,
+        states and checkpoints stay on the CPU).
     """
 
     def __init__(
@@ -88,6 +103,9 @@ class Simulator:
         validator: UpdateValidator | None = None,
         evaluator: FederatedEvaluator | None = None,
         config: dict[str, Any] | None = None,
+        checkpoint_every: int = 0,
+        checkpoint_path: str | Path | None = None,
+        device: str = "cpu",
     ) -> None:
         self.dataset = dataset
         self.model = model
@@ -105,6 +123,9 @@ class Simulator:
         self.validator = validator or UpdateValidator()
         self.evaluator = evaluator
         self.config = config
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_path = checkpoint_path
+        self.device = device
 
     @classmethod
     def from_config(cls, config: RunConfig) -> Simulator:
@@ -113,12 +134,52 @@ class Simulator:
 
         return build_simulator(config)
 
-    def run(self, on_round: RoundCallback | None = None) -> RunResult:
-        """Run all rounds; ``on_round`` sees each record as soon as it exists."""
+    def run(
+        self,
+        on_round: RoundCallback | None = None,
+        resume_from: str | Path | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> RunResult:
+        """Run all rounds; ``on_round`` sees each record as soon as it exists.
+
+        Re-entrant: every call starts from the model's weights as they were when the
+        call began (the model is trained in place, so they are put back at the end)
+        and from fresh strategy and selector states. The records so far are kept in
+        ``records_`` and the final weights in ``weights_``, also when a round raises.
+
+        Parameters
+        ----------
+        on_round
+            Called with each record, after evaluation.
+        resume_from
+            A checkpoint file, or a run folder holding ``checkpoint.pt``: continue that
+            run; records and final weights equal an uninterrupted run's.
+        should_stop
+            Polled after each round; when it returns True the run checkpoints (if
+            ``checkpoint_path`` is set) and returns with ``status="interrupted"``.
+
+        Raises
+        ------
+        CheckpointError
+            If ``resume_from`` is unreadable or belongs to another run.
+        """
+        initial = ModelWeights.from_module(self.model)
+        try:
+            return self._run(on_round, resume_from, should_stop)
+        finally:
+            initial.load_into(self.model)
+
+    def _run(
+        self,
+        on_round: RoundCallback | None,
+        resume_from: str | Path | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> RunResult:
+        device = resolve_device(self.device)
         engine = Engine(
             EngineParts(
-                dataset=self.dataset,
-                model=self.model,
+                dataset=dataset_on(self.dataset, device),
+                model=model_on(self.model, device),
                 fleet=self.fleet,
                 selector=self.selector,
                 strategy=self.strategy,
@@ -127,17 +188,73 @@ class Simulator:
                 model_cost_ratio=self.model_cost_ratio,
                 compressor=self.compressor,
                 validator=self.validator,
+                device=device,
             )
         )
+        records: list[RoundRecord] = []
+        if resume_from is not None:
+            records = self._resume(engine, resume_from)
+        self.records_: tuple[RoundRecord, ...] = tuple(records)
+        self.weights_ = engine.weights
+        self.privacy_ = self._privacy(engine)
         mode = self.round_mode or SyncRounds()
-        records = []
-        for record in mode.run(engine, self.rounds, self.clients_per_round):
+        config = self.config or {}
+        for record in mode.run(engine, self.rounds, self.clients_per_round, len(records)):
             record = self._maybe_evaluate(engine, record)
             records.append(record)
+            self.records_, self.weights_ = tuple(records), engine.weights
+            self.privacy_ = self._privacy(engine)
             if on_round is not None:
                 on_round(record)
-        self.weights_ = engine.weights
-        return RunResult(records=tuple(records), config=self.config or {})
+            stop = should_stop is not None and should_stop()
+            last = record.round_idx == self.rounds - 1
+            if stop or last or self._checkpoint_due(record.round_idx):
+                self._checkpoint(engine, records)
+            if stop and not last:
+                reason = f"stopped after round {record.round_idx} of {self.rounds}"
+                return RunResult(
+                    tuple(records), config, "interrupted", reason, privacy=self.privacy_
+                )
+        return RunResult(records=tuple(records), config=config, privacy=self.privacy_)
+
+    def _privacy(self, engine: Engine) -> dict[str, Any] | None:
+        report = getattr(self.strategy, "privacy_report", None)
+        return None if report is None else dict(report(engine.strategy_state))
+
+    def _checkpoint_due(self, round_idx: int) -> bool:
+        every = self.checkpoint_every
+        return bool(every) and (round_idx + 1) % every == 0
+
+    def _checkpoint(self, engine: Engine, records: list[RoundRecord]) -> None:
+        if self.checkpoint_path is None:
+            return
+        state = {
+            "fedsys_version": __version__,
+            "config": self.config,
+            "rounds": self.rounds,
+            "records": list(records),
+            "engine": engine.snapshot(),
+        }
+        save_checkpoint(Path(self.checkpoint_path), state)
+
+    def _resume(self, engine: Engine, source: str | Path) -> list[RoundRecord]:
+        state = load_checkpoint(source)
+        if self.config is not None and state.get("config") is not None:
+            changed = _changed_keys(state["config"], self.config)
+            if changed:
+                raise CheckpointError(
+                    f"checkpoint {source} is of another run: {', '.join(changed)} differ"
+                )
+        records = list(state["records"])
+        if len(records) > self.rounds:
+            raise CheckpointError(
+                f"checkpoint {source} holds {len(records)} rounds, more than {self.rounds}"
+            )
+        try:
+            engine.restore(state["engine"])
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {source} does not fit this run: {exc}") from None
+        return records
 
     def _maybe_evaluate(self, engine: Engine, record: RoundRecord) -> RoundRecord:
         last = record.round_idx == self.rounds - 1
@@ -160,3 +277,17 @@ class Simulator:
             wall_s=record.wall_s + timer.elapsed_s(),
             extra=extra,
         )
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted config keys whose values differ (``output_dir`` may change on resume)."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        if not prefix and key == "output_dir":
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changed.append(f"{prefix}{key}")
+    return changed

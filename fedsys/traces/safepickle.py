@@ -101,12 +101,15 @@ def load_restricted(path: str | Path) -> Any:
     Raises
     ------
     pickle.UnpicklingError
-        When the file names any class or function (the message names the file).
+        When the file names any class or function, or is truncated or not a pickle
+        (the message names the file).
     """
     with open(path, "rb") as handle:
         try:
             return RestrictedUnpickler(handle, str(path)).load()
-        except pickle.UnpicklingError:
-            raise
+        except pickle.UnpicklingError as err:
+            if str(path) in str(err):
+                raise
+            raise pickle.UnpicklingError(f"{path}: not a readable pickle ({err})") from err
         except Exception as err:  # truncated or not a pickle at all
             raise pickle.UnpicklingError(f"{path}: not a readable pickle ({err})") from err

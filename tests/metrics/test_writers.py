@@ -38,3 +38,15 @@ def test_jsonl_writer_appends_one_line_per_round(tmp_path: Path) -> None:
 
     rows = [json.loads(line) for line in (tmp_path / "rounds.jsonl").read_text().splitlines()]
     assert [row["round_idx"] for row in rows] == [0, 1, 2]
+
+
+def test_nan_and_infinity_are_written_as_null(tmp_path: Path) -> None:
+    writer = JsonlRoundWriter(tmp_path / "rounds.jsonl")
+    writer.write(RoundRecord(0, 0.0, 1.0, 0.1, 2, 2, train_loss=float("nan")))
+    write_summary(tmp_path / "summary.json", {"mean_round_s": float("inf"), "x": [float("-inf")]})
+
+    row = json.loads((tmp_path / "rounds.jsonl").read_text())
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert row["train_loss"] is None
+    assert summary == {"mean_round_s": None, "x": [None]}
+    assert "NaN" not in (tmp_path / "rounds.jsonl").read_text()

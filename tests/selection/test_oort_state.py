@@ -26,19 +26,55 @@ def test_utility_uses_every_trained_sample_not_the_last_batch() -> None:
     np.testing.assert_array_equal(state.last_round, [-1, -1, 0])
 
 
-def test_stragglers_and_dropouts_teach_speed_and_keep_a_known_utility() -> None:
-    # Prepare: client 0 trained at 5 s with utility 10 * 2 = 20.
-    loss = LossStats(mean_loss=2.0, sum_sq_loss=40.0, samples_seen=10)
-    done = ClientReport(0, 0, 5.0, 10, completed=True, loss=loss)
-    state = apply_reports(OortState.empty(30.0, 20), [done])
-    # Act: it straggles (>= 9 s), then drops at 2 s.
-    slow = apply_reports(state, [ClientReport(0, 1, 9.0, 10, completed=False)])
-    dropped = apply_reports(slow, [ClientReport(0, 2, 2.0, 10, completed=False)])
-    # Assert: incomplete durations are lower bounds; utility and staleness round stay.
-    np.testing.assert_allclose(slow.duration_s, [9.0])
-    np.testing.assert_allclose(dropped.duration_s, [9.0])
-    np.testing.assert_allclose(dropped.utility, [20.0])
-    np.testing.assert_array_equal(dropped.last_round, [0])
+def test_stragglers_get_the_round_mean_and_a_fresh_round_dropouts_teach_nothing() -> None:
+    # Prepare: client 0 trained at 5 s with utility 10 * 2 = 20; client 1 at 1 s, 40.
+    def done(cid: int, round_idx: int, rms: float) -> ClientReport:
+        loss = LossStats(mean_loss=rms, sum_sq_loss=rms**2 * 10, samples_seen=10)
+        return ClientReport(cid, round_idx, 5.0, 10, completed=True, loss=loss)
+
+    state = apply_reports(OortState.empty(30.0, 20), [done(0, 0, 2.0)])
+    # Act: in round 1 client 1 completes (utility 40) and client 0 straggles (>= 9 s);
+    # in round 2 client 0 drops out after 2 s.
+    straggle = ClientReport(0, 1, 9.0, 10, completed=False, outcome="straggled")
+    slow = apply_reports(state, [done(1, 1, 4.0), straggle])
+    drop = ClientReport(0, 2, 2.0, 10, completed=False, outcome="dropped")
+    dropped = apply_reports(slow, [drop])
+    # Assert: the straggler gets round 1's mean completed utility (40) and round 1, as
+    # the reference code; its duration is a lower bound. The dropout changes nothing.
+    np.testing.assert_allclose(slow.duration_s, [9.0, 5.0])
+    np.testing.assert_allclose(slow.utility, [40.0, 40.0])
+    np.testing.assert_array_equal(slow.last_round, [1, 1])
+    for name in ("duration_s", "utility", "last_round", "num_samples"):
+        np.testing.assert_array_equal(getattr(dropped, name), getattr(slow, name))
+
+
+def test_a_rejected_update_is_never_rewarded() -> None:
+    # Prepare: client 0 reports a huge loss but its update was refused by validation.
+    loss = LossStats(mean_loss=50.0, sum_sq_loss=50.0**2 * 10, samples_seen=10)
+    rejected = ClientReport(0, 0, 3.0, 10, completed=False, loss=loss, outcome="rejected")
+    # Act
+    state = apply_reports(OortState.empty(30.0, 20), [rejected])
+    # Assert: explored with utility 0 and its measured duration.
+    np.testing.assert_allclose(state.utility, [0.0])
+    np.testing.assert_allclose(state.duration_s, [3.0])
+    np.testing.assert_array_equal(state.last_round, [0])
+
+
+def test_utility_counts_the_distinct_samples_processed() -> None:
+    # 3 steps x 4 = 12 samples processed of 100 held; of 5 held, only 5 are distinct.
+    loss = LossStats(mean_loss=1.0, sum_sq_loss=4.0 * 12, samples_seen=12)  # rms 2
+    big = ClientReport(0, 0, 1.0, 100, True, loss, samples_processed=12)
+    small = ClientReport(1, 0, 1.0, 5, True, loss, samples_processed=12)
+    state = apply_reports(OortState.empty(30.0, 20), [big, small])
+    np.testing.assert_allclose(state.utility, [24.0, 10.0])
+
+
+def test_report_outcome_must_agree_with_completed() -> None:
+    with pytest.raises(ValueError, match="contradicts"):
+        ClientReport(0, 0, 1.0, 1, completed=True, outcome="rejected")
+    with pytest.raises(ValueError, match="unknown report outcome"):
+        ClientReport(0, 0, 1.0, 1, completed=False, outcome="lost")  # type: ignore[arg-type]
+    assert ClientReport(0, 0, 1.0, 1, completed=False).outcome == "straggled"
 
 
 def test_first_try_that_fails_explores_the_client_with_the_round_mean_utility() -> None:

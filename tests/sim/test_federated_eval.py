@@ -11,7 +11,7 @@ from fedsys.core.training import cross_entropy_per_sample, evaluate
 from fedsys.core.weights import ModelWeights
 from fedsys.data import load_digits, partition_central
 from fedsys.selection.testing import InfeasibleRequestError, participants_for_deviation
-from fedsys.sim.federated_eval import FederatedEvaluator
+from fedsys.sim.federated_eval import FederatedEvaluator, mix_deviations
 from fedsys.traces.fleet import DeviceFleet
 
 from .federation import tiny_dataset
@@ -77,3 +77,27 @@ def test_category_mode_names_classes_the_online_clients_cannot_supply(digits) ->
 def test_dataset_without_client_test_split_is_refused_clearly() -> None:
     with pytest.raises(ValueError, match="per-client test split"):
         FederatedEvaluator("deviation", tiny_dataset(4), _fleet(4), 40, 1.0)
+
+
+def test_pooled_mix_deviation_is_reported_and_can_exceed_the_share_deviation() -> None:
+    # Prepare: four clients; shares by hand. Client 0 is large and all class 0.
+    counts = np.array([[90, 0], [1, 1], [0, 2], [1, 1]])
+    pool, chosen = np.arange(4), np.array([0, 1])
+    # Act
+    gaps = mix_deviations(counts, pool, chosen)
+    # Assert: mean shares: chosen (1 + .5)/2 = .75 vs pool (1 + .5 + 0 + .5)/4 = .5;
+    # pooled mix: chosen 91/92 vs pool 92/96.
+    assert gaps["share_deviation"] == pytest.approx(0.25)
+    assert gaps["pooled_deviation"] == pytest.approx(91 / 92 - 92 / 96)
+
+
+def test_deviation_mode_reports_the_bound_and_both_measured_deviations(digits) -> None:
+    model, weights = _model(digits)
+    evaluator = FederatedEvaluator("deviation", digits, _fleet(60), weights.num_bytes, 1.0)
+
+    extra = evaluator.evaluate(
+        model, weights, np.arange(60), 0, cross_entropy_per_sample
+    ).as_extra()
+
+    assert extra["deviation_bound"] == 0.05
+    assert 0 <= extra["share_deviation"] <= 1 and 0 <= extra["pooled_deviation"] <= 1

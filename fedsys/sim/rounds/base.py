@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from fedsys.core.update import ClientUpdate
 from fedsys.metrics.records import RoundRecord
 from fedsys.sim.engine import Engine, report_for
 from fedsys.sim.events import ClientArrived, ClientDropped, Event, Launch, RoundDeadline
@@ -15,8 +16,15 @@ class RoundMode(ABC):
     """Decides when rounds open and close; yields one record per aggregation."""
 
     @abstractmethod
-    def run(self, engine: Engine, rounds: int, clients_per_round: int) -> Iterator[RoundRecord]:
-        """Drive ``engine`` for ``rounds`` aggregations of ``clients_per_round`` clients."""
+    def run(
+        self, engine: Engine, rounds: int, clients_per_round: int, start_round: int = 0
+    ) -> Iterator[RoundRecord]:
+        """Drive ``engine`` for aggregations ``start_round .. rounds - 1``.
+
+        Between two yielded records the engine's state (including
+        ``engine.mode_state``) is complete: a checkpoint of it, restored into a fresh
+        engine, continues with ``start_round`` set to the next round.
+        """
 
 
 @dataclass
@@ -94,17 +102,21 @@ def aggregate_round(
     engine: Engine, round_idx: int, selected: int, outcome: RoundOutcome, start_s: float
 ) -> RoundRecord:
     """Train the arrived clients, aggregate them, report everyone to the selector."""
-    updates = {}
+    updates: dict[int, ClientUpdate] = {}
 
-    def trained() -> Iterator:
+    def trained() -> Iterator[ClientUpdate]:
         for launch in outcome.arrived:
             update = engine.train(launch)
-            updates[launch.client_id] = update
+            updates[id(launch)] = update
             yield update
 
     result = engine.aggregate(trained())
-    reports = [report_for(launch, updates.get(launch.client_id)) for launch in outcome.arrived]
-    reports += [report_for(launch, None) for launch in outcome.dropped + outcome.stragglers]
+    reports = [
+        report_for(launch, result.outcome_of(updates.get(id(launch))), updates.get(id(launch)))
+        for launch in outcome.arrived
+    ]
+    reports += [report_for(launch, "dropped") for launch in outcome.dropped]
+    reports += [report_for(launch, "straggled") for launch in outcome.stragglers]
     engine.feedback(reports)
     launched = outcome.arrived + outcome.dropped + outcome.stragglers
     return RoundRecord(

@@ -37,6 +37,28 @@ class _Window:
     bytes_down: int = 0
 
 
+@dataclass(frozen=True)
+class AsyncRunState:
+    """The async loop's state between aggregations.
+
+    Parameters
+    ----------
+    snapshots
+        Global weights by model version, kept while a client trains from them.
+    pinned
+        Clients in flight per model version.
+    selections
+        Selections made so far (each draws from its own stream).
+    idle_s
+        Virtual seconds spent waiting for a usable client.
+    """
+
+    snapshots: dict[int, ModelWeights]
+    pinned: dict[int, int]
+    selections: int
+    idle_s: float
+
+
 class BufferedAsyncRounds(RoundMode):
     """Keep up to ``max_concurrency`` clients training; aggregate every ``buffer_size``.
 
@@ -44,7 +66,9 @@ class BufferedAsyncRounds(RoundMode):
     its staleness is ``V - v``. Updates staler than ``max_staleness`` are dropped;
     the others are scaled by :func:`staleness_weight` before the strategy sees them.
     Each "round" record is one aggregation. ``clients_per_round`` is not used: the
-    buffer size plays its part.
+    buffer size plays its part. For privacy accounting an aggregation counts as a
+    fixed-size draw of its buffered updates from the smallest online population any
+    of them was drawn from (the worst case over the window's availability).
 
     Parameters
     ----------
@@ -70,13 +94,19 @@ class BufferedAsyncRounds(RoundMode):
         self.max_staleness = max_staleness
         self.staleness_exponent = staleness_exponent
 
-    def run(self, engine: Engine, rounds: int, clients_per_round: int) -> Iterator[RoundRecord]:
+    def run(
+        self, engine: Engine, rounds: int, clients_per_round: int, start_round: int = 0
+    ) -> Iterator[RoundRecord]:
         """Yield one record per aggregation."""
         run = _AsyncRun(self, engine)
-        for version in range(rounds):
+        if engine.mode_state is not None:
+            run.restore(engine.mode_state)
+        for version in range(start_round, rounds):
             timer = WallTimer()
             window = run.fill_buffer(version)
-            yield replace(run.aggregate(version, window), wall_s=timer.elapsed_s())
+            record = run.aggregate(version, window)
+            engine.mode_state = run.state()
+            yield replace(record, wall_s=timer.elapsed_s())
 
 
 class _AsyncRun:
@@ -90,6 +120,22 @@ class _AsyncRun:
         self.selections = 0
         self.idle_s = 0.0
         self.max_idle_s = 30 * 86400.0
+
+    def state(self) -> AsyncRunState:
+        """What the next aggregation needs besides the engine (for checkpoints)."""
+        return AsyncRunState(
+            snapshots=dict(self.snapshots),
+            pinned=dict(self.pinned),
+            selections=self.selections,
+            idle_s=self.idle_s,
+        )
+
+    def restore(self, state: AsyncRunState) -> None:
+        """Continue from :meth:`state` of an earlier run."""
+        self.snapshots = dict(state.snapshots)
+        self.pinned = Counter(state.pinned)
+        self.selections = state.selections
+        self.idle_s = state.idle_s
 
     def fill_buffer(self, version: int) -> _Window:
         window = _Window(start_s=self.engine.clock.now_s)
@@ -153,17 +199,23 @@ class _AsyncRun:
         def weighted_updates() -> Iterator[ClientUpdate]:
             for launch, stale in zip(window.buffer, staleness, strict=True):
                 update = engine.train(launch, start=self.snapshots[launch.version])
-                used[id(launch)] = update
                 factor = staleness_weight(stale, self.mode.staleness_exponent)
-                yield replace(update, delta=update.delta.scale(factor))
+                used[id(launch)] = replace(update, delta=update.delta.scale(factor))
+                yield used[id(launch)]
                 self._unpin(launch.version, version)
 
+        population = min((launch.population for launch in window.buffer), default=0)
+        engine.note_draw(population, len(window.buffer))
         result = engine.aggregate(weighted_updates())
         self.snapshots[version + 1] = engine.weights
         if self.pinned[version] <= 0:
             self.snapshots.pop(version, None)
-        reports = [report_for(launch, used.get(id(launch))) for launch in window.buffer]
-        reports += [report_for(launch, None) for launch in window.dropped + window.stale]
+        reports = [
+            report_for(launch, result.outcome_of(used.get(id(launch))), used.get(id(launch)))
+            for launch in window.buffer
+        ]
+        reports += [report_for(launch, "dropped") for launch in window.dropped]
+        reports += [report_for(launch, "straggled") for launch in window.stale]
         engine.feedback(reports)
         return RoundRecord(
             round_idx=version,

@@ -30,6 +30,9 @@ class DeadlineRounds(RoundMode):
         ``"skip"`` or ``"retry"``.
     max_retries
         Retries of a short round before it is skipped.
+    participation
+        ``"selector"`` (fixed-size draws by the selector) or ``"poisson"`` (each
+        available client joins with probability ``K / N``; see :class:`SyncRounds`).
     """
 
     def __init__(
@@ -39,7 +42,12 @@ class DeadlineRounds(RoundMode):
         min_participants: int = 1,
         on_short_round: str = "skip",
         max_retries: int = 3,
+        participation: str = "selector",
     ) -> None:
+        if participation not in ("selector", "poisson"):
+            raise ValueError(
+                f"participation must be 'selector' or 'poisson', got {participation!r}"
+            )
         if on_short_round not in ("skip", "retry"):
             raise ValueError(f"on_short_round must be 'skip' or 'retry', got {on_short_round!r}")
         self.deadline_s = deadline_s
@@ -47,16 +55,24 @@ class DeadlineRounds(RoundMode):
         self.min_participants = min_participants
         self.on_short_round = on_short_round
         self.max_retries = max_retries
+        self.participation = participation
 
-    def run(self, engine: Engine, rounds: int, clients_per_round: int) -> Iterator[RoundRecord]:
+    def run(
+        self, engine: Engine, rounds: int, clients_per_round: int, start_round: int = 0
+    ) -> Iterator[RoundRecord]:
         """Yield one record per round (a skipped round has zero participants)."""
         wanted = ceil_overcommit(clients_per_round, self.overcommit)
-        for round_idx in range(rounds):
+        for round_idx in range(start_round, rounds):
             timer = WallTimer()
             start_s = engine.clock.now_s
             attempts, discarded = 0, 0
             while True:
-                chosen = engine.select_waiting(round_idx, wanted)
+                if self.participation == "poisson":
+                    rate = min(1.0, clients_per_round / max(engine.population, 1))
+                    chosen = engine.select_poisson(round_idx, rate)
+                else:
+                    chosen = engine.select_waiting(round_idx, wanted)
+                engine.note_draw(engine.last_population, len(chosen))
                 launches = engine.launch(chosen, version=round_idx)
                 deadline = engine.clock.now_s + self.deadline_s
                 outcome = play_round(engine, launches, None, deadline, round_idx)
@@ -76,6 +92,9 @@ class DeadlineRounds(RoundMode):
 
 
 def _discard(engine: Engine, outcome: RoundOutcome) -> int:
-    """A short round's arrivals are thrown away; the selector still learns their speed."""
-    engine.feedback([report_for(launch, None) for launch in outcome.arrived])
+    """A short round's arrivals are thrown away; the selector still learns their speed.
+
+    Their work is discarded as a straggler's is, so they report ``straggled``.
+    """
+    engine.feedback([report_for(launch, "straggled") for launch in outcome.arrived])
     return len(outcome.arrived)

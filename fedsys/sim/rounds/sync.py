@@ -17,23 +17,43 @@ class SyncRounds(RoundMode):
     go offline before finishing drop out. If too few remain, the round closes when
     the last outstanding client has arrived or dropped.
 
+    With ``participation="poisson"`` the selector is not asked: each available client
+    joins independently with probability ``q = K / N`` (N: clients holding data), the
+    sampling DP-FedAvg's accounting assumes, and the round waits for everyone drawn.
+
     Parameters
     ----------
     overcommit
         Selection multiplier, at least 1 (FedScale and Google's system use 1.3).
+    participation
+        ``"selector"`` (fixed-size draws by the selector) or ``"poisson"``.
     """
 
-    def __init__(self, overcommit: float = 1.3) -> None:
+    def __init__(self, overcommit: float = 1.3, participation: str = "selector") -> None:
+        if participation not in ("selector", "poisson"):
+            raise ValueError(
+                f"participation must be 'selector' or 'poisson', got {participation!r}"
+            )
         self.overcommit = overcommit
+        self.participation = participation
 
-    def run(self, engine: Engine, rounds: int, clients_per_round: int) -> Iterator[RoundRecord]:
+    def run(
+        self, engine: Engine, rounds: int, clients_per_round: int, start_round: int = 0
+    ) -> Iterator[RoundRecord]:
         """Yield one record per round."""
-        for round_idx in range(rounds):
+        for round_idx in range(start_round, rounds):
             timer = WallTimer()
             start_s = engine.clock.now_s
-            wanted = ceil_overcommit(clients_per_round, self.overcommit)
-            chosen = engine.select_waiting(round_idx, wanted)
+            if self.participation == "poisson":
+                rate = min(1.0, clients_per_round / max(engine.population, 1))
+                chosen = engine.select_poisson(round_idx, rate)
+                close_after = None
+            else:
+                wanted = ceil_overcommit(clients_per_round, self.overcommit)
+                chosen = engine.select_waiting(round_idx, wanted)
+                close_after = clients_per_round
+            engine.note_draw(engine.last_population, len(chosen))
             launches = engine.launch(chosen, version=round_idx)
-            outcome = play_round(engine, launches, close_after=clients_per_round)
+            outcome = play_round(engine, launches, close_after=close_after)
             record = aggregate_round(engine, round_idx, len(chosen), outcome, start_s)
             yield replace(record, wall_s=timer.elapsed_s())

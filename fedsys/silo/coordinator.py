@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,9 @@ from fedsys.silo.engine import (
 )
 from fedsys.silo.job import Job
 from fedsys.silo.registry import Output
+from fedsys.silo.servicer import CoordinatorServicer
 from fedsys.wire.auth import TokenAuthInterceptor, TokenStore, caller_name
-from fedsys.wire.chunks import DEFAULT_CHUNK_BYTES, PayloadError, Reassembler, split
+from fedsys.wire.chunks import DEFAULT_CHUNK_BYTES, split
 from fedsys.wire.protos import silo_pb2, silo_pb2_grpc
 from fedsys.wire.transport import DEFAULT_MAX_MESSAGE_BYTES, ServerSecurity, bind, make_server
 
@@ -101,7 +102,7 @@ class JobResult:
 
 
 @dataclass
-class _SiteLink:
+class SiteLink:
     """One connected site's stream."""
 
     view: SiteView
@@ -145,7 +146,7 @@ class SiloCoordinator:
         self.port = port
         self.settings = settings or CoordinatorSettings()
         self.views: dict[str, SiteView] = {}
-        self._links: dict[str, _SiteLink] = {}
+        self._links: dict[str, SiteLink] = {}
         self._store: TokenStore | None = None
         self._server: grpc.aio.Server | None = None
         self._run: JobRun | None = None
@@ -166,7 +167,7 @@ class SiloCoordinator:
             max_message_bytes=self.settings.max_message_bytes,
             extra_options=[("grpc.http2.lookahead_bytes", self.settings.window_bytes)],
         )
-        silo_pb2_grpc.add_CoordinatorServicer_to_server(_Servicer(self), server)
+        silo_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(self), server)
         self.port = bind(server, self.host, self.port, self.security)
         await server.start()
         self._server = server
@@ -320,7 +321,7 @@ class SiloCoordinator:
 
     # ------------------------------------------------------------ site events
 
-    def register(self, site: str, hello: silo_pb2.Hello) -> _SiteLink:
+    def register(self, site: str, hello: silo_pb2.Hello) -> SiteLink:
         """A site introduced itself; a previous stream of the same site is dropped."""
         old = self._links.get(site)
         if old is not None and old.open:
@@ -328,7 +329,7 @@ class SiloCoordinator:
         if hello.workers < 1:
             raise ValueError("a site must offer at least one worker")
         view = SiteView(site, int(hello.workers), tuple(hello.datasets), frozenset(hello.tasks))
-        link = _SiteLink(view)
+        link = SiteLink(view)
         self.views[site] = view
         self._links[site] = link
         _LOGGER.info("site %s connected: %d workers, datasets %s", site, view.workers,
@@ -342,7 +343,7 @@ class SiloCoordinator:
             self._handle(lambda r: r.schedule())
         return link
 
-    def lose(self, link: _SiteLink, reason: str) -> None:
+    def lose(self, link: SiteLink, reason: str) -> None:
         """A site's stream ended: its tasks are handled per the job's failure policy."""
         if not link.open:
             return
@@ -353,7 +354,7 @@ class SiloCoordinator:
         if self._links.get(link.view.name) is link:
             self._handle(lambda r: r.on_site_lost(link.view.name))
 
-    def on_message(self, link: _SiteLink, message: silo_pb2.SiteMessage) -> None:
+    def on_message(self, link: SiteLink, message: silo_pb2.SiteMessage) -> None:
         """Dispatch one message from a site's stream."""
         link.last_heard = time.monotonic()
         kind = message.WhichOneof("kind")
@@ -399,14 +400,16 @@ class SiloCoordinator:
         self._handle(lambda r: r.on_output(site, header.task_id, output, record))
         return len(run.records) > before
 
-    def input_for(self, site: str, job_id: str, key: str) -> Output | None:
-        """Output ``key`` if ``site`` has a bound task consuming it (baseline pulls)."""
+    def input_parts(self, site: str, job_id: str, key: str) -> list[silo_pb2.InputPart] | None:
+        """Output ``key`` in parts if ``site`` has a bound task consuming it (baseline pulls)."""
         run = self._run
         if run is None or job_id != run.job_id or not run.pending_inputs(site, key):
             return None
-        return run.outputs.get(key)
+        if key not in run.outputs:
+            return None
+        return self._parts(run, key)
 
-    async def ping_loop(self, link: _SiteLink) -> None:
+    async def ping_loop(self, link: SiteLink) -> None:
         """Ping a site until its stream closes; drop it when silent too long."""
         while link.open:
             link.send(silo_pb2.CoordinatorMessage(
@@ -428,94 +431,3 @@ def _input_parts(job_id: str, key: str, output: Output) -> list[silo_pb2.InputPa
         silo_pb2.InputPart(job_id=job_id, key=key, meta_json=meta, chunk=chunk)
         for chunk in split(output.payload, DEFAULT_CHUNK_BYTES)
     ]
-
-
-class _Servicer(silo_pb2_grpc.CoordinatorServicer):
-    """gRPC face of :class:`SiloCoordinator` (the interceptor has checked the token)."""
-
-    def __init__(self, coordinator: SiloCoordinator) -> None:
-        self.coordinator = coordinator
-
-    async def Connect(  # noqa: N802 (gRPC method name)
-        self, request_iterator: AsyncIterator[silo_pb2.SiteMessage],
-        context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[silo_pb2.CoordinatorMessage]:
-        coordinator = self.coordinator
-        site = coordinator.caller(context)
-        iterator = request_iterator.__aiter__()
-        try:
-            first = await asyncio.wait_for(
-                iterator.__anext__(), timeout=coordinator.settings.hello_timeout_s
-            )
-        except (TimeoutError, StopAsyncIteration):
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "no hello from site")
-            return
-        if first.WhichOneof("kind") != "hello":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first message must be hello")
-            return
-        try:
-            link = coordinator.register(site, first.hello)
-        except ValueError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            return
-        yield silo_pb2.CoordinatorMessage(welcome=silo_pb2.Welcome(site=site))
-        reader = asyncio.create_task(self._read(link, iterator))
-        pinger = asyncio.create_task(coordinator.ping_loop(link))
-        try:
-            while (message := await link.outbox.get()) is not None:
-                yield message
-        finally:
-            reader.cancel()
-            pinger.cancel()
-            coordinator.lose(link, "stream closed")
-
-    async def _read(self, link: _SiteLink, iterator: AsyncIterator[silo_pb2.SiteMessage]) -> None:
-        reason = "stream ended"
-        try:
-            async for message in iterator:
-                self.coordinator.on_message(link, message)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the stream broke: the site is gone
-            reason = f"stream error: {type(exc).__name__}"
-        self.coordinator.lose(link, reason)
-
-    async def PutOutput(  # noqa: N802 (gRPC method name)
-        self, request_iterator: AsyncIterator[silo_pb2.OutputPart],
-        context: grpc.aio.ServicerContext,
-    ) -> silo_pb2.OutputAck:
-        coordinator = self.coordinator
-        site = coordinator.caller(context)
-        header: silo_pb2.OutputHeader | None = None
-        assembler = Reassembler(coordinator.settings.max_output_bytes)
-        try:
-            async for part in request_iterator:
-                if part.WhichOneof("kind") == "header":
-                    header = part.header
-                elif header is None:
-                    raise PayloadError("output chunk before its header")
-                else:
-                    assembler.add(part.chunk)
-            if header is None:
-                raise PayloadError("output without header")
-            payload = assembler.result()
-        except PayloadError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            raise AssertionError("unreachable") from exc
-        return silo_pb2.OutputAck(accepted=coordinator.accept_output(site, header, payload))
-
-    async def FetchInput(  # noqa: N802 (gRPC method name)
-        self, request: silo_pb2.InputRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[silo_pb2.InputPart]:
-        coordinator = self.coordinator
-        site = coordinator.caller(context)
-        output = coordinator.input_for(site, request.job_id, request.key)
-        run = coordinator._run
-        if output is None or run is None:
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"no task bound to site {site!r} consumes {request.key!r}",
-            )
-            return
-        for part in coordinator._parts(run, request.key):
-            yield part

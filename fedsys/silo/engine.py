@@ -20,69 +20,25 @@ import math
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 
+from fedsys.silo.actions import Action, Bind, Evict, Push, Reclaim, TaskRecord
 from fedsys.silo.job import Job, SiteTask
+from fedsys.silo.mode import EngineMode, FailurePolicy, JobFailedError
 from fedsys.silo.registry import Output
 
-
-class FailurePolicy(StrEnum):
-    """What a job does when a site is lost mid-job."""
-
-    RERUN = "rerun"
-    FAIL = "fail"
-
-
-@dataclass(frozen=True)
-class EngineMode:
-    """How the engine binds tasks and sends outputs.
-
-    Parameters
-    ----------
-    early_binding
-        Sol: bind tasks ahead (pipelining) and push inputs; ``False``: late binding.
-    decoupled_output
-        Sol: outputs above the threshold go to communication workers while compute
-        goes on; ``False``: the worker is held until its output is acknowledged.
-    max_degree
-        Cap on queued tasks per site beyond its workers (the pipelining degree).
-    output_threshold_bytes
-        Outputs above this size travel on their own stream (``PutOutput``).
-    on_site_failure
-        ``rerun`` the lost site's tasks on other eligible sites, or ``fail`` the job.
-    reclaim
-        Reclaim queued tasks from a site that falls behind (early binding only).
-    """
-
-    early_binding: bool = True
-    decoupled_output: bool = True
-    max_degree: int = 32
-    output_threshold_bytes: int = 64 * 1024
-    on_site_failure: FailurePolicy = FailurePolicy.RERUN
-    reclaim: bool = True
-
-    def __post_init__(self) -> None:
-        if self.max_degree < 0:
-            raise ValueError(f"max_degree must be >= 0, got {self.max_degree}")
-        if self.output_threshold_bytes < 0:
-            raise ValueError("output_threshold_bytes must be >= 0")
-        object.__setattr__(self, "on_site_failure", FailurePolicy(self.on_site_failure))
-
-    @classmethod
-    def sol(cls, **overrides: object) -> EngineMode:
-        """Early binding and decoupled communication."""
-        return cls(**overrides)  # type: ignore[arg-type]
-
-    @classmethod
-    def baseline(cls, **overrides: object) -> EngineMode:
-        """Late binding and coupled communication (Spark's way)."""
-        settings: dict[str, object] = {"early_binding": False, "decoupled_output": False}
-        settings.update(overrides)
-        return cls(**settings)  # type: ignore[arg-type]
-
-
-class JobFailedError(RuntimeError):
-    """A job cannot finish (a lost site under ``fail``, or no site can run a task)."""
+__all__ = [
+    "Action",
+    "Bind",
+    "EngineMode",
+    "Evict",
+    "FailurePolicy",
+    "JobFailedError",
+    "JobRun",
+    "Push",
+    "Reclaim",
+    "SiteView",
+    "TaskRecord",
+]
 
 
 @dataclass
@@ -125,58 +81,6 @@ class _Slot:
     reclaiming: set[str] = field(default_factory=set)
     credits: int = 0
     pushed: set[str] = field(default_factory=set)
-
-
-@dataclass(frozen=True)
-class Bind:
-    """Assign ``spec`` (attempt ``attempt``) to ``site``; inputs pushed in early binding."""
-
-    site: str
-    spec: SiteTask
-    attempt: int
-    inputs_pushed: bool
-
-
-@dataclass(frozen=True)
-class Push:
-    """Send output ``key`` to ``site`` (a task bound there consumes it)."""
-
-    site: str
-    key: str
-
-
-@dataclass(frozen=True)
-class Reclaim:
-    """Ask ``site`` to give back queued, unstarted tasks."""
-
-    site: str
-    task_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Evict:
-    """Tell ``site`` that no task will need input ``key`` again (it may free it)."""
-
-    site: str
-    key: str
-
-
-Action = Bind | Push | Reclaim | Evict
-
-
-@dataclass(frozen=True)
-class TaskRecord:
-    """One accepted task output: where and when it ran (site clocks), when it arrived."""
-
-    task_id: str
-    site: str
-    attempt: int
-    start_s: float
-    end_s: float
-    received_s: float
-    payload_bytes: int
-    send_start_s: float | None = None
-    worker_pid: int = 0
 
 
 class JobRun:

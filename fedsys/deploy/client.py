@@ -83,6 +83,9 @@ class DeployClient:
         Reconnection policy.
     seed
         Seeds only the backoff jitter (never a secret).
+    max_silence_s
+        Reconnect when the server (which pings every ``deploy.ping_interval_s``) has
+        said nothing for this long: a half-open link is not waited on forever.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class DeployClient:
         backoff: Backoff | None = None,
         max_message_bytes: int = 4 * 1024 * 1024,
         seed: int | None = None,
+        max_silence_s: float = 60.0,
     ) -> None:
         self.address = address
         self.token = token
@@ -102,6 +106,7 @@ class DeployClient:
         self.backoff = backoff if backoff is not None else Backoff()
         self.max_message_bytes = max_message_bytes
         self.seed = seed
+        self.max_silence_s = max_silence_s
         self.outcomes: list[TaskOutcome] = []
         self.local_: LocalData | None = None
         self.client_id_: int | None = None
@@ -163,29 +168,53 @@ class DeployClient:
             )
 
     async def _session(self, stub: deploy_pb2_grpc.AggregatorStub, session_id: str) -> str:
+        """Read instructions and work on tasks until the server finishes or the link fails.
+
+        The reader and the worker run side by side; whichever fails first ends the
+        session (and the caller reconnects), so a broken link seen by either is never
+        left waiting on the other.
+        """
         assert self.local_ is not None
         request = deploy_pb2.SubscribeRequest(
             session_id=session_id, num_samples=int(self.local_.labels.shape[0])
         )
         tasks: asyncio.Queue[deploy_pb2.TrainTask] = asyncio.Queue()
+        reader = asyncio.create_task(self._read(stub, request, tasks))
         worker = asyncio.create_task(self._work(stub, tasks))
         try:
-            stream = stub.Subscribe(request, metadata=self._metadata)
-            async for instruction in stream:
-                if worker.done():
-                    worker.result()  # surface a crash of the worker
-                if instruction.HasField("train"):
-                    tasks.put_nowait(instruction.train)
-                elif instruction.HasField("finish"):
-                    return instruction.finish.reason
+            done, _ = await asyncio.wait({reader, worker}, return_when=asyncio.FIRST_COMPLETED)
+            return (reader if reader in done else worker).result()
         finally:
-            worker.cancel()
-            await asyncio.gather(worker, return_exceptions=True)
-        raise ConnectionError("the server closed the instruction stream")
+            for task in (reader, worker):
+                task.cancel()
+            await asyncio.gather(reader, worker, return_exceptions=True)
+
+    async def _read(
+        self,
+        stub: deploy_pb2_grpc.AggregatorStub,
+        request: deploy_pb2.SubscribeRequest,
+        tasks: asyncio.Queue[deploy_pb2.TrainTask],
+    ) -> str:
+        stream = stub.Subscribe(request, metadata=self._metadata)
+        messages = aiter(stream)
+        while True:
+            try:
+                instruction = await asyncio.wait_for(anext(messages), self.max_silence_s)
+            except StopAsyncIteration:
+                raise ConnectionError("the server closed the instruction stream") from None
+            except TimeoutError:
+                stream.cancel()
+                raise ConnectionError(
+                    f"no word from the server for {self.max_silence_s:.0f} s"
+                ) from None
+            if instruction.HasField("train"):
+                tasks.put_nowait(instruction.train)
+            elif instruction.HasField("finish"):
+                return instruction.finish.reason
 
     async def _work(
         self, stub: deploy_pb2_grpc.AggregatorStub, tasks: asyncio.Queue[deploy_pb2.TrainTask]
-    ) -> None:
+    ) -> str:
         while True:
             task = await tasks.get()
             try:
@@ -198,6 +227,8 @@ class DeployClient:
                         "error": f"{error.code().name}: {error.details()}",
                     },
                 )
+                if error.code() == grpc.StatusCode.UNAVAILABLE:
+                    raise ConnectionError(f"link to the server lost: {error.details()}") from None
                 continue
             self.outcomes.append(outcome)
             level = logging.INFO if outcome.accepted else logging.WARNING

@@ -72,12 +72,7 @@ class StreamingAggregation:
             self._thread = threading.Thread(target=self._run, name="aggregation", daemon=True)
             self._thread.start()
         self.count += 1
-        while True:
-            try:
-                self._queue.put_nowait(update)
-                return
-            except queue.Full:
-                await asyncio.sleep(0.005)
+        await asyncio.to_thread(self._queue.put, update)
 
     async def finish(self) -> tuple[ModelWeights, object] | None:
         """Close the stream; the new weights and state, or ``None`` if nothing was added.

@@ -64,18 +64,7 @@ def run_local(args: argparse.Namespace, console: Console) -> int:
         children.append(server)
         port = _wait_for_port(port_file, server)
         for index, name in enumerate(names):
-            command = [
-                "client",
-                "--server",
-                f"127.0.0.1:{port}",
-                "--ca",
-                str(pki / "ca.pem"),
-                "--token-file",
-                str(pki / "clients" / f"{name}.token"),
-                "--data-index",
-                str(index),
-            ]
-            children.append(_spawn(command, logs / f"{name}.out"))
+            children.append(_spawn(client_arguments(port, pki, name, index), logs / f"{name}.out"))
         rounds_file = output_dir / "rounds.jsonl"
         with _progress(console, config.rounds, disable=args.quiet) as progress:
             task = progress.add_task("deploying", total=config.rounds, acc="-", vtime="0 s")
@@ -138,6 +127,21 @@ def _fit_to_clients(
         update["clients_per_round"] = clients
     data.update(update)
     return RunConfig.model_validate(data)
+
+
+def client_arguments(port: int, pki: Path, name: str, index: int) -> list[str]:
+    """``fedsys client`` arguments for loopback client ``name`` training on shard ``index``."""
+    return [
+        "client",
+        "--server",
+        f"127.0.0.1:{port}",
+        "--ca",
+        str(pki / "ca.pem"),
+        "--token-file",
+        str(pki / "clients" / f"{name}.token"),
+        "--data-index",
+        str(index),
+    ]
 
 
 def _spawn(arguments: list[str], log_path: Path) -> subprocess.Popen[bytes]:

@@ -10,6 +10,7 @@ atomic checkpoint after every round.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import secrets
@@ -39,7 +40,7 @@ from fedsys.deploy.round_state import Arrival, LiveRound
 from fedsys.deploy.service import AggregatorService, LateUpdateError, straggler_reason
 from fedsys.metrics.records import RoundRecord, RunResult
 from fedsys.selection.base import Selector
-from fedsys.sim.engine import ceil_overcommit
+from fedsys.sim.engine import ceil_overcommit, wire_bytes
 from fedsys.wire import auth
 from fedsys.wire.chunks import sha256_hex
 from fedsys.wire.protos import deploy_pb2, deploy_pb2_grpc
@@ -226,9 +227,9 @@ class AggregatorServer:
 
     def _prepare(self) -> None:
         """Client ids from the token file; fresh state or the checkpoint's."""
-        self.registry = ClientRegistry(client_names(self.tokens))
+        self.registry = ClientRegistry(self.tokens.names())
         self.registry.on_disconnect.append(self._on_disconnect)
-        self.update_bytes = update_size(self.compressor, self.weights)
+        self.update_bytes = wire_bytes(self.compressor, self.weights)
         if self.resume:
             checkpoint = ServerCheckpoint.load(self.output_dir, self.config)
             self.weights.check_same_layout(checkpoint.weights)
@@ -344,7 +345,7 @@ class AggregatorServer:
         return live
 
     def _task_template(self, round_idx: int) -> deploy_pb2.TrainTask:
-        train = {**self.parts.train.__dict__}
+        train = dataclasses.asdict(self.parts.train)
         train["proximal_mu"] = max(train["proximal_mu"], self.parts.strategy.client_proximal_mu)
         mode = self.config.round
         return deploy_pb2.TrainTask(
@@ -488,17 +489,6 @@ class AggregatorServer:
 def _task_seed(seed: int, round_idx: int, client_id: int) -> int:
     """Mini-batch and codec seed of one task: reproducible from the run's seed."""
     return int(np.random.SeedSequence([seed, round_idx, client_id]).generate_state(1)[0])
-
-
-def update_size(compressor: Compressor, weights: ModelWeights) -> int:
-    """Bytes of one encoded update: every codec's size depends only on the layout."""
-    encoded, _ = compressor.encode(weights.zeros_like(), None, seed=0)
-    return encoded.num_bytes
-
-
-def client_names(tokens: auth.TokenStore) -> list[str]:
-    """Client names in the token file's order (their ids)."""
-    return tokens.names()
 
 
 _RECORD_FIELDS = {

@@ -93,7 +93,7 @@ class Engine:
         self.mode_state: Any = None
         """What a round mode keeps across aggregations (async snapshots), checkpointed."""
         self.compresses = not isinstance(parts.compressor, NoCompression)
-        self.update_bytes = _wire_bytes(parts.compressor, self.weights)
+        self.update_bytes = wire_bytes(parts.compressor, self.weights)
         if isinstance(parts.selector, UsesClientPriors):
             self.selector_state = parts.selector.with_priors(
                 self.selector_state, sizes.astype(np.float64), self.expected_durations()
@@ -449,7 +449,7 @@ def _chain_first(first: ClientUpdate, rest: Iterator[ClientUpdate]) -> Iterator[
     yield from rest
 
 
-def _wire_bytes(compressor: Compressor, weights: ModelWeights) -> int:
+def wire_bytes(compressor: Compressor, weights: ModelWeights) -> int:
     """Upload size of one update; every codec's size depends only on the layout."""
     if isinstance(compressor, NoCompression):
         return weights.num_bytes

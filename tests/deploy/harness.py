@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from fedsys.deploy.local import client_arguments
 from fedsys.wire import auth, tls
 
 BASE_CONFIG = {
@@ -129,19 +130,7 @@ class Processes:
 
     def client(self, port: int, pki: Path, index: int, *extra: str) -> subprocess.Popen[bytes]:
         name = names(index + 1)[index]
-        return self.spawn(
-            name,
-            "client",
-            "--server",
-            f"127.0.0.1:{port}",
-            "--ca",
-            str(pki / "ca.pem"),
-            "--token-file",
-            str(pki / "clients" / f"{name}.token"),
-            "--data-index",
-            str(index),
-            *extra,
-        )
+        return self.spawn(name, *client_arguments(port, pki, name, index), *extra)
 
     def log(self, label: str) -> str:
         path = self.log_dir / f"{label}.log"

@@ -36,7 +36,9 @@ RESULTS = Path(__file__).parent / "results"
 HIDDEN = [1024, 960]  # digits MLP 64-1024-960-10: 1,059,274 parameters
 
 
-def server_config(clients: int, rounds: int, output_dir: Path, pki: Path) -> dict:
+def server_config(
+    clients: int, rounds: int, output_dir: Path, pki: Path, deploy: dict | None = None
+) -> dict:
     return {
         "seed": 0,
         "rounds": rounds,
@@ -54,6 +56,7 @@ def server_config(clients: int, rounds: int, output_dir: Path, pki: Path) -> dic
             "round_timeout_s": 900,
             "ping_interval_s": 10.0,
             "finish_grace_s": 2.0,
+            **(deploy or {}),
         },
     }
 
@@ -76,7 +79,7 @@ def run_clients(port: int, pki: str, names: list[str], out_file: str) -> None:
         """Downloads and uploads for real; a fixed small delta instead of training."""
 
         async def perform(self, stub, task):
-            weights = await self.download(stub, task)
+            weights = await self.retrying("download", lambda: self.download(stub, task))
             payload = (weights.flat * 0 + 1e-4).numpy().astype("<f4").tobytes()
             header = deploy_pb2.UpdateHeader(
                 task_id=task.task_id,
@@ -90,7 +93,9 @@ def run_clients(port: int, pki: str, names: list[str], out_file: str) -> None:
                 payload_bytes=[len(payload)],
             )
             sent = time.perf_counter()
-            accepted, reason = await self.upload(stub, header, payload)
+            accepted, reason = await self.retrying(
+                "upload", lambda: self.upload(stub, header, payload)
+            )
             latencies.append(time.perf_counter() - sent)
             return TaskOutcome(task.round_idx, accepted, reason, 0.0)
 
@@ -117,7 +122,7 @@ def run_clients(port: int, pki: str, names: list[str], out_file: str) -> None:
     Path(out_file).write_text(json.dumps(latencies))
 
 
-def measure(clients: int, rounds: int, workers: int, root: Path) -> dict:
+def measure(clients: int, rounds: int, workers: int, root: Path, deploy: dict) -> dict:
     from fedsys.wire import auth, tls
 
     names = [f"client-{i:04d}" for i in range(clients)]
@@ -126,7 +131,7 @@ def measure(clients: int, rounds: int, workers: int, root: Path) -> dict:
     auth.issue_tokens(pki, names)
     out = root / f"run-{clients}"
     config_path = root / f"config-{clients}.yaml"
-    config_path.write_text(yaml.safe_dump(server_config(clients, rounds, out, pki)))
+    config_path.write_text(yaml.safe_dump(server_config(clients, rounds, out, pki, deploy)))
     port_file = root / f"port-{clients}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = (root / f"server-{clients}.log").open("wb")
@@ -206,12 +211,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=4, help="client processes")
     parser.add_argument("--keep", action="store_true", help="keep the run folders and logs")
+    parser.add_argument(
+        "--deploy",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a server setting of the deploy section (YAML value), e.g. upload_slots=4",
+    )
     args = parser.parse_args()
+    deploy = {}
+    for item in args.deploy:
+        key, _, value = item.partition("=")
+        deploy[key] = yaml.safe_load(value)
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="deploy_load_"))
     try:
         for clients in args.clients:
-            rows.append(measure(clients, args.rounds, args.workers, tmp))
+            rows.append(measure(clients, args.rounds, args.workers, tmp, deploy))
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

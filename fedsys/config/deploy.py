@@ -38,7 +38,15 @@ class DeployConfig(BaseModel):
     round_timeout_s: float = Field(600.0, gt=0, description="a sync round closes after this")
     ping_interval_s: float = Field(5.0, gt=0)
     upload_slots: int = Field(2, ge=1, description="updates received at once (bounds memory)")
-    download_slots: int = Field(16, ge=1, description="model downloads served at once")
-    chunk_bytes: int = Field(256 * 1024, ge=1024, le=2 * 1024 * 1024)
+    download_slots: int = Field(
+        4, ge=1, description="model downloads served at once (each buffers up to ~2 MiB)"
+    )
+    chunk_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        le=2 * 1024 * 1024,
+        description="chunk size of models and updates: a TLS connection keeps buffers sized "
+        "by the messages it carried, so small chunks keep per-client memory small",
+    )
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
     finish_grace_s: float = Field(3.0, ge=0, description="time for clients to hear 'finish'")

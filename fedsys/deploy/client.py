@@ -15,9 +15,9 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import torch
@@ -36,7 +36,18 @@ from fedsys.wire.transport import Backoff, ChannelSecurity, open_channel
 
 _LOGGER = logging.getLogger(__name__)
 _FATAL = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+_TRANSIENT = frozenset(
+    {
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+    }
+)
+"""Failures of one transfer on a live link (an overloaded server shedding a call): the
+transfer is retried while the task is current, instead of losing the round."""
 _VERSION = "0.1.0"
+T = TypeVar("T")
 
 
 class ClientRefusedError(PermissionError):
@@ -86,6 +97,9 @@ class DeployClient:
     max_silence_s
         Reconnect when the server (which pings every ``deploy.ping_interval_s``) has
         said nothing for this long: a half-open link is not waited on forever.
+    transfer_attempts
+        Tries of one model download or update upload that fails with a transient
+        status on a live link, with the backoff's delays in between.
     """
 
     def __init__(
@@ -98,6 +112,7 @@ class DeployClient:
         max_message_bytes: int = 4 * 1024 * 1024,
         seed: int | None = None,
         max_silence_s: float = 60.0,
+        transfer_attempts: int = 3,
     ) -> None:
         self.address = address
         self.token = token
@@ -107,6 +122,8 @@ class DeployClient:
         self.max_message_bytes = max_message_bytes
         self.seed = seed
         self.max_silence_s = max_silence_s
+        self.transfer_attempts = transfer_attempts
+        self._rng = random.Random(seed)
         self.outcomes: list[TaskOutcome] = []
         self.local_: LocalData | None = None
         self.client_id_: int | None = None
@@ -123,7 +140,7 @@ class DeployClient:
         ConnectionError
             If the server stays unreachable past the backoff's attempts.
         """
-        rng = random.Random(self.seed)
+        rng = self._rng
         attempt = 0
         while True:
             try:
@@ -244,7 +261,7 @@ class DeployClient:
         """Download, train, encode and upload for one task."""
         assert self.local_ is not None
         started = time.monotonic()
-        weights = await self.download(stub, task)
+        weights = await self.retrying("download", lambda: self.download(stub, task))
         download_s = time.monotonic() - started
         config = TrainConfig(**json.loads(task.train_config_json))
         local = self.local_
@@ -273,8 +290,33 @@ class DeployClient:
             codec=encoded.codec,
             payload_bytes=[len(p) for p in encoded.payloads],
         )
-        accepted, reason = await self.upload(stub, header, b"".join(encoded.payloads))
+        payload = b"".join(encoded.payloads)
+        accepted, reason = await self.retrying("upload", lambda: self.upload(stub, header, payload))
         return TaskOutcome(task.round_idx, accepted, reason, train_s)
+
+    async def retrying(self, what: str, transfer: Callable[[], Awaitable[T]]) -> T:
+        """Run one transfer, trying again after a transient failure on a live link.
+
+        An upload retried after the server accepted it (the verdict was lost) is
+        refused as no longer assigned: an update is never counted twice.
+        """
+        for attempt in range(self.transfer_attempts):
+            try:
+                return await transfer()
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in _TRANSIENT or attempt + 1 >= self.transfer_attempts:
+                    raise
+                delay = self.backoff.delay_s(attempt, self._rng)
+                _LOGGER.info(
+                    "retrying transfer",
+                    extra={
+                        "what": what,
+                        "error": f"{error.code().name}: {error.details()}",
+                        "in_s": round(delay, 2),
+                    },
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def download(
         self, stub: deploy_pb2_grpc.AggregatorStub, task: deploy_pb2.TrainTask

@@ -33,7 +33,12 @@ from fedsys.core.update import ClientUpdate
 from fedsys.core.weights import ModelWeights
 from fedsys.deploy.checkpoint import ServerCheckpoint, config_hash
 from fedsys.deploy.feed import StreamingAggregation
-from fedsys.deploy.memory import peak_rss_bytes, release_large_buffers
+from fedsys.deploy.memory import (
+    FreeMemoryPacer,
+    peak_rss_bytes,
+    release_large_buffers,
+    return_free_memory,
+)
 from fedsys.deploy.output import DeployWriter
 from fedsys.deploy.registry import Assignment, ClientRegistry, Session
 from fedsys.deploy.round_state import Arrival, LiveRound
@@ -131,6 +136,7 @@ class AggregatorServer:
         self.upload_slots = asyncio.Semaphore(self.settings.upload_slots)
         self.download_slots = asyncio.Semaphore(self.settings.download_slots)
         self.baseline_rss_bytes = 0
+        self.memory = FreeMemoryPacer()
         self._clock_offset_s = 0.0
         self._clock_start = time.monotonic()
 
@@ -207,6 +213,7 @@ class AggregatorServer:
                 self.next_round = round_idx + 1
                 self._checkpoint()
                 writer.write_round(record)
+                return_free_memory()  # the old model, its blob and the round's buffers
             self.phase = "finished"
             result = RunResult(tuple(self.records), self.config.model_dump(mode="json"))
             writer.finish(

@@ -116,6 +116,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         async with self.server.download_slots:
             for chunk in split(model.data, self.server.settings.chunk_bytes, model.sha256):
                 yield chunk
+        self.server.memory.transfer_finished()
         live = self.server.live_round
         if live is not None and live.model_version == model.version:
             live.bytes_down += len(model.data)
@@ -149,16 +150,21 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             return
         try:
             self._check_header(header)
+            # The slot is held until the update is in the strategy's hands (or refused):
+            # received, decoded and waiting updates together stay at most upload_slots.
             async with self.server.upload_slots:
                 yield deploy_pb2.UploadReply(
                     grant=deploy_pb2.Grant(max_chunk_bytes=self.server.settings.chunk_bytes)
                 )
                 payload = await self._receive(messages, header)
-            update = self._decode(client_id, header, payload, assignment.assigned_at)
-            problem = self.server.validator.problem(update, self.server.weights)
-            if problem is not None:
-                raise UpdateRefusedError(f"invalid update: {problem}")
-            await self.server.accept(live, update, assignment)
+                update = self._decode(client_id, header, payload, assignment.assigned_at)
+                del payload  # the update's tensors view it; nothing else may keep it
+                problem = self.server.validator.problem(update, self.server.weights)
+                if problem is not None:
+                    raise UpdateRefusedError(f"invalid update: {problem}")
+                await self.server.accept(live, update, assignment)
+                del update
+            self.server.memory.transfer_finished()
         except LateUpdateError as exc:
             self.server.registry.release(client_id, assignment.task_id)
             yield _verdict(False, str(exc))

@@ -117,6 +117,11 @@ def make_server(
     # is O(clients x chunk) of idle buffers. Cap it; throughput barely changes.
     options.append(("grpc.experimental.tcp_read_chunk_size", 16 * 1024))
     options.append(("grpc.experimental.tcp_max_read_chunk_size", 64 * 1024))
+    # gRPC cancels a call that the server has received but not yet handed to a handler
+    # after 30 s. An asyncio server busy with a burst (hundreds of devices asking for
+    # the new model at once) can take longer than that to pick every call up; a device
+    # that waits is fine, one cancelled for it loses its round.
+    options.append(("grpc.server_max_unrequested_time_in_server", 600))
     overridden = {key for key, _ in extra_options}
     options = [item for item in options if item[0] not in overridden] + list(extra_options)
     return grpc.aio.server(

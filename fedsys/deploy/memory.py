@@ -73,6 +73,15 @@ class FreeMemoryPacer:
             return_free_memory()
 
 
+def current_rss_bytes() -> int:
+    """This process's resident memory now (0 where ``/proc`` is not available)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * resource.getpagesize()
+    except OSError:
+        return 0
+
+
 def peak_rss_bytes() -> int:
     """This process's peak resident memory so far."""
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024

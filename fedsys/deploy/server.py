@@ -35,6 +35,7 @@ from fedsys.deploy.checkpoint import ServerCheckpoint, config_hash
 from fedsys.deploy.feed import StreamingAggregation
 from fedsys.deploy.memory import (
     FreeMemoryPacer,
+    current_rss_bytes,
     peak_rss_bytes,
     release_large_buffers,
     return_free_memory,
@@ -136,6 +137,7 @@ class AggregatorServer:
         self.upload_slots = asyncio.Semaphore(self.settings.upload_slots)
         self.download_slots = asyncio.Semaphore(self.settings.download_slots)
         self.baseline_rss_bytes = 0
+        self.connected_rss_bytes = 0
         self.memory = FreeMemoryPacer()
         self._clock_offset_s = 0.0
         self._clock_start = time.monotonic()
@@ -220,6 +222,7 @@ class AggregatorServer:
                 result,
                 {
                     "server_baseline_rss_bytes": self.baseline_rss_bytes,
+                    "server_connected_rss_bytes": self.connected_rss_bytes,
                     "server_peak_rss_bytes": peak_rss_bytes(),
                     "model_bytes": self.weights.num_bytes,
                 },
@@ -318,6 +321,8 @@ class AggregatorServer:
         """Wait for enough idle clients, select among them and send their tasks."""
         select, target, _, fewest = self._round_shape()
         available = await self._await_clients(select, fewest)
+        if not self.connected_rss_bytes:  # connections held, nothing transferred yet
+            self.connected_rss_bytes = current_rss_bytes()
         chosen, self.selector_state = self.parts.selector.select(
             self.selector_state, round_idx, available, select, self.now_s()
         )

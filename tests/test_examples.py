@@ -24,7 +24,8 @@ def test_every_example_config_is_valid(config: str) -> None:
 
 # Cross-silo jobs are not run configs: they are defined in Python (JobBuilder) or by
 # ``fedsys silo coordinator --job ...`` flags, which the benchmark's docstring lists.
-NOT_RUN_CONFIGS = {"silo_wan"}
+# grpc_tls_floor measures a bare gRPC server with no run at all.
+NOT_RUN_CONFIGS = {"silo_wan", "grpc_tls_floor"}
 
 
 def test_there_is_a_config_per_benchmark() -> None:

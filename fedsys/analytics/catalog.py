@@ -126,5 +126,5 @@ def table_rows(catalog: Path, table: str) -> int:
     key = (catalog, table)
     if key not in _ROWS:
         con = site_database(catalog)
-        _ROWS[key] = int(con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        _ROWS[key] = int(con.execute(f"SELECT COUNT(*) FROM {table}").fetchall()[0][0])
     return _ROWS[key]

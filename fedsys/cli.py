@@ -123,8 +123,11 @@ def _parser() -> argparse.ArgumentParser:
 
     from fedsys.deploy.cli import add_deploy_commands
 
+    from fedsys.analytics.cli import add_query_command
+
     add_deploy_commands(commands)
     add_silo_commands(commands)
+    add_query_command(commands)
     return parser
 
 

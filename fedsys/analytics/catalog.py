@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["SiteSpec", "SitesFile", "load_sites", "site_database", "table_rows",
-           "write_catalog"]
+__all__ = ["PrivacySection", "SecureSection", "SiteSpec", "SitesFile", "load_sites",
+           "site_database", "table_rows", "write_catalog"]
 
 _READERS = {".csv": "read_csv_auto", ".parquet": "read_parquet", ".pq": "read_parquet"}
 
@@ -39,12 +39,32 @@ class SiteSpec(BaseModel):
         return tables
 
 
+class PrivacySection(BaseModel):
+    """The dataset owners' privacy rules: budget, ledger, declared bounds and key values."""
+
+    model_config = ConfigDict(extra="forbid")
+    budget_epsilon: float = Field(default=1.0, gt=0)
+    budget_delta: float = Field(default=0.0, ge=0, lt=1)
+    ledger: str = "privacy_ledger.json"
+    bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    domains: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class SecureSection(BaseModel):
+    """Secure summation settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_dropouts: int = Field(default=1, ge=0)
+
+
 class SitesFile(BaseModel):
     """``sites.yaml``: the dataset's name (privacy budgets are per dataset) and its sites."""
 
     model_config = ConfigDict(extra="forbid")
     dataset: str = Field(default="data", min_length=1)
     sites: list[SiteSpec] = Field(min_length=1)
+    privacy: PrivacySection = Field(default_factory=PrivacySection)
+    secure: SecureSection = Field(default_factory=SecureSection)
 
     @field_validator("sites")
     @classmethod
@@ -81,6 +101,7 @@ def load_sites(path: Path) -> SitesFile:
             if not full.exists():
                 raise FileNotFoundError(f"{path}: site {site.name} table {table}: no file {full}")
             site.tables[table] = str(full)
+    spec.privacy.ledger = str((path.parent / spec.privacy.ledger).resolve())
     return spec
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from fedsys.analytics.catalog import SitesFile, write_catalog
 from fedsys.analytics.ledger import PrivacyLedger
 from fedsys.analytics.query import FederatedQueryEngine
+from fedsys.silo.coordinator import CoordinatorSettings
 from fedsys.silo.engine import EngineMode
 from fedsys.silo.local import LocalCluster
 from fedsys.silo.shaper import LinkSettings
@@ -24,7 +25,8 @@ TASK_MODULE = "fedsys.analytics.tasks"
 
 
 def local_cluster(spec: SitesFile, workdir: Path, workers: int = 1,
-                  link: LinkSettings | None = None, insecure: bool = True) -> LocalCluster:
+                  link: LinkSettings | None = None, insecure: bool = True,
+                  settings: CoordinatorSettings | None = None) -> LocalCluster:
     """A :class:`LocalCluster` whose sites hold the tables of ``spec`` (not started)."""
     catalogs = {i: {spec.dataset: write_catalog(workdir / "catalogs" / site.name / "tables.json",
                                                 site.tables)}
@@ -32,7 +34,7 @@ def local_cluster(spec: SitesFile, workdir: Path, workers: int = 1,
     return LocalCluster(workdir, sites=len(spec.sites), workers=workers, comm_workers=1,
                         link=link or LinkSettings(), insecure=insecure, site_data=catalogs,
                         task_modules=(TASK_MODULE,),
-                        site_names=[s.name for s in spec.sites])
+                        site_names=[s.name for s in spec.sites], coordinator_settings=settings)
 
 
 @asynccontextmanager

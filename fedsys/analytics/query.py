@@ -30,7 +30,10 @@ from fedsys.silo.engine import EngineMode, JobFailedError
 from fedsys.silo.job import JobBuilder
 from fedsys.silo.registry import Output
 
-__all__ = ["FederatedQueryEngine", "QueryOptions", "QueryResult"]
+__all__ = ["MIN_SECURE_SITES", "FederatedQueryEngine", "QueryOptions", "QueryResult"]
+
+MIN_SECURE_SITES = 2
+"""Fewest sites whose masked partials may be summed (one alone would reveal itself)."""
 
 
 @dataclass(frozen=True)
@@ -206,11 +209,14 @@ class FederatedQueryEngine:
                 offset += w
                 for j, noise in enumerate(measures.get(slot, [])):
                     part[j] = noise(part[j])
+                if spec.kind == "sum" and slot in measures:
+                    part[1] = 1  # a noisy SUM is released even for an empty group
                 values.append(finalize_sums(spec, part))
             merged.append([*key, *values])
         types = [*_key_types(domains), *("DOUBLE" for _ in plan.aggregates)]
         columns, rows = finish(plan, types, merged)
-        noise = {f"_a{slot}": (m[0].mechanism, m[0].scale) for slot, m in measures.items()}
+        noise = {_label(plan.aggregates[slot]): (m[0].mechanism, m[0].scale)
+                 for slot, m in measures.items()}
         return QueryResult(columns, rows, duration_s, moved, noise, dropped, measures)
 
     def _privacy(self, plan: QueryPlan, privacy: PrivacySpec | None
@@ -232,7 +238,8 @@ class FederatedQueryEngine:
                                             f"needs a bare column with declared bounds")
             lo, hi = privacy.bound_of(spec.column)
             clamps[slot] = (lo, hi)
-            sensitivities[slot] = [max(abs(lo), abs(hi)), 1.0]
+            bound = max(abs(lo), abs(hi))
+            sensitivities[slot] = [bound] if spec.kind == "sum" else [bound, 1.0]
         count = sum(len(v) for v in sensitivities.values())
         eps, delta = privacy.epsilon / count, privacy.delta / count
         measures = {slot: [make_noise(s, eps, delta, privacy.mechanism) for s in sens]
@@ -274,9 +281,9 @@ class FederatedQueryEngine:
     async def _secure_sums(self, plan: QueryPlan, clamps: Mapping[int, tuple[float, float]],
                            domains: list[list[Any]], sites: list[str]
                            ) -> tuple[np.ndarray, float, int, list[str]]:
-        if len(sites) - self.max_dropouts < 2:
-            raise ValueError(f"a secure sum over {len(sites)} sites tolerating "
-                             f"{self.max_dropouts} dropouts could reveal one site's values")
+        if len(sites) < MIN_SECURE_SITES:
+            raise ValueError(f"a secure sum needs at least {MIN_SECURE_SITES} sites (a sum over "
+                             f"one site is that site's values); {len(sites)} connected")
         keys = await self.public_keys(sites)
         context = secrets.token_bytes(16)
         job = JobBuilder("query-secure")
@@ -290,9 +297,10 @@ class FederatedQueryEngine:
         duration_s, moved = result.duration_s, _bytes(result)
         survivors = [s for s in sites if "skipped" not in result.outputs[s].meta]
         dropped = [s for s in sites if s not in survivors]
-        if len(dropped) > self.max_dropouts:
-            raise JobFailedError(f"secure sum lost {len(dropped)} sites {dropped}, more than "
-                                 f"max_dropouts={self.max_dropouts}")
+        if len(dropped) > self.max_dropouts or len(survivors) < MIN_SECURE_SITES:
+            raise JobFailedError(f"secure sum lost {len(dropped)} sites {dropped}: more than "
+                                 f"max_dropouts={self.max_dropouts} or fewer than "
+                                 f"{MIN_SECURE_SITES} survivors")
         total = np.frombuffer(result.outputs[survivors[0]].payload, dtype="<u8").astype(np.uint64)
         for site in survivors[1:]:
             total += np.frombuffer(result.outputs[site].payload, dtype="<u8").astype(np.uint64)
@@ -375,6 +383,10 @@ def _key_types(domains: Sequence[Sequence[Any]]) -> list[str]:
         else:
             types.append("VARCHAR")
     return types
+
+
+def _label(spec: Any) -> str:
+    return f"{spec.name}({spec.arg or '*'})"
 
 
 def _bytes(result: JobResult) -> int:

@@ -8,6 +8,7 @@ fedsys.analytics.tasks``.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from itertools import product
@@ -24,6 +25,12 @@ from fedsys.analytics.planner import QueryPlan, plan_query
 from fedsys.silo.registry import Output, TaskContext, task
 
 __all__ = ["site_keys", "summable_vector"]
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(query: str) -> QueryPlan:
+    """The site's own plan of a query (parsed once per worker, not once per partition)."""
+    return plan_query(query)
 
 
 def _catalog(ctx: TaskContext) -> Path:
@@ -51,7 +58,7 @@ def partial(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence[Output
     ``clamps`` (aggregate slot -> [lo, hi]).
     """
     catalog = _catalog(ctx)
-    plan = plan_query(str(params["query"]))
+    plan = _plan(str(params["query"]))
     part, parts = int(params.get("part", 0)), int(params.get("parts", 1))
     sql = plan.site_sql(_row_range(catalog, plan, part, parts),
                         secure=bool(params.get("secure", False)), clamps=_clamps(params))
@@ -134,7 +141,7 @@ def masked_partial(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence
     Params: ``query``, ``clamps``, ``domains`` (declared key values), ``context`` (hex
     query id binding the masks) and ``peers`` (site -> public key hex, this site included).
     """
-    plan = plan_query(str(params["query"]))
+    plan = _plan(str(params["query"]))
     sql = plan.site_sql(secure=True, clamps=_clamps(params))
     cursor = site_database(_catalog(ctx)).execute(sql)
     columns = [d[0] for d in cursor.description]

@@ -101,3 +101,36 @@ def test_deviation_mode_reports_the_bound_and_both_measured_deviations(digits) -
 
     assert extra["deviation_bound"] == 0.05
     assert 0 <= extra["share_deviation"] <= 1 and 0 <= extra["pooled_deviation"] <= 1
+
+
+def test_category_mode_plans_with_device_reported_counts(digits) -> None:
+    from fedsys.analytics.device_stats import label_histograms
+
+    model, weights = _model(digits)
+    truth = digits.test_label_counts()
+    exact = FederatedEvaluator(
+        "category", digits, _fleet(60), weights.num_bytes, 1.0, samples_per_category=5,
+        category_counts=label_histograms(truth).per_client,
+    )
+    baseline = FederatedEvaluator(
+        "category", digits, _fleet(60), weights.num_bytes, 1.0, samples_per_category=5
+    )
+    online = np.arange(60)
+    same = exact.evaluate(model, weights, online, 0, cross_entropy_per_sample)
+    assert same.participants == baseline.evaluate(
+        model, weights, online, 0, cross_entropy_per_sample
+    ).participants
+    # A report claiming a client holds plenty of every class gets it chosen.
+    reported = truth.copy()
+    reported[7] = 100
+    assert 7 not in same.participants
+    evaluator = FederatedEvaluator(
+        "category", digits, _fleet(60), weights.num_bytes, 1.0, samples_per_category=5,
+        category_counts=reported,
+    )
+    result = evaluator.evaluate(model, weights, online, 0, cross_entropy_per_sample)
+    assert 7 in result.participants and result.participants != same.participants
+    assert result.num_samples <= 5 * digits.num_classes  # quotas come from real data
+    with pytest.raises(ValueError, match="shape"):
+        FederatedEvaluator("category", digits, _fleet(60), weights.num_bytes, 1.0,
+                           category_counts=truth[:3])

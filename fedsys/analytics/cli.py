@@ -12,19 +12,17 @@ import asyncio
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from fedsys.analytics.catalog import SitesFile, load_sites
-from fedsys.analytics.dp import PrivacySpec
-from fedsys.analytics.encoding import to_json_value
-from fedsys.analytics.ledger import PrivacyLedger
-from fedsys.analytics.planner import plan_query
-from fedsys.analytics.query import QueryOptions, QueryResult
 from fedsys.silo.engine import EngineMode
 from fedsys.silo.shaper import LinkSettings
+
+if TYPE_CHECKING:  # the analytics extra (duckdb, sqlglot, ...) loads only when used
+    from fedsys.analytics.catalog import SitesFile
+    from fedsys.analytics.query import QueryOptions, QueryResult
 
 __all__ = ["add_query_command", "options_from_args", "result_json"]
 
@@ -54,6 +52,9 @@ def add_query_command(subparsers: Any) -> None:
 
 def options_from_args(args: argparse.Namespace, spec: SitesFile) -> QueryOptions:
     """Query options from the command line and the privacy rules of ``sites.yaml``."""
+    from fedsys.analytics.dp import PrivacySpec
+    from fedsys.analytics.query import QueryOptions
+
     privacy = None
     if args.epsilon is not None:
         privacy = PrivacySpec(args.epsilon, args.delta, args.mechanism,
@@ -66,6 +67,8 @@ def options_from_args(args: argparse.Namespace, spec: SitesFile) -> QueryOptions
 
 def result_json(result: QueryResult) -> dict[str, Any]:
     """A result as a JSON object (columns, rows, cost, noise scales)."""
+    from fedsys.analytics.encoding import to_json_value
+
     return {"columns": result.columns,
             "rows": [[to_json_value(v) for v in row] for row in result.rows],
             "duration_s": result.duration_s, "bytes_moved": result.bytes_moved,
@@ -74,11 +77,20 @@ def result_json(result: QueryResult) -> dict[str, Any]:
 
 
 def _cmd_query(args: argparse.Namespace, console: Console) -> int:
-    from fedsys.analytics.local import local_engine
+    try:
+        from fedsys.analytics.catalog import load_sites
+        from fedsys.analytics.ledger import PrivacyLedger
+        from fedsys.analytics.local import local_engine
+        from fedsys.analytics.planner import plan_query
+        from fedsys.analytics.query import check_options
+    except ImportError as exc:
+        raise RuntimeError(f"fedsys query needs the analytics extra "
+                           f"(pip install 'fedsys[analytics]'): {exc}") from None
 
-    plan_query(args.sql)  # refuse an unmergeable query before starting anything
+    plan = plan_query(args.sql)  # refuse what cannot run before starting any site
     spec = load_sites(Path(args.sites))
     options = options_from_args(args, spec)
+    check_options(plan, options)
     ledger = PrivacyLedger(Path(spec.privacy.ledger), spec.privacy.budget_epsilon,
                            spec.privacy.budget_delta)
     mode = EngineMode.sol() if args.mode == "sol" else EngineMode.baseline()

@@ -30,7 +30,8 @@ from fedsys.silo.engine import EngineMode, JobFailedError
 from fedsys.silo.job import JobBuilder
 from fedsys.silo.registry import Output
 
-__all__ = ["MIN_SECURE_SITES", "FederatedQueryEngine", "QueryOptions", "QueryResult"]
+__all__ = ["MIN_SECURE_SITES", "FederatedQueryEngine", "QueryOptions", "QueryResult",
+           "check_options"]
 
 MIN_SECURE_SITES = 2
 """Fewest sites whose masked partials may be summed (one alone would reveal itself)."""
@@ -178,12 +179,7 @@ class FederatedQueryEngine:
 
     async def _run_summable(self, plan: QueryPlan, options: QueryOptions, sites: list[str]
                             ) -> QueryResult:
-        for spec in plan.aggregates:
-            if spec.kind not in SUMMABLE:
-                raise UnsupportedQueryError(
-                    f"{spec.name} has no form under differential privacy or secure summation"
-                    f" (COUNT, SUM, AVG, VAR, STDDEV only)")
-        domains = _domains(plan, options)
+        domains = check_options(plan, options)
         clamps, measures = self._privacy(plan, options.privacy)
         if options.privacy is not None:
             if self.ledger is None:
@@ -328,6 +324,35 @@ class FederatedQueryEngine:
             for i, gone in enumerate(sorted(dropped)):
                 revealed[(site, gone)] = payload[32 * i:32 * (i + 1)]
         return revealed, result
+
+
+def check_options(plan: QueryPlan, options: QueryOptions) -> list[list[Any]]:
+    """Refuse what a DP or secure query cannot do, before anything runs; the key domains.
+
+    Raises
+    ------
+    UnsupportedQueryError
+        If an aggregate has no summable (secure) or noisy (DP) form, or a GROUP BY key
+        lacks declared values.
+    ValueError
+        If a DP sum lacks declared bounds.
+    """
+    if options.privacy is None and not options.secure:
+        return []
+    for spec in plan.aggregates:
+        if spec.kind not in SUMMABLE:
+            raise UnsupportedQueryError(
+                f"{spec.name} has no form under differential privacy or secure summation"
+                f" (COUNT, SUM, AVG, VAR, STDDEV only)")
+        if options.privacy is not None and spec.kind not in ("count", "sum", "avg"):
+            raise UnsupportedQueryError(f"{spec.name} is not supported under differential "
+                                        f"privacy (COUNT, SUM, AVG)")
+        if options.privacy is not None and spec.kind != "count":
+            if spec.column is None:
+                raise UnsupportedQueryError(f"{spec.name}({spec.arg}): differential privacy "
+                                            f"needs a bare column with declared bounds")
+            options.privacy.bound_of(spec.column)
+    return _domains(plan, options)
 
 
 def finish(plan: QueryPlan, types: Sequence[str], merged: Sequence[Sequence[Any]]

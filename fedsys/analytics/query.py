@@ -12,8 +12,9 @@ in which the survivors reveal the seeds they share with the dropped sites.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 from typing import Any
 
@@ -69,7 +70,7 @@ class QueryResult:
     columns, rows
         The result table.
     duration_s
-        Wall time of the whole query (all jobs).
+        Wall time of the whole query: planning, every job, merging and finishing.
     bytes_moved
         Payload bytes the sites sent to the coordinator.
     noise
@@ -134,14 +135,17 @@ class FederatedQueryEngine:
         JobFailedError
             If a site fails the query (its error is in the message).
         """
+        started = time.perf_counter()
         options = options or QueryOptions()
         plan = plan_query(sql)
         sites = self.sites()
         if not sites:
             raise JobFailedError(f"no connected site holds dataset {self.dataset!r}")
         if options.privacy is not None or options.secure:
-            return await self._run_summable(plan, options, sites)
-        return await self._run_exact(plan, options, sites)
+            result = await self._run_summable(plan, options, sites)
+        else:
+            result = await self._run_exact(plan, options, sites)
+        return replace(result, duration_s=time.perf_counter() - started)
 
     # ------------------------------------------------------------------ exact
 
@@ -358,19 +362,33 @@ def check_options(plan: QueryPlan, options: QueryOptions) -> list[list[Any]]:
 def finish(plan: QueryPlan, types: Sequence[str], merged: Sequence[Sequence[Any]]
            ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Evaluate the rest of the query (expressions, HAVING, ORDER BY, LIMIT) in DuckDB."""
-    import duckdb
-
     nkeys = len(plan.keys)
     names = [f"_k{i}" for i in range(nkeys)] + [f"_a{i}" for i in range(len(types) - nkeys)]
-    con = duckdb.connect()
-    con.execute(f"CREATE TABLE {MERGED_TABLE} ("
+    con = _finishing_database().cursor()  # a connection of its own: its temp table too
+    con.execute(f"CREATE TEMP TABLE {MERGED_TABLE} ("
                 + ", ".join(f"{n} {t}" for n, t in zip(names, types, strict=True)) + ")")
     if merged:
         marks = ", ".join("?" for _ in names)
         con.executemany(f"INSERT INTO {MERGED_TABLE} VALUES ({marks})",
                         [list(row) for row in merged])
-    cursor = con.execute(plan.final_sql)
-    return [d[0] for d in cursor.description], cursor.fetchall()
+    try:
+        cursor = con.execute(plan.final_sql)
+        return [d[0] for d in cursor.description], cursor.fetchall()
+    finally:
+        con.close()
+
+
+_FINISHING: Any = None
+
+
+def _finishing_database() -> Any:
+    """One in-memory DuckDB per process for finishing queries (opening one costs)."""
+    global _FINISHING
+    if _FINISHING is None:
+        import duckdb
+
+        _FINISHING = duckdb.connect(config={"threads": 1})
+    return _FINISHING
 
 
 def _slot_columns(columns: Sequence[str], nkeys: int) -> dict[int, list[int]]:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import product
 from typing import Any
 
 import numpy as np
 
+from fedsys.analytics.encoding import to_json_value
+
 __all__ = ["KINDS", "AggSpec", "SUMMABLE", "finalize", "finalize_sums", "merge_partials",
-           "partial_sql", "secure_sql", "result_type", "sketch_of"]
+           "partial_sql", "secure_sql", "result_type", "sketch_of", "summable_vector"]
 
 KLL_K = 200
 """KLL accuracy parameter: normalized rank error about 1.65% (99% confidence)."""
@@ -224,3 +227,27 @@ def _merge_sketches(kind: str, blobs: Sequence[bytes | None]) -> Any:
         if blob:
             union.update(ds.hll_sketch.deserialize(blob))
     return union.get_result()
+
+
+def summable_vector(plan: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                    domains: Sequence[Sequence[Any]]) -> np.ndarray:
+    """The summable partials laid out over every group of the declared key domains.
+
+    Raises
+    ------
+    ValueError
+        If the site holds a group value that is not in its key's declared domain.
+    """
+    nkeys = len(plan.keys)
+    groups = list(product(*[[to_json_value(v) for v in d] for d in domains])) or [()]
+    index = {g: i for i, g in enumerate(groups)}
+    width = len(columns) - nkeys
+    vector = np.zeros(len(groups) * width, dtype=np.float64)
+    for row in rows:
+        key = tuple(to_json_value(v) for v in row[:nkeys])
+        if key not in index:
+            raise ValueError(f"group {key} is not in the declared key values of "
+                             f"{list(plan.keys)}")
+        start = index[key] * width
+        vector[start:start + width] = [float(v or 0) for v in row[nkeys:]]
+    return vector

@@ -11,11 +11,13 @@ share it (parallel composition). OpenDP draws its noise from a cryptographic RNG
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["NoisyMeasure", "PrivacySpec", "laplace_tail", "make_noise"]
+from fedsys.analytics.aggregates import AggSpec
+
+__all__ = ["NoisyMeasure", "PrivacySpec", "calibrate", "laplace_tail", "make_noise"]
 
 Mechanism = Literal["laplace", "gaussian"]
 
@@ -125,3 +127,46 @@ def make_noise(sensitivity: float, epsilon: float, delta: float, mechanism: Mech
             return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(zcdp), delta)
         scale = dp.binary_search_param(build, d_in=sensitivity, d_out=(epsilon, delta))
     return NoisyMeasure(build(scale), float(scale), mechanism)
+
+
+def calibrate(aggregates: Sequence[AggSpec], privacy: PrivacySpec | None
+          ) -> tuple[dict[int, tuple[float, float]], dict[int, list[NoisyMeasure]]]:
+    """Clamping bounds per aggregate slot and one OpenDP mechanism per noisy partial.
+
+    COUNT: one measurement of sensitivity 1; SUM: one of max(|lo|, |hi|); AVG: both.
+    The query's epsilon and delta are split evenly over the measurements.
+
+    Raises
+    ------
+    UnsupportedQueryError
+        If an aggregate has no DP form here (only COUNT, SUM, AVG).
+    """
+    if privacy is None:
+        return {}, {}
+    clamps: dict[int, tuple[float, float]] = {}
+    sensitivities: dict[int, list[float]] = {}
+    for slot, spec in enumerate(aggregates):
+        if spec.kind != "count" and spec.kind not in ("sum", "avg"):
+            raise _unsupported(f"{spec.name} is not supported under differential "
+                                        f"privacy (COUNT, SUM, AVG)")
+        if spec.kind == "count":
+            sensitivities[slot] = [1.0]
+            continue
+        if spec.column is None:
+            raise _unsupported(f"{spec.name}({spec.arg}): differential privacy "
+                                        f"needs a bare column with declared bounds")
+        lo, hi = privacy.bound_of(spec.column)
+        clamps[slot] = (lo, hi)
+        bound = max(abs(lo), abs(hi))
+        sensitivities[slot] = [bound] if spec.kind == "sum" else [bound, 1.0]
+    count = sum(len(v) for v in sensitivities.values())
+    eps, delta = privacy.epsilon / count, privacy.delta / count
+    measures = {slot: [make_noise(s, eps, delta, privacy.mechanism) for s in sens]
+                for slot, sens in sensitivities.items()}
+    return clamps, measures
+
+
+def _unsupported(message: str) -> ValueError:
+    from fedsys.analytics.planner import UnsupportedQueryError
+
+    return UnsupportedQueryError(message)

@@ -11,7 +11,6 @@ in which the survivors reveal the seeds they share with the dropped sites.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,22 +19,23 @@ from typing import Any
 
 import numpy as np
 
-from fedsys.analytics import masking
-from fedsys.analytics.aggregates import SUMMABLE, finalize_sums, merge_partials, result_type
-from fedsys.analytics.dp import NoisyMeasure, PrivacySpec, make_noise
+from fedsys.analytics import secure_sum
+from fedsys.analytics.aggregates import (
+    SUMMABLE,
+    finalize_sums,
+    merge_partials,
+    result_type,
+    summable_vector,
+)
+from fedsys.analytics.dp import NoisyMeasure, PrivacySpec, calibrate
 from fedsys.analytics.encoding import decode_table, to_json_value
 from fedsys.analytics.ledger import PrivacyLedger
 from fedsys.analytics.planner import MERGED_TABLE, QueryPlan, UnsupportedQueryError, plan_query
 from fedsys.silo.coordinator import JobResult, SiloCoordinator
 from fedsys.silo.engine import EngineMode, JobFailedError
 from fedsys.silo.job import JobBuilder
-from fedsys.silo.registry import Output
 
-__all__ = ["MIN_SECURE_SITES", "FederatedQueryEngine", "QueryOptions", "QueryResult",
-           "check_options"]
-
-MIN_SECURE_SITES = 2
-"""Fewest sites whose masked partials may be summed (one alone would reveal itself)."""
+__all__ = ["FederatedQueryEngine", "QueryOptions", "QueryResult", "check_options"]
 
 
 @dataclass(frozen=True)
@@ -177,22 +177,22 @@ class FederatedQueryEngine:
         types = [*key_types, *(result_type(s, agg_types.get(i))
                                for i, s in enumerate(plan.aggregates))]
         columns, rows = finish(plan, types, merged)
-        return QueryResult(columns, rows, result.duration_s, _bytes(result))
+        return QueryResult(columns, rows, result.duration_s, job_bytes(result))
 
     # -------------------------------------------------------------- summable
 
     async def _run_summable(self, plan: QueryPlan, options: QueryOptions, sites: list[str]
                             ) -> QueryResult:
         domains = check_options(plan, options)
-        clamps, measures = self._privacy(plan, options.privacy)
+        clamps, measures = calibrate(plan.aggregates, options.privacy)
         if options.privacy is not None:
             if self.ledger is None:
                 raise ValueError("a differentially private query needs a privacy ledger")
             self.ledger.charge(self.dataset, options.privacy.epsilon, options.privacy.delta,
                                plan.sql)
         if options.secure:
-            sums, duration_s, moved, dropped = await self._secure_sums(plan, clamps, domains,
-                                                                       sites)
+            sums, duration_s, moved, dropped = await secure_sum.secure_sums(
+                self, plan, clamps, domains, sites)
         else:
             sums, duration_s, moved = await self._plain_sums(plan, clamps, domains, sites)
             dropped = []
@@ -219,38 +219,9 @@ class FederatedQueryEngine:
                  for slot, m in measures.items()}
         return QueryResult(columns, rows, duration_s, moved, noise, dropped, measures)
 
-    def _privacy(self, plan: QueryPlan, privacy: PrivacySpec | None
-                 ) -> tuple[dict[int, tuple[float, float]], dict[int, list[NoisyMeasure]]]:
-        """Clamping bounds per aggregate and one OpenDP mechanism per noisy partial."""
-        if privacy is None:
-            return {}, {}
-        clamps: dict[int, tuple[float, float]] = {}
-        sensitivities: dict[int, list[float]] = {}
-        for slot, spec in enumerate(plan.aggregates):
-            if spec.kind != "count" and spec.kind not in ("sum", "avg"):
-                raise UnsupportedQueryError(f"{spec.name} is not supported under differential "
-                                            f"privacy (COUNT, SUM, AVG)")
-            if spec.kind == "count":
-                sensitivities[slot] = [1.0]
-                continue
-            if spec.column is None:
-                raise UnsupportedQueryError(f"{spec.name}({spec.arg}): differential privacy "
-                                            f"needs a bare column with declared bounds")
-            lo, hi = privacy.bound_of(spec.column)
-            clamps[slot] = (lo, hi)
-            bound = max(abs(lo), abs(hi))
-            sensitivities[slot] = [bound] if spec.kind == "sum" else [bound, 1.0]
-        count = sum(len(v) for v in sensitivities.values())
-        eps, delta = privacy.epsilon / count, privacy.delta / count
-        measures = {slot: [make_noise(s, eps, delta, privacy.mechanism) for s in sens]
-                    for slot, sens in sensitivities.items()}
-        return clamps, measures
-
     async def _plain_sums(self, plan: QueryPlan, clamps: Mapping[int, tuple[float, float]],
                           domains: list[list[Any]], sites: list[str]
                           ) -> tuple[np.ndarray, float, int]:
-        from fedsys.analytics.tasks import summable_vector
-
         job = JobBuilder("query-dp")
         params = {"query": plan.sql, "secure": True,
                   "clamps": {str(k): list(v) for k, v in clamps.items()}}
@@ -263,71 +234,11 @@ class FederatedQueryEngine:
             vector = summable_vector(plan, columns, rows, domains)
             total = vector if total is None else total + vector
         assert total is not None
-        return total, result.duration_s, _bytes(result)
+        return total, result.duration_s, job_bytes(result)
 
     async def public_keys(self, sites: Sequence[str]) -> dict[str, bytes]:
         """The sites' X25519 public keys (asked once per site, then kept)."""
-        missing = [s for s in sites if s not in self.keys_]
-        if missing:
-            job = JobBuilder("keys")
-            ids = [job.site_task(s, "analytics.public_key", {}, dataset=self.dataset, site=s)
-                   for s in missing]
-            result = await self.coordinator.run_job(job.build(ids), self.mode,
-                                                    self.job_timeout_s)
-            for site in missing:
-                self.keys_[site] = result.outputs[site].payload
-        return {s: self.keys_[s] for s in sites}
-
-    async def _secure_sums(self, plan: QueryPlan, clamps: Mapping[int, tuple[float, float]],
-                           domains: list[list[Any]], sites: list[str]
-                           ) -> tuple[np.ndarray, float, int, list[str]]:
-        if len(sites) < MIN_SECURE_SITES:
-            raise ValueError(f"a secure sum needs at least {MIN_SECURE_SITES} sites (a sum over "
-                             f"one site is that site's values); {len(sites)} connected")
-        keys = await self.public_keys(sites)
-        context = secrets.token_bytes(16)
-        job = JobBuilder("query-secure")
-        params = {"query": plan.sql, "clamps": {str(k): list(v) for k, v in clamps.items()},
-                  "domains": [[to_json_value(v) for v in d] for d in domains],
-                  "context": context.hex(), "peers": {s: k.hex() for s, k in keys.items()}}
-        for site in sites:
-            job.site_task(site, "analytics.masked_partial", params, dataset=self.dataset,
-                          site=site, optional=True)
-        result = await self.coordinator.run_job(job.build(sites), self.mode, self.job_timeout_s)
-        duration_s, moved = result.duration_s, _bytes(result)
-        survivors = [s for s in sites if "skipped" not in result.outputs[s].meta]
-        dropped = [s for s in sites if s not in survivors]
-        if len(dropped) > self.max_dropouts or len(survivors) < MIN_SECURE_SITES:
-            raise JobFailedError(f"secure sum lost {len(dropped)} sites {dropped}: more than "
-                                 f"max_dropouts={self.max_dropouts} or fewer than "
-                                 f"{MIN_SECURE_SITES} survivors")
-        total = np.frombuffer(result.outputs[survivors[0]].payload, dtype="<u8").astype(np.uint64)
-        for site in survivors[1:]:
-            total += np.frombuffer(result.outputs[site].payload, dtype="<u8").astype(np.uint64)
-        if dropped:
-            recovery, extra = await self._recover(context, survivors, dropped, keys)
-            total = masking.remove_dropped_masks(total, recovery)
-            duration_s += extra.duration_s
-            moved += _bytes(extra)
-        return masking.decode_fixed(total), duration_s, moved, dropped
-
-    async def _recover(self, context: bytes, survivors: Sequence[str], dropped: Sequence[str],
-                       keys: Mapping[str, bytes]
-                       ) -> tuple[dict[tuple[str, str], bytes], JobResult]:
-        """Ask every survivor for the seeds it shares with the dropped sites."""
-        job = JobBuilder("query-recover")
-        params = {"context": context.hex(), "dropped": {s: keys[s].hex() for s in dropped}}
-        for site in survivors:
-            job.site_task(site, "analytics.reveal_seeds", params, dataset=self.dataset,
-                          site=site)
-        result = await self.coordinator.run_job(job.build(list(survivors)), self.mode,
-                                                self.job_timeout_s)
-        revealed: dict[tuple[str, str], bytes] = {}
-        for site in survivors:
-            payload = result.outputs[site].payload
-            for i, gone in enumerate(sorted(dropped)):
-                revealed[(site, gone)] = payload[32 * i:32 * (i + 1)]
-        return revealed, result
+        return await secure_sum.public_keys(self, sites)
 
 
 def check_options(plan: QueryPlan, options: QueryOptions) -> list[list[Any]]:
@@ -432,10 +343,6 @@ def _label(spec: Any) -> str:
     return f"{spec.name}({spec.arg or '*'})"
 
 
-def _bytes(result: JobResult) -> int:
+def job_bytes(result: JobResult) -> int:
+    """Payload bytes the sites sent for a job."""
     return sum(len(o.payload) for o in result.outputs.values())
-
-
-def outputs_bytes(outputs: Mapping[str, Output]) -> int:
-    """Payload bytes of job outputs."""
-    return sum(len(o.payload) for o in outputs.values())

@@ -11,20 +11,17 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping, Sequence
-from itertools import product
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fedsys.analytics import masking
-from fedsys.analytics.aggregates import sketch_of
+from fedsys.analytics.aggregates import sketch_of, summable_vector
 from fedsys.analytics.catalog import site_database, table_rows
-from fedsys.analytics.encoding import encode_table, to_json_value
+from fedsys.analytics.encoding import encode_table
 from fedsys.analytics.planner import QueryPlan, plan_query
 from fedsys.silo.registry import Output, TaskContext, task
 
-__all__ = ["site_keys", "summable_vector"]
+__all__ = ["site_keys"]
 
 
 @functools.lru_cache(maxsize=256)
@@ -107,30 +104,6 @@ def site_keys(ctx: TaskContext) -> masking.KeyPair:
 def public_key(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence[Output]) -> Output:
     """This site's public key (for the pairwise masks of secure sums)."""
     return Output(site_keys(ctx).public, {"site": ctx.site})
-
-
-def summable_vector(plan: QueryPlan, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                    domains: Sequence[Sequence[Any]]) -> np.ndarray:
-    """The summable partials laid out over every group of the declared key domains.
-
-    Raises
-    ------
-    ValueError
-        If the site holds a group value that is not in its key's declared domain.
-    """
-    nkeys = len(plan.keys)
-    groups = list(product(*[[to_json_value(v) for v in d] for d in domains])) or [()]
-    index = {g: i for i, g in enumerate(groups)}
-    width = len(columns) - nkeys
-    vector = np.zeros(len(groups) * width, dtype=np.float64)
-    for row in rows:
-        key = tuple(to_json_value(v) for v in row[:nkeys])
-        if key not in index:
-            raise ValueError(f"group {key} is not in the declared key values of "
-                             f"{list(plan.keys)}")
-        start = index[key] * width
-        vector[start:start + width] = [float(v or 0) for v in row[nkeys:]]
-    return vector
 
 
 @task("analytics.masked_partial")

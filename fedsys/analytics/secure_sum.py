@@ -67,7 +67,7 @@ async def secure_sums(engine: FederatedQueryEngine, plan: QueryPlan,
         raise ValueError(f"a secure sum needs at least {MIN_SECURE_SITES} sites (a sum over "
                          f"one site is that site's values); {len(sites)} connected")
     keys = await public_keys(engine, sites)
-    context = secrets.tokenjob_bytes(16)
+    context = secrets.token_bytes(16)
     job = JobBuilder("query-secure")
     params = {"query": plan.sql, "clamps": {str(k): list(v) for k, v in clamps.items()},
               "domains": [[to_json_value(v) for v in d] for d in domains],

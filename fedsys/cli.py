@@ -121,10 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("destination")
     convert.set_defaults(handler=_cmd_traces_convert)
 
+    from fedsys.analytics.cli import add_query_command
     from fedsys.deploy.cli import add_deploy_commands
 
     add_deploy_commands(commands)
     add_silo_commands(commands)
+    add_query_command(commands)
     return parser
 
 

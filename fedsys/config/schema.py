@@ -259,6 +259,14 @@ class EvalConfig(Settings):
     samples_per_category: int = Field(20, ge=1, description="category: test samples per class")
     budget: int | None = Field(None, ge=1, description="category: most participants")
     method: Literal["fast", "milp"] = "fast"
+    category_counts: Literal["truth", "reported"] = Field(
+        "truth",
+        description="category: per-class counts the selector plans with: the ground truth, "
+        "or each device's reported label histogram (fedsys.analytics.device_stats)",
+    )
+    counts_epsilon: float | None = Field(
+        None, gt=0, description="reported: local-DP epsilon of each device's histogram"
+    )
 
 
 class MetricsConfig(Settings):

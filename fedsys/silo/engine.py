@@ -114,7 +114,8 @@ class JobRun:
         self.records: list[TaskRecord] = []
         self.consumers = self._consumers()
         self.stats = {"binds": 0, "requests": 0, "pushes": 0, "duplicates": 0,
-                      "unassigned": 0, "reruns": 0, "reclaimed": 0, "lost_sites": 0}
+                      "unassigned": 0, "reruns": 0, "reclaimed": 0, "lost_sites": 0,
+                      "skipped": 0}
 
     def _consumers(self) -> dict[str, list[str]]:
         consumers: dict[str, list[str]] = {}
@@ -142,11 +143,21 @@ class JobRun:
         JobFailedError
             If some task has no connected site that can run it.
         """
+        actions: list[Action] = []
         for spec in self.job.tasks:
             if not any(view.can_run(spec) for view in self.sites.values()):
-                raise JobFailedError(_no_site_message(spec, None))
-        actions = self._run_ready_merges()
+                if not spec.optional:
+                    raise JobFailedError(_no_site_message(spec, None))
+                actions += self._skip(spec.task_id, _no_site_message(spec, None))
+        actions += self._run_ready_merges()
         return actions + self.schedule()
+
+    def _skip(self, task_id: str, reason: str) -> list[Action]:
+        """Give an optional task that no site can run an empty, marked output."""
+        self.unbound.discard(task_id)
+        self.bound_to.pop(task_id, None)
+        self.stats["skipped"] += 1
+        return self._store(task_id, Output(b"", {"skipped": reason}))
 
     # ----------------------------------------------------------------- binding
 
@@ -396,13 +407,18 @@ class JobRun:
                 f"site {site!r} was lost during job {self.job_id!r} with {len(lost)} "
                 f"unfinished tasks (on_site_failure=fail)"
             )
+        actions: list[Action] = []
         for task_id in lost:
             self.bound_to.pop(task_id, None)
             self.unbound.add(task_id)
             spec = self.specs[task_id]
             if not any(v.can_run(spec) for v in self.sites.values() if v.name != site):
-                raise JobFailedError(_no_site_message(spec, site))
-        return self.schedule()
+                if not spec.optional:
+                    raise JobFailedError(_no_site_message(spec, site))
+                actions += self._skip(task_id, _no_site_message(spec, site))
+        if actions:
+            actions += self._run_ready_merges()
+        return actions + self.schedule()
 
     def pending_inputs(self, site: str, key: str) -> bool:
         """Whether ``site`` holds a bound task that consumes ``key`` (may fetch it)."""

@@ -47,6 +47,11 @@ class SiteTask:
         Only sites holding this dataset may run it (``None``: any site).
     site
         Pin the task to one site (e.g. a merge at a chosen site).
+    optional
+        The job may go on without it: when no connected site can run it (its site was
+        lost), its output is an empty :class:`Output` with ``{"skipped": reason}``
+        metadata instead of a failed job (e.g. a site's share of a secure sum that
+        tolerates dropouts).
     """
 
     task_id: str
@@ -55,6 +60,7 @@ class SiteTask:
     inputs: tuple[str, ...] = ()
     dataset: str | None = None
     site: str | None = None
+    optional: bool = False
 
     def params_json(self) -> str:
         """Parameters as compact JSON."""
@@ -147,10 +153,11 @@ class JobBuilder:
         inputs: Sequence[str] = (),
         dataset: str | None = None,
         site: str | None = None,
+        optional: bool = False,
     ) -> str:
         """Add a site task; returns its id."""
         self._tasks.append(
-            SiteTask(task_id, task, dict(params or {}), tuple(inputs), dataset, site)
+            SiteTask(task_id, task, dict(params or {}), tuple(inputs), dataset, site, optional)
         )
         return task_id
 

@@ -114,6 +114,13 @@ class LocalCluster:
         Limits and timers of the coordinator.
     startup_timeout_s
         How long the sites have to connect.
+    site_data
+        Datasets of each site index instead of the synthetic ``.npz`` (e.g. the table
+        catalogs of federated analytics).
+    task_modules
+        Task modules every site imports besides the built-in ones.
+    site_names
+        Names of the sites (default ``site-0`` ...).
     shaper_process
         Run the proxies in a child process (default), so that the coordinator's work
         never stalls the emulated network; ``False``: on a thread of this process.
@@ -131,6 +138,9 @@ class LocalCluster:
     data_features: int = 64
     coordinator_settings: CoordinatorSettings | None = None
     startup_timeout_s: float = 90.0
+    site_data: Mapping[int, Mapping[str, Path]] | None = None
+    task_modules: Sequence[str] = ()
+    site_names: Sequence[str] | None = None
     shaper_process: bool = True
     coordinator: SiloCoordinator | None = None
     shaper: ShaperThread | ShaperProcess | None = None
@@ -139,6 +149,8 @@ class LocalCluster:
     @property
     def names(self) -> list[str]:
         """Site names."""
+        if self.site_names is not None:
+            return list(self.site_names)
         return [f"site-{i}" for i in range(self.sites)]
 
     @property
@@ -177,14 +189,19 @@ class LocalCluster:
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         for i, name in enumerate(self.names):
-            data = {self.datasets[i]: write_site_data(
-                self.workdir / "data" / f"{self.datasets[i]}.npz", seed=i, rows=self.data_rows,
-                samples=self.data_samples, features=self.data_features)}
+            if self.site_data is not None:
+                data = dict(self.site_data[i])
+            else:
+                data = {self.datasets[i]: write_site_data(
+                    self.workdir / "data" / f"{self.datasets[i]}.npz", seed=i,
+                    rows=self.data_rows, samples=self.data_samples,
+                    features=self.data_features)}
             data.update(self.extra_datasets.get(i, {}))
             proxy_port = self.shaper.add_proxy("127.0.0.1", port, self.link, self.link, seed=i)
             cmd = site_command(f"127.0.0.1:{proxy_port}", pki / "clients" / f"{name}.token",
                                data, name, self.workers, self.comm_workers,
-                               None if self.insecure else pki / "ca.pem")
+                               None if self.insecure else pki / "ca.pem",
+                               self.task_modules)
             with open(logs / f"{name}.log", "wb") as log:
                 self.processes.append(subprocess.Popen(
                     cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env(),

@@ -296,13 +296,24 @@ class SiteManager:
         return None
 
     async def _dispatch(self) -> None:
-        """Start runnable tasks whenever a worker is free (no round trip needed)."""
+        """Start runnable tasks whenever a worker is free (no round trip needed).
+
+        Under early binding one more task than there are workers goes to the pool, so a
+        worker that finishes takes the next task from the pool's queue at once instead of
+        idling while this event loop hears of it and hands over the next one (on a busy
+        machine that hand-over costs more than a short task). Late binding keeps to one
+        task per free worker: it asks for work only when a worker is free.
+        """
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._free > 0 and (task := self._runnable()) is not None:
+            while self._free + self._prefetch() > 0 and (task := self._runnable()) is not None:
                 self._free -= 1
                 self._spawn(self._execute(task, self._job))
+
+    def _prefetch(self) -> int:
+        """Tasks handed to the pool beyond its free workers (see :meth:`_dispatch`)."""
+        return 0 if self._job.late_binding else 1
 
     def _release(self, job: _JobState) -> None:
         self._free += 1

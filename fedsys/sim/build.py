@@ -184,6 +184,13 @@ def build_evaluator(
     """The test-participant evaluator ``eval.selection`` asks for (None for ``all``)."""
     if config.selection == "all":
         return None
+    reported = None
+    if config.selection == "category" and config.category_counts == "reported":
+        from fedsys.analytics.device_stats import label_histograms
+
+        reported = label_histograms(
+            dataset.test_label_counts(), epsilon=config.counts_epsilon, seed=seed
+        ).per_client
     return FederatedEvaluator(
         config.selection,
         dataset,
@@ -196,6 +203,7 @@ def build_evaluator(
         budget=config.budget,
         method=config.method,
         seed=seed,
+        category_counts=reported,
     )
 
 

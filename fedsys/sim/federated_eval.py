@@ -110,6 +110,11 @@ class FederatedEvaluator:
         Request, participant cap and solver path of ``category`` mode.
     seed
         Seed of the random draw of ``deviation`` mode.
+    category_counts
+        Per-client test samples per class that ``category`` mode plans with, as the
+        devices reported them (:func:`fedsys.analytics.device_stats.label_histograms`,
+        possibly noisy); ``None``: the ground truth. Quotas are then taken from the
+        clients' real data, so a noisy report can yield fewer samples than planned.
 
     Raises
     ------
@@ -131,6 +136,7 @@ class FederatedEvaluator:
         budget: int | None = None,
         method: str = "fast",
         seed: int = 0,
+        category_counts: np.ndarray | None = None,
     ) -> None:
         if dataset.test_offsets is None:
             raise ValueError(
@@ -149,9 +155,14 @@ class FederatedEvaluator:
         self.deviation = DeviationTestingSelector(
             epsilon, confidence, 1.0, seed=seed, num_categories=dataset.num_classes
         )
+        planned = self.test_counts if category_counts is None else np.asarray(category_counts)
+        if planned.shape != self.test_counts.shape:
+            raise ValueError(
+                f"category_counts has shape {planned.shape}, expected {self.test_counts.shape}"
+            )
         self.category = CategoryTestingSelector(
             [samples_per_category] * dataset.num_classes,
-            self.test_counts,
+            planned,
             self.seconds_per_sample,
             fleet.down_bytes_per_s[:n],
             float(model_bytes),

@@ -195,3 +195,31 @@ def test_a_pushed_input_is_evicted_once_no_task_needs_it():
     after_second = run.on_output("a", "t2", Output(b"2", {}), _record("t2", "a"))
     assert Evict("a", "w") in after_second and Evict("a", "t1") in after_second
     assert "w" not in run.outputs and run.complete
+
+
+def test_optional_task_of_a_lost_site_is_skipped_and_the_job_goes_on():
+    sites = _sites(("a", 1, ("d0",)), ("b", 1, ("d1",)))
+    job = JobBuilder("opt")
+    job.site_task("ta", "silo.spin", {}, dataset="d0", site="a", optional=True)
+    job.site_task("tb", "silo.spin", {}, dataset="d1", site="b", optional=True)
+    run = JobRun(job.build(results=["ta", "tb"]), EngineMode.sol(), sites)
+    run.start()
+    run.on_output("a", "ta", Output(b"x", {}), _record("ta", "a"))
+    sites["b"].alive = False
+    run.on_site_lost("b")
+    assert run.complete
+    assert run.outputs["tb"].meta["skipped"].startswith("site 'b' was lost")
+    assert run.outputs["ta"].payload == b"x"
+    assert run.stats["skipped"] == 1
+
+
+def test_required_task_of_a_lost_site_still_fails_the_job():
+    sites = _sites(("a", 1, ("d0",)), ("b", 1, ("d1",)))
+    job = JobBuilder("req")
+    job.site_task("ta", "silo.spin", {}, dataset="d0", site="a")
+    job.site_task("tb", "silo.spin", {}, dataset="d1", site="b")
+    run = JobRun(job.build(results=["ta", "tb"]), EngineMode.sol(), sites)
+    run.start()
+    sites["b"].alive = False
+    with pytest.raises(JobFailedError, match="no connected site can run task 'tb'"):
+        run.on_site_lost("b")

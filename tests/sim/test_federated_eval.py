@@ -101,3 +101,36 @@ def test_deviation_mode_reports_the_bound_and_both_measured_deviations(digits) -
 
     assert extra["deviation_bound"] == 0.05
     assert 0 <= extra["share_deviation"] <= 1 and 0 <= extra["pooled_deviation"] <= 1
+
+
+def test_category_mode_plans_with_device_reported_counts(digits) -> None:
+    from fedsys.analytics.device_stats import label_histograms
+
+    model, weights = _model(digits)
+    truth = digits.test_label_counts()
+    exact = FederatedEvaluator(
+        "category", digits, _fleet(60), weights.num_bytes, 1.0, samples_per_category=5,
+        category_counts=label_histograms(truth).per_client,
+    )
+    baseline = FederatedEvaluator(
+        "category", digits, _fleet(60), weights.num_bytes, 1.0, samples_per_category=5
+    )
+    online = np.arange(60)
+    same = exact.evaluate(model, weights, online, 0, cross_entropy_per_sample)
+    assert same.participants == baseline.evaluate(
+        model, weights, online, 0, cross_entropy_per_sample
+    ).participants
+    # A client that reports holding nothing is never asked, whatever it really holds.
+    silent = same.participants[0]
+    reported = truth.copy()
+    reported[silent] = 0
+    evaluator = FederatedEvaluator(
+        "category", digits, _fleet(60), weights.num_bytes, 1.0, samples_per_category=5,
+        category_counts=reported,
+    )
+    result = evaluator.evaluate(model, weights, online, 0, cross_entropy_per_sample)
+    assert silent not in result.participants
+    assert result.num_samples == 5 * digits.num_classes
+    with pytest.raises(ValueError, match="shape"):
+        FederatedEvaluator("category", digits, _fleet(60), weights.num_bytes, 1.0,
+                           category_counts=truth[:3])

@@ -72,6 +72,22 @@ def test_eval_selection_reports_participant_accuracy_next_to_the_population() ->
         assert record.extra["eval_participants"] >= 1
 
 
+def test_category_eval_can_plan_with_private_device_reported_counts() -> None:
+    config = _quickstart(rounds=1, **{
+        "eval.every": 1, "eval.selection": "category", "eval.category_counts": "reported",
+        "eval.counts_epsilon": 1.0,
+    })
+    simulator = Simulator.from_config(config)
+    planned = np.asarray(simulator.evaluator.category.client_counts)
+    truth = simulator.dataset.test_label_counts()
+    assert planned.shape == truth.shape and not np.array_equal(planned, truth)
+
+    records = simulator.run().records
+
+    assert 0.0 <= records[-1].extra["participant_accuracy"] <= 1.0
+    assert records[-1].extra["participant_samples"] <= 20 * 10
+
+
 def test_transfer_cost_ratio_reference_charges_transfers_as_mobilenet() -> None:
     real = Simulator.from_config(_quickstart(rounds=1))
     charged = Simulator.from_config(

@@ -1,0 +1,151 @@
+"""A site's tables in DuckDB, and the ``sites.yaml`` that says which site holds what.
+
+A site's dataset is a small JSON catalog ``{"tables": {"lineitem": "/data/li.parquet"}}``;
+each compute worker loads the tables (CSV or Parquet) into an in-memory DuckDB once,
+then turns off DuckDB's access to files, so a query can read only the declared tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = ["PrivacySection", "SecureSection", "SiteSpec", "SitesFile", "load_sites",
+           "site_database", "table_rows", "write_catalog"]
+
+_READERS = {".csv": "read_csv_auto", ".parquet": "read_parquet", ".pq": "read_parquet"}
+
+
+class SiteSpec(BaseModel):
+    """One site of ``sites.yaml``: its name and its tables (CSV or Parquet paths)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    tables: dict[str, str] = Field(min_length=1)
+
+    @field_validator("tables")
+    @classmethod
+    def _known_formats(cls, tables: dict[str, str]) -> dict[str, str]:
+        for table, path in tables.items():
+            if not table.isidentifier():
+                raise ValueError(f"table name {table!r} is not an identifier")
+            if Path(path).suffix.lower() not in _READERS:
+                raise ValueError(f"table {table!r}: {path} is not .csv or .parquet")
+        return tables
+
+
+class PrivacySection(BaseModel):
+    """The dataset owners' privacy rules: budget, ledger, declared bounds and key values."""
+
+    model_config = ConfigDict(extra="forbid")
+    budget_epsilon: float = Field(default=1.0, gt=0)
+    budget_delta: float = Field(default=0.0, ge=0, lt=1)
+    ledger: str = "privacy_ledger.json"
+    bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    domains: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class SecureSection(BaseModel):
+    """Secure summation settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_dropouts: int = Field(default=1, ge=0)
+
+
+class SitesFile(BaseModel):
+    """``sites.yaml``: the dataset's name (privacy budgets are per dataset) and its sites."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: str = Field(default="data", min_length=1)
+    sites: list[SiteSpec] = Field(min_length=1)
+    privacy: PrivacySection = Field(default_factory=PrivacySection)
+    secure: SecureSection = Field(default_factory=SecureSection)
+
+    @field_validator("sites")
+    @classmethod
+    def _unique(cls, sites: list[SiteSpec]) -> list[SiteSpec]:
+        names = [s.name for s in sites]
+        if len(set(names)) != len(names):
+            raise ValueError(f"site names repeat: {names}")
+        return sites
+
+
+def load_sites(path: Path) -> SitesFile:
+    """Read and check ``sites.yaml``; table paths become absolute (relative to the file).
+
+    Raises
+    ------
+    ValueError
+        If the file is malformed, names an unknown key or a table file that is missing.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"sites file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+        spec = SitesFile.model_validate(raw)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise ValueError(f"{path}: {where}: {error['msg']}") from None
+    for site in spec.sites:
+        for table, file in site.tables.items():
+            full = (path.parent / file).resolve()
+            if not full.exists():
+                raise FileNotFoundError(f"{path}: site {site.name} table {table}: no file {full}")
+            site.tables[table] = str(full)
+    spec.privacy.ledger = str((path.parent / spec.privacy.ledger).resolve())
+    return spec
+
+
+def write_catalog(path: Path, tables: Mapping[str, str]) -> Path:
+    """Write a site's catalog JSON (the dataset path a site manager is started with)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"tables": dict(tables)}, indent=1))
+    return path
+
+
+_DATABASES: dict[Path, Any] = {}
+_ROWS: dict[tuple[Path, str], int] = {}
+
+
+def site_database(catalog: Path) -> Any:
+    """This worker's DuckDB with the catalog's tables loaded (once per process).
+
+    Raises
+    ------
+    ValueError
+        If the catalog is malformed.
+    """
+    con = _DATABASES.get(catalog)
+    if con is None:
+        import duckdb
+
+        try:
+            tables = json.loads(Path(catalog).read_text())["tables"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ValueError(f"site catalog {catalog} is not {{\"tables\": {{...}}}}") from None
+        con = duckdb.connect(config={"threads": 1})
+        for table, file in tables.items():
+            reader = _READERS[Path(file).suffix.lower()]
+            con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM {reader}(?)', [str(file)])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        _DATABASES[catalog] = con
+    return con
+
+
+def table_rows(catalog: Path, table: str) -> int:
+    """Row count of ``table`` at this site (cached)."""
+    key = (catalog, table)
+    if key not in _ROWS:
+        con = site_database(catalog)
+        _ROWS[key] = int(con.execute(f"SELECT COUNT(*) FROM {table}").fetchall()[0][0])
+    return _ROWS[key]

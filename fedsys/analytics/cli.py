@@ -1,0 +1,124 @@
+"""``fedsys query``: one federated SQL query over the sites of a ``sites.yaml``.
+
+The query is planned (and refused, if it has no mergeable form) before any site starts;
+then every site of the file is started on loopback behind the WAN shaper, with its own
+tables in DuckDB, and the answer is printed as a table or JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from fedsys.silo.engine import EngineMode
+from fedsys.silo.shaper import LinkSettings
+
+if TYPE_CHECKING:  # the analytics extra (duckdb, sqlglot, ...) loads only when used
+    from fedsys.analytics.catalog import SitesFile
+    from fedsys.analytics.query import QueryOptions, QueryResult
+
+__all__ = ["add_query_command", "options_from_args", "result_json"]
+
+
+def add_query_command(subparsers: Any) -> None:
+    """Add ``query`` to the ``fedsys`` command."""
+    parser = subparsers.add_parser(
+        "query", help="federated SQL over the sites of a sites.yaml (exact, DP or secure)")
+    parser.add_argument("sql", help='e.g. "SELECT label, COUNT(*), AVG(x) FROM data GROUP BY '
+                                    'label"')
+    parser.add_argument("--sites", required=True, help="sites.yaml: each site's tables")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--mode", choices=("sol", "baseline"), default="sol")
+    parser.add_argument("--parts", type=int, default=1, help="partial tasks per site")
+    parser.add_argument("--epsilon", type=float, help="differential privacy of this query")
+    parser.add_argument("--delta", type=float, default=0.0, help="DP delta (gaussian)")
+    parser.add_argument("--mechanism", choices=("laplace", "gaussian"), default="laplace")
+    parser.add_argument("--secure", action="store_true",
+                        help="sum the sites' partials under pairwise masking")
+    parser.add_argument("--rtt-ms", type=float, default=0.0, help="emulated WAN round trip")
+    parser.add_argument("--rate-mbps", type=float, default=0.0,
+                        help="emulated WAN bandwidth per direction (0: unlimited)")
+    parser.add_argument("--workdir", help="keep logs and catalogs here")
+    parser.add_argument("--timeout-s", type=float, default=300.0)
+    parser.set_defaults(handler=_cmd_query)
+
+
+def options_from_args(args: argparse.Namespace, spec: SitesFile) -> QueryOptions:
+    """Query options from the command line and the privacy rules of ``sites.yaml``."""
+    from fedsys.analytics.dp import PrivacySpec
+    from fedsys.analytics.query import QueryOptions
+
+    privacy = None
+    if args.epsilon is not None:
+        privacy = PrivacySpec(args.epsilon, args.delta, args.mechanism,
+                              dict(spec.privacy.bounds))
+    elif args.delta:
+        raise ValueError("--delta needs --epsilon")
+    return QueryOptions(privacy=privacy, secure=args.secure, domains=spec.privacy.domains,
+                        parts=args.parts)
+
+
+def result_json(result: QueryResult) -> dict[str, Any]:
+    """A result as a JSON object (columns, rows, cost, noise scales)."""
+    from fedsys.analytics.encoding import to_json_value
+
+    return {"columns": result.columns,
+            "rows": [[to_json_value(v) for v in row] for row in result.rows],
+            "duration_s": result.duration_s, "bytes_moved": result.bytes_moved,
+            "noise": {k: {"mechanism": m, "scale": s} for k, (m, s) in result.noise.items()},
+            "dropped_sites": result.dropped}
+
+
+def _cmd_query(args: argparse.Namespace, console: Console) -> int:
+    try:
+        from fedsys.analytics.catalog import load_sites
+        from fedsys.analytics.ledger import PrivacyLedger
+        from fedsys.analytics.local import local_engine
+        from fedsys.analytics.planner import plan_query
+        from fedsys.analytics.query import check_options
+    except ImportError as exc:
+        raise RuntimeError(f"fedsys query needs the analytics extra "
+                           f"(pip install 'fedsys[analytics]'): {exc}") from None
+
+    plan = plan_query(args.sql)  # refuse what cannot run before starting any site
+    spec = load_sites(Path(args.sites))
+    options = options_from_args(args, spec)
+    check_options(plan, options)
+    ledger = PrivacyLedger(Path(spec.privacy.ledger), spec.privacy.budget_epsilon,
+                           spec.privacy.budget_delta)
+    mode = EngineMode.sol() if args.mode == "sol" else EngineMode.baseline()
+    link = LinkSettings.symmetric(args.rtt_ms / 1000, args.rate_mbps * 1e6 or None) \
+        if args.rtt_ms or args.rate_mbps else LinkSettings()
+
+    async def main(workdir: Path) -> QueryResult:
+        async with local_engine(spec, workdir, mode, ledger, spec.secure.max_dropouts,
+                                link=link) as (engine, _):
+            engine.job_timeout_s = args.timeout_s
+            return await engine.run(args.sql, options)
+
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
+        result = asyncio.run(main(Path(args.workdir)))
+    else:
+        with tempfile.TemporaryDirectory(prefix="fedsys-query-") as tmp:
+            result = asyncio.run(main(Path(tmp)))
+    if args.json:
+        print(json.dumps(result_json(result), indent=1))
+        return 0
+    table = Table(title=f"{len(result.rows)} rows from {len(spec.sites)} sites in "
+                        f"{result.duration_s:.2f} s, {result.bytes_moved} bytes moved")
+    for column in result.columns:
+        table.add_column(column)
+    for row in result.rows:
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+    for column, (mechanism, scale) in result.noise.items():
+        console.print(f"{column}: {mechanism} noise, scale {scale:.4g}", highlight=False)
+    return 0

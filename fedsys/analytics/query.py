@@ -1,0 +1,348 @@
+"""Run federated queries on a silo coordinator: plan, push down, merge, finish in DuckDB.
+
+Exact queries run as one silo job of ``parts`` partial-aggregate tasks per site (Sol
+binds them early and pipelines them; the baseline asks for each one). Differentially
+private queries are charged to the ledger first, then the sites compute clamped
+summable partials and the coordinator adds OpenDP noise to the merged totals. Secure
+queries sum pairwise-masked vectors, so the coordinator learns only totals; sites that
+drop out after the key exchange are tolerated up to ``max_dropouts`` by a recovery round
+in which the survivors reveal the seeds they share with the dropped sites.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import product
+from typing import Any
+
+import numpy as np
+
+from fedsys.analytics import secure_sum
+from fedsys.analytics.aggregates import (
+    SUMMABLE,
+    finalize_sums,
+    merge_partials,
+    result_type,
+    summable_vector,
+)
+from fedsys.analytics.dp import NoisyMeasure, PrivacySpec, calibrate
+from fedsys.analytics.encoding import decode_table, to_json_value
+from fedsys.analytics.ledger import PrivacyLedger
+from fedsys.analytics.planner import MERGED_TABLE, QueryPlan, UnsupportedQueryError, plan_query
+from fedsys.silo.coordinator import JobResult, SiloCoordinator
+from fedsys.silo.engine import EngineMode, JobFailedError
+from fedsys.silo.job import JobBuilder
+
+__all__ = ["FederatedQueryEngine", "QueryOptions", "QueryResult", "check_options"]
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """How one query runs.
+
+    Parameters
+    ----------
+    privacy
+        Differential privacy of the result (``None``: exact).
+    secure
+        Sum the sites' partials under pairwise masking.
+    domains
+        Declared values of GROUP BY keys (by key column), needed by DP and secure sums:
+        every site then reports every group, so the set of groups reveals nothing.
+    parts
+        Partial-aggregate tasks per site (exact queries).
+    """
+
+    privacy: PrivacySpec | None = None
+    secure: bool = False
+    domains: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    parts: int = 1
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """A query's answer and what it cost.
+
+    Attributes
+    ----------
+    columns, rows
+        The result table.
+    duration_s
+        Wall time of the whole query: planning, every job, merging and finishing.
+    bytes_moved
+        Payload bytes the sites sent to the coordinator.
+    noise
+        ``column -> (mechanism, scale)`` for each noisy aggregate (DP only).
+    dropped
+        Sites whose share was lost and recovered around (secure sums).
+    """
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    duration_s: float
+    bytes_moved: int
+    noise: dict[str, tuple[str, float]] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+    measures: dict[int, list[NoisyMeasure]] = field(default_factory=dict)
+
+
+class FederatedQueryEngine:
+    """Federated SQL over the sites connected to a coordinator.
+
+    Parameters
+    ----------
+    coordinator
+        A started coordinator whose sites hold ``dataset`` (a table catalog each).
+    dataset
+        The dataset name the sites were started with (``--data NAME=catalog.json``).
+    mode
+        Sol (default) or baseline engine mode.
+    ledger
+        Privacy budget ledger (required for DP queries).
+    max_dropouts
+        Sites a secure sum may lose and still answer.
+    job_timeout_s
+        Deadline of each job.
+    """
+
+    def __init__(self, coordinator: SiloCoordinator, dataset: str = "data",
+                 mode: EngineMode | None = None, ledger: PrivacyLedger | None = None,
+                 max_dropouts: int = 1, job_timeout_s: float = 300.0) -> None:
+        self.coordinator = coordinator
+        self.dataset = dataset
+        self.mode = mode or EngineMode.sol()
+        self.ledger = ledger
+        self.max_dropouts = max_dropouts
+        self.job_timeout_s = job_timeout_s
+        self.keys_: dict[str, bytes] = {}
+
+    def sites(self) -> list[str]:
+        """Connected sites holding the dataset, sorted."""
+        return sorted(v.name for v in self.coordinator.live_sites()
+                      if self.dataset in v.datasets)
+
+    async def run(self, sql: str, options: QueryOptions | None = None) -> QueryResult:
+        """Answer ``sql`` over the union of the sites' tables.
+
+        Raises
+        ------
+        UnsupportedQueryError
+            If the query (or its DP/secure variant) has no mergeable form.
+        BudgetExceededError
+            If a DP query would overspend the dataset's budget (no site runs it).
+        JobFailedError
+            If a site fails the query (its error is in the message).
+        """
+        started = time.perf_counter()
+        options = options or QueryOptions()
+        plan = plan_query(sql)
+        sites = self.sites()
+        if not sites:
+            raise JobFailedError(f"no connected site holds dataset {self.dataset!r}")
+        if options.privacy is not None or options.secure:
+            result = await self._run_summable(plan, options, sites)
+        else:
+            result = await self._run_exact(plan, options, sites)
+        return replace(result, duration_s=time.perf_counter() - started)
+
+    # ------------------------------------------------------------------ exact
+
+    async def _run_exact(self, plan: QueryPlan, options: QueryOptions, sites: list[str]
+                         ) -> QueryResult:
+        job = JobBuilder("query")
+        ids = [job.site_task(f"{site}/{part}", "analytics.partial",
+                             {"query": plan.sql, "part": part, "parts": options.parts},
+                             dataset=self.dataset, site=site)
+               for site in sites for part in range(max(1, options.parts))]
+        result = await self.coordinator.run_job(job.build(ids), self.mode, self.job_timeout_s)
+        tables = [decode_table(result.outputs[i].payload) for i in ids]
+        nkeys = len(plan.keys)
+        groups: dict[tuple[Any, ...], list[list[Any]]] = {}
+        key_types: list[str] = []
+        agg_types: dict[int, str] = {}
+        for columns, types, rows in tables:
+            key_types = types[:nkeys]
+            for column, typ in zip(columns[nkeys:], types[nkeys:], strict=True):
+                agg_types.setdefault(int(column[2:].split("_")[0]), typ)
+            for row in rows:
+                groups.setdefault(tuple(_hashable(v) for v in row[:nkeys]), []).append(row)
+        slots = _slot_columns(tables[0][0], nkeys)
+        merged = []
+        for key, rows in groups.items():
+            values = [merge_partials(spec, [[row[c] for c in slots[i]] for row in rows])
+                      for i, spec in enumerate(plan.aggregates)]
+            merged.append([*key, *values])
+        types = [*key_types, *(result_type(s, agg_types.get(i))
+                               for i, s in enumerate(plan.aggregates))]
+        columns, rows = finish(plan, types, merged)
+        return QueryResult(columns, rows, result.duration_s, job_bytes(result))
+
+    # -------------------------------------------------------------- summable
+
+    async def _run_summable(self, plan: QueryPlan, options: QueryOptions, sites: list[str]
+                            ) -> QueryResult:
+        domains = check_options(plan, options)
+        clamps, measures = calibrate(plan.aggregates, options.privacy)
+        if options.privacy is not None:
+            if self.ledger is None:
+                raise ValueError("a differentially private query needs a privacy ledger")
+            self.ledger.charge(self.dataset, options.privacy.epsilon, options.privacy.delta,
+                               plan.sql)
+        if options.secure:
+            sums, duration_s, moved, dropped = await secure_sum.secure_sums(
+                self, plan, clamps, domains, sites)
+        else:
+            sums, duration_s, moved = await self._plain_sums(plan, clamps, domains, sites)
+            dropped = []
+        groups = list(product(*[[to_json_value(v) for v in d] for d in domains])) or [()]
+        widths = [3 if s.kind.startswith(("var", "stddev")) else (1 if s.kind == "count" else 2)
+                  for s in plan.aggregates]
+        width = sum(widths)
+        merged = []
+        for g, key in enumerate(groups):
+            row = sums[g * width:(g + 1) * width]
+            values, offset = [], 0
+            for slot, (spec, w) in enumerate(zip(plan.aggregates, widths, strict=True)):
+                part = list(row[offset:offset + w])
+                offset += w
+                for j, noise in enumerate(measures.get(slot, [])):
+                    part[j] = noise(part[j])
+                if spec.kind == "sum" and slot in measures:
+                    part[1] = 1  # a noisy SUM is released even for an empty group
+                values.append(finalize_sums(spec, part))
+            merged.append([*key, *values])
+        types = [*_key_types(domains), *("DOUBLE" for _ in plan.aggregates)]
+        columns, rows = finish(plan, types, merged)
+        noise = {_label(plan.aggregates[slot]): (m[0].mechanism, m[0].scale)
+                 for slot, m in measures.items()}
+        return QueryResult(columns, rows, duration_s, moved, noise, dropped, measures)
+
+    async def _plain_sums(self, plan: QueryPlan, clamps: Mapping[int, tuple[float, float]],
+                          domains: list[list[Any]], sites: list[str]
+                          ) -> tuple[np.ndarray, float, int]:
+        job = JobBuilder("query-dp")
+        params = {"query": plan.sql, "secure": True,
+                  "clamps": {str(k): list(v) for k, v in clamps.items()}}
+        ids = [job.site_task(site, "analytics.partial", params, dataset=self.dataset,
+                             site=site) for site in sites]
+        result = await self.coordinator.run_job(job.build(ids), self.mode, self.job_timeout_s)
+        total: np.ndarray | None = None
+        for i in ids:
+            columns, _, rows = decode_table(result.outputs[i].payload)
+            vector = summable_vector(plan, columns, rows, domains)
+            total = vector if total is None else total + vector
+        assert total is not None
+        return total, result.duration_s, job_bytes(result)
+
+    async def public_keys(self, sites: Sequence[str]) -> dict[str, bytes]:
+        """The sites' X25519 public keys (asked once per site, then kept)."""
+        return await secure_sum.public_keys(self, sites)
+
+
+def check_options(plan: QueryPlan, options: QueryOptions) -> list[list[Any]]:
+    """Refuse what a DP or secure query cannot do, before anything runs; the key domains.
+
+    Raises
+    ------
+    UnsupportedQueryError
+        If an aggregate has no summable (secure) or noisy (DP) form, or a GROUP BY key
+        lacks declared values.
+    ValueError
+        If a DP sum lacks declared bounds.
+    """
+    if options.privacy is None and not options.secure:
+        return []
+    for spec in plan.aggregates:
+        if spec.kind not in SUMMABLE:
+            raise UnsupportedQueryError(
+                f"{spec.name} has no form under differential privacy or secure summation"
+                f" (COUNT, SUM, AVG, VAR, STDDEV only)")
+        if options.privacy is not None and spec.kind not in ("count", "sum", "avg"):
+            raise UnsupportedQueryError(f"{spec.name} is not supported under differential "
+                                        f"privacy (COUNT, SUM, AVG)")
+        if options.privacy is not None and spec.kind != "count":
+            if spec.column is None:
+                raise UnsupportedQueryError(f"{spec.name}({spec.arg}): differential privacy "
+                                            f"needs a bare column with declared bounds")
+            options.privacy.bound_of(spec.column)
+    return _domains(plan, options)
+
+
+def finish(plan: QueryPlan, types: Sequence[str], merged: Sequence[Sequence[Any]]
+           ) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Evaluate the rest of the query (expressions, HAVING, ORDER BY, LIMIT) in DuckDB."""
+    nkeys = len(plan.keys)
+    names = [f"_k{i}" for i in range(nkeys)] + [f"_a{i}" for i in range(len(types) - nkeys)]
+    con = _finishing_database().cursor()  # a connection of its own: its temp table too
+    con.execute(f"CREATE TEMP TABLE {MERGED_TABLE} ("
+                + ", ".join(f"{n} {t}" for n, t in zip(names, types, strict=True)) + ")")
+    if merged:
+        marks = ", ".join("?" for _ in names)
+        con.executemany(f"INSERT INTO {MERGED_TABLE} VALUES ({marks})",
+                        [list(row) for row in merged])
+    try:
+        cursor = con.execute(plan.final_sql)
+        return [d[0] for d in cursor.description], cursor.fetchall()
+    finally:
+        con.close()
+
+
+_FINISHING: Any = None
+
+
+def _finishing_database() -> Any:
+    """One in-memory DuckDB per process for finishing queries (opening one costs)."""
+    global _FINISHING
+    if _FINISHING is None:
+        import duckdb
+
+        _FINISHING = duckdb.connect(config={"threads": 1})
+    return _FINISHING
+
+
+def _slot_columns(columns: Sequence[str], nkeys: int) -> dict[int, list[int]]:
+    slots: dict[int, list[int]] = {}
+    for index, column in enumerate(columns[nkeys:], start=nkeys):
+        slots.setdefault(int(column[2:].split("_")[0]), []).append(index)
+    return slots
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
+
+
+def _domains(plan: QueryPlan, options: QueryOptions) -> list[list[Any]]:
+    domains = []
+    for key, column in zip(plan.keys, plan.key_columns, strict=True):
+        if column is None or column not in options.domains:
+            raise UnsupportedQueryError(
+                f"GROUP BY {key} under differential privacy or secure summation needs the "
+                f"key's declared values (domains: {{{column or key}: [...]}})")
+        domains.append(list(options.domains[column]))
+    return domains
+
+
+def _key_types(domains: Sequence[Sequence[Any]]) -> list[str]:
+    types = []
+    for domain in domains:
+        values = [v for v in domain if v is not None]
+        if values and all(isinstance(v, bool) for v in values):
+            types.append("BOOLEAN")
+        elif values and all(isinstance(v, int) for v in values):
+            types.append("BIGINT")
+        elif values and all(isinstance(v, (int, float)) for v in values):
+            types.append("DOUBLE")
+        else:
+            types.append("VARCHAR")
+    return types
+
+
+def _label(spec: Any) -> str:
+    return f"{spec.name}({spec.arg or '*'})"
+
+
+def job_bytes(result: JobResult) -> int:
+    """Payload bytes the sites sent for a job."""
+    return sum(len(o.payload) for o in result.outputs.values())

@@ -1,0 +1,146 @@
+"""Site tasks of federated analytics, registered by name on every analytics site.
+
+A site never runs SQL it is sent: it plans the *query* itself
+(:func:`~fedsys.analytics.planner.plan_query`), so it only ever computes mergeable
+partial aggregates over its own tables. Start sites with ``--tasks
+fedsys.analytics.tasks``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fedsys.analytics import masking
+from fedsys.analytics.aggregates import sketch_of, summable_vector
+from fedsys.analytics.catalog import site_database, table_rows
+from fedsys.analytics.encoding import encode_table
+from fedsys.analytics.planner import QueryPlan, plan_query
+from fedsys.silo.registry import Output, TaskContext, task
+
+__all__ = ["site_keys"]
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(query: str) -> QueryPlan:
+    """The site's own plan of a query (parsed once per worker, not once per partition)."""
+    return plan_query(query)
+
+
+def _catalog(ctx: TaskContext) -> Path:
+    if ctx.data_path is None:
+        raise ValueError(f"task {ctx.task_id} needs an analytics dataset (a table catalog)")
+    return ctx.data_path
+
+
+def _clamps(params: Mapping[str, Any]) -> dict[int, tuple[float, float]]:
+    return {int(k): (float(v[0]), float(v[1])) for k, v in params.get("clamps", {}).items()}
+
+
+def _row_range(catalog: Path, plan: QueryPlan, part: int, parts: int) -> tuple[int, int] | None:
+    if parts <= 1:
+        return None
+    rows = table_rows(catalog, plan.table)
+    return rows * part // parts, rows * (part + 1) // parts
+
+
+@task("analytics.partial")
+def partial(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence[Output]) -> Output:
+    """Partial aggregates of ``query`` over rows ``part`` of ``parts`` of this site's table.
+
+    Params: ``query``, ``part``, ``parts``, ``secure`` (summable partials only, for DP),
+    ``clamps`` (aggregate slot -> [lo, hi]).
+    """
+    catalog = _catalog(ctx)
+    plan = _plan(str(params["query"]))
+    part, parts = int(params.get("part", 0)), int(params.get("parts", 1))
+    sql = plan.site_sql(_row_range(catalog, plan, part, parts),
+                        secure=bool(params.get("secure", False)), clamps=_clamps(params))
+    cursor = site_database(catalog).execute(sql)
+    columns = [d[0] for d in cursor.description]
+    types = [str(d[1]) for d in cursor.description]
+    rows = [list(r) for r in cursor.fetchall()]
+    if not params.get("secure"):
+        for i, column in enumerate(columns):
+            if column.startswith("_a"):
+                spec = plan.aggregates[int(column[2:].split("_")[0])]
+                if spec.kind in ("quantile", "distinct"):
+                    types[i] = "BLOB"
+                    for row in rows:
+                        row[i] = sketch_of(spec, row[i])
+    return Output(encode_table(columns, types, rows), {"rows": len(rows)})
+
+
+def site_keys(ctx: TaskContext) -> masking.KeyPair:
+    """This site's long-term X25519 key pair, created once beside its catalog (mode 0600).
+
+    The private key never leaves the site; per-query masks come from it through HKDF
+    with the query id, so one key pair serves every query.
+    """
+    folder = _catalog(ctx).parent / ".fedsys-keys"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / f"{ctx.site}.x25519"
+    if not path.exists():
+        pair = masking.KeyPair.generate()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another worker of this site made it first
+        else:
+            with os.fdopen(fd, "wb") as f:
+                f.write(pair.private)
+                f.flush()
+                os.fsync(f.fileno())
+    private = path.read_bytes()
+    if len(private) != 32:
+        raise ValueError(f"site key {path} is damaged")
+    return masking.KeyPair.from_private(private)
+
+
+@task("analytics.public_key")
+def public_key(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence[Output]) -> Output:
+    """This site's public key (for the pairwise masks of secure sums)."""
+    return Output(site_keys(ctx).public, {"site": ctx.site})
+
+
+@task("analytics.masked_partial")
+def masked_partial(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence[Output]
+                   ) -> Output:
+    """This site's summable partials of ``query``, masked pairwise with every peer.
+
+    Params: ``query``, ``clamps``, ``domains`` (declared key values), ``context`` (hex
+    query id binding the masks) and ``peers`` (site -> public key hex, this site included).
+    """
+    plan = _plan(str(params["query"]))
+    sql = plan.site_sql(secure=True, clamps=_clamps(params))
+    cursor = site_database(_catalog(ctx)).execute(sql)
+    columns = [d[0] for d in cursor.description]
+    vector = summable_vector(plan, columns, cursor.fetchall(), params.get("domains", []))
+    pair = site_keys(ctx)
+    peers = {site: bytes.fromhex(key) for site, key in params["peers"].items()}
+    if peers.get(ctx.site) != pair.public:
+        raise ValueError(f"site {ctx.site}: the coordinator's key directory holds a stale key")
+    masked = masking.mask_vector(masking.encode_fixed(vector), ctx.site, pair.private, peers,
+                                 bytes.fromhex(str(params["context"])))
+    return Output(masked.astype("<u8").tobytes(), {"site": ctx.site, "length": len(vector)})
+
+
+@task("analytics.reveal_seeds")
+def reveal_seeds(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence[Output]
+                 ) -> Output:
+    """The pair seeds this site shares with dropped peers for one query (recovery round).
+
+    Params: ``context`` and ``dropped`` (site -> public key hex). Output: 32 bytes per
+    dropped peer, in sorted site order.
+    """
+    pair = site_keys(ctx)
+    context = bytes.fromhex(str(params["context"]))
+    dropped = sorted(params["dropped"].items())
+    if any(site == ctx.site for site, _ in dropped):
+        raise ValueError(f"site {ctx.site} is listed as dropped but is running")
+    seeds = b"".join(masking.pair_seed(pair.private, bytes.fromhex(key), context)
+                     for _, key in dropped)
+    return Output(seeds, {"site": ctx.site, "dropped": [s for s, _ in dropped]})

@@ -20,7 +20,8 @@ Targets: that speedup >= 25, and vectorized >= 3x faster than the floor per stea
 round at K=100 (printed as a row).
 
 Run: ``python benchmarks/backends.py [--rounds 5] [--quick]`` (``--quick``: MLP only,
-K = 10 and 100; the default runs every row above).
+K = 10 and 100; the default runs every row above, smallest K first, and keeps what is
+done in ``results/backends.partial.json``, which ``--report`` prints).
 """
 
 from __future__ import annotations
@@ -161,29 +162,29 @@ def table(results: dict) -> list[str]:
     return lines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="MLP only, K = 10 and 100")
-    parser.add_argument("--flower-timeout-s", type=float, default=3600.0)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    ensure_flower()
-    ks = (10, 100) if args.quick else (10, 100, 1000)
-    models = ("mlp",) if args.quick else ("mlp", "cnn")
+def measure(rounds: int, quick: bool, flower_timeout_s: float) -> dict[str, dict]:
+    """Every row, smallest K first (the headline K=100 rows come before K=1,000's)."""
+    ks = (10, 100) if quick else (10, 100, 1000)
+    models = ("mlp",) if quick else ("mlp", "cnn")
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="fedsys-backends-") as tmp:
-        for model_name in models:
-            for k in ks:
+        for k in ks:
+            for model_name in models:
                 key = f"{model_name}/{k}"
-                results[key] = {}
-                results[key]["flower"] = run_flower(
-                    model_name, k, args.rounds, Path(tmp), args.flower_timeout_s
-                )
-                results[key]["floor"] = run_floor(model_name, k, args.rounds)
+                results[key] = {
+                    "flower": run_flower(model_name, k, rounds, Path(tmp), flower_timeout_s),
+                    "floor": run_floor(model_name, k, rounds),
+                }
                 for backend in ("sequential", "vectorized", "ray"):
-                    results[key][backend] = run_fedsys(backend, model_name, k, args.rounds)
-                print(f"done {key}", flush=True)
+                    results[key][backend] = run_fedsys(backend, model_name, k, rounds)
+                print("\n".join(table({key: results[key]})[1:]), flush=True)
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                (RESULTS / "backends.partial.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def report(results: dict[str, dict], rounds: int) -> None:
+    """Print the table and the headline; write ``results/backends.json``."""
     lines = table(results)
     headline = results["mlp/100"]
     speedup = headline["flower"]["total_s"] / headline["vectorized"]["total_s"]
@@ -195,7 +196,7 @@ def main() -> None:
     print("\n".join(lines))
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
-        "rounds": args.rounds,
+        "rounds": rounds,
         "local_steps": LOCAL_STEPS,
         "batch_size": BATCH_SIZE,
         "lr": LR,
@@ -212,6 +213,23 @@ def main() -> None:
     }
     (RESULTS / "backends.json").write_text(json.dumps(payload, indent=2))
     print(f"speedup: {speedup:.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="MLP only, K = 10 and 100")
+    parser.add_argument("--flower-timeout-s", type=float, default=3600.0)
+    parser.add_argument(
+        "--report", type=Path, help="only print the table of a results/backends.partial.json"
+    )
+    args = parser.parse_args()
+    if args.report is not None:
+        report(json.loads(args.report.read_text()), args.rounds)
+        return
+    torch.set_num_threads(1)
+    ensure_flower()
+    report(measure(args.rounds, args.quick, args.flower_timeout_s), args.rounds)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import torch
 
 from fedsys.core.training import TrainResult
 from fedsys.core.update import LossStats
-from fedsys.core.weights import ModelWeights
+from fedsys.core.weights import ModelWeights, TensorSpec
 from fedsys.data.federated import FederatedDataset
 from fedsys.sim.backends.base import BackendSession, TrainingBackend, TrainingParts, TrainJob
 
@@ -54,13 +54,18 @@ class RayTrainer:
         self.session = backend.open(parts)
 
     def train(
-        self, jobs: list[tuple[int, int, tuple[int, ...]]], like: ModelWeights, *starts: np.ndarray
+        self,
+        jobs: list[tuple[int, int, tuple[int, ...]]],
+        specs: tuple[TensorSpec, ...],
+        *starts: np.ndarray,
     ) -> list[tuple[int, np.ndarray, int, tuple[float, float, int], int]]:
-        """Train ``jobs`` from ``starts[key]``; return (position, delta, n, loss, steps)."""
-        flats = [torch.from_numpy(np.array(start)) for start in starts]
+        """Train ``jobs`` from ``starts[key]``; return (position, delta, n, loss, steps).
+
+        ``starts`` arrive as the object store's read-only arrays, copied once per call.
+        """
+        weights = [ModelWeights(specs, torch.from_numpy(np.array(start))) for start in starts]
         local = [
-            TrainJob(client_id=client, start=like.with_flat(flats[key]), seed=seed)
-            for client, key, seed in jobs
+            TrainJob(client_id=client, start=weights[key], seed=seed) for client, key, seed in jobs
         ]
         out = []
         for position, result in self.session.train(local):
@@ -97,11 +102,11 @@ class RaySession(BackendSession):
             if id(job.start) not in keys:
                 keys[id(job.start)] = len(refs)
                 refs.append(ray.put(job.start.flat.detach().cpu().numpy()))
-        like = _layout(jobs[0].start)
+        specs = jobs[0].start.specs
         pending = []
         for number, share in enumerate(self._shares(jobs, keys)):
             actor = self.actors[number % len(self.actors)]
-            pending.append((share, actor.train.remote(share.jobs, like, *refs)))
+            pending.append((share, actor.train.remote(share.jobs, specs, *refs)))
         for share, future in pending:
             for position, delta, num_samples, loss, steps in ray.get(future):
                 index = share.indices[position]
@@ -138,11 +143,6 @@ class RaySession(BackendSession):
         self.actors = []
         if self.started and self.ray.is_initialized():
             self.ray.shutdown()
-
-
-def _layout(weights: ModelWeights) -> ModelWeights:
-    """The layout of ``weights`` without its numbers (what actors need besides the refs)."""
-    return ModelWeights(weights.specs, torch.zeros(weights.num_params))
 
 
 class RayBackend(TrainingBackend):

@@ -1,10 +1,10 @@
 """Many clients' local training as one batched computation (``sim.backend: vectorized``).
 
-Clients are planned exactly as ``LocalTrainer`` would draw their mini-batches, grouped
-into buckets of equal (steps, widest batch) so padding wastes nothing in the common
-case, and trained ``chunk_size`` at a time, so memory is bounded by the chunk, not by
-the round. Results stream out chunk by chunk in bucket order (deterministic: a
-function of the jobs only).
+Clients are planned exactly as ``LocalTrainer`` would draw their mini-batches, sorted
+into buckets of equal (steps, widest batch), and trained ``chunk_size`` at a time from
+one step count (so padding never adds steps, only narrower batches), so memory is
+bounded by the chunk, not by the round. Results stream out chunk by chunk in bucket
+order (deterministic: a function of the jobs only).
 
 Equality with ``sequential``: the same samples in the same order and the same update
 rule, but float32 batched kernels (a batched matmul, a masked mean instead of the fused
@@ -12,7 +12,7 @@ cross entropy mean, the proximal gradient written out) may round differently fro
 per-client ones, and updates reach aggregation in bucket order. Differences are of the
 order of float32 rounding, ~1e-7 relative per step; after a few rounds of SGD the final
 weights agree to ``rtol=1e-4, atol=1e-5`` and the loss statistics to ``rtol=1e-4``
-(checked by tests/sim/backends/test_equivalence.py). A model ``vmap`` cannot batch
+(checked by tests/sim/backends/test_vectorized.py). A model ``vmap`` cannot batch
 (BatchNorm in train mode, data-dependent control flow) or a trainer that overrides
 ``LocalTrainer.train`` falls back to sequential, with the reason logged.
 """
@@ -56,7 +56,7 @@ class VectorizedSession(BackendSession):
             for job in jobs
         ]
         order = sorted(range(len(jobs)), key=lambda i: bucket_key(plans[i]))
-        for chunk in _chunks(order, plans, self.chunk_size):
+        for chunk in chunk_order(order, plans, self.chunk_size):
             result = self._train_chunk([jobs[i] for i in chunk], [plans[i] for i in chunk])
             yield from zip(chunk, _split(result, [jobs[i] for i in chunk], sizes), strict=True)
 
@@ -74,13 +74,15 @@ class VectorizedSession(BackendSession):
         )
 
 
-def _chunks(order: list[int], plans: list[ClientPlan], size: int) -> Iterator[list[int]]:
-    """Runs of at most ``size`` job indices; a new bucket starts a new chunk."""
+def chunk_order(order: list[int], plans: list[ClientPlan], size: int) -> Iterator[list[int]]:
+    """Runs of at most ``size`` job indices (sorted by bucket); a new step count starts one.
+
+    Narrower batches share a chunk with wider ones (at most ``batch_size`` of padding
+    per step), but clients never wait through steps they do not take.
+    """
     chunk: list[int] = []
     for index in order:
-        if chunk and (
-            len(chunk) == size or bucket_key(plans[chunk[-1]]) != bucket_key(plans[index])
-        ):
+        if chunk and (len(chunk) == size or plans[chunk[-1]].steps != plans[index].steps):
             yield chunk
             chunk = []
         chunk.append(index)

@@ -12,7 +12,8 @@ from torch import nn
 from fedsys.core.training import LocalTrainer, TrainConfig
 from fedsys.core.weights import ModelWeights
 from fedsys.sim.backends import SequentialBackend, VectorizedBackend
-from fedsys.sim.backends.vectorized import FallbackSession, VectorizedSession
+from fedsys.sim.backends.plans import bucket_key, client_plan
+from fedsys.sim.backends.vectorized import FallbackSession, VectorizedSession, chunk_order
 from fedsys.sim.rounds.buffered import BufferedAsyncRounds
 from tests.sim.backends.parts import SIZES, jobs_for, simulator, small_mlp, training_parts
 
@@ -150,3 +151,15 @@ def test_a_model_vmap_cannot_batch_falls_back_with_the_reason(
     reference = dict(SequentialBackend().open(parts).train(jobs))
     for index, result in results.items():
         assert torch.equal(result.delta.flat, reference[index].delta.flat)
+
+
+def test_chunks_are_bounded_and_never_mix_step_counts() -> None:
+    config = CONFIGS["epochs"]
+    plans = [client_plan(config, 0, size, (0, i)) for i, size in enumerate(SIZES)]
+    order = sorted(range(len(plans)), key=lambda i: bucket_key(plans[i]))
+
+    chunks = list(chunk_order(order, plans, size=3))
+
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(len(SIZES)))
+    assert all(1 <= len(chunk) <= 3 for chunk in chunks)
+    assert all(len({plans[i].steps for i in chunk}) == 1 for chunk in chunks)

@@ -18,6 +18,7 @@ from fedsys.config.schema import (
     MetricsConfig,
     ModelConfig,
     RunConfig,
+    SimConfig,
     TrainSettings,
 )
 
@@ -84,6 +85,7 @@ SECTIONS = {
     "eval.": EvalConfig,
     "metrics.": MetricsConfig,
     "deploy.": DeployConfig,
+    "sim.": SimConfig,
 }
 
 

@@ -9,6 +9,7 @@ from fedsys.config.schema import (
     EvalConfig,
     ModelConfig,
     RunConfig,
+    SimConfig,
     SyncRounds,
     TrainSettings,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "EvalConfig",
     "ModelConfig",
     "RunConfig",
+    "SimConfig",
     "SyncRounds",
     "TrainSettings",
     "apply_overrides",

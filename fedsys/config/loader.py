@@ -97,7 +97,14 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
 
 
 VARIANT_KEYS = frozenset(
-    {"round.mode", "strategy.name", "selector.name", "compression.name", "dataset.partition.kind"}
+    {
+        "round.mode",
+        "strategy.name",
+        "selector.name",
+        "compression.name",
+        "dataset.partition.kind",
+        "sim.backend",
+    }
 )
 """Dotted keys that pick the variant of a section (its discriminator)."""
 

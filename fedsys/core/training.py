@@ -100,7 +100,7 @@ class EvalResult:
     num_samples: int
 
 
-def _batch_order(
+def batch_order(
     num_samples: int, config: TrainConfig, generator: torch.Generator
 ) -> tuple[torch.Tensor, list[int]]:
     """Sample indices of one round in visiting order, and the size of each mini-batch.
@@ -199,8 +199,8 @@ class LocalTrainer:
         )
         anchors = [p.detach().clone() for p in params] if cfg.proximal_mu > 0 else None
         generator = torch.Generator()
-        generator.manual_seed(_fold_seed(seed))
-        order, sizes = _batch_order(num_samples, cfg, generator)
+        generator.manual_seed(fold_seed(seed))
+        order, sizes = batch_order(num_samples, cfg, generator)
         batches = zip(features[order].split(sizes), labels[order].split(sizes), strict=True)
         losses: list[torch.Tensor] = []
         for batch_x, batch_y in batches:
@@ -226,7 +226,7 @@ class LocalTrainer:
 _MASK64 = (1 << 64) - 1
 
 
-def _fold_seed(seed: int | list[int]) -> int:
+def fold_seed(seed: int | list[int]) -> int:
     """Reduce a seed sequence to one 63-bit integer for ``torch.Generator``.
 
     Each element is mixed in with the SplitMix64 finaliser, so nearby sequences

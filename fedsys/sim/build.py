@@ -27,6 +27,7 @@ from fedsys.core.weights import ModelWeights
 from fedsys.data import builtin, fedscale, leaf
 from fedsys.data.federated import FederatedDataset
 from fedsys.models import cnn1d, logistic_regression, mlp
+from fedsys.sim.backends.registry import make_backend
 from fedsys.sim.device import resolve_device
 from fedsys.sim.factories import call_factory
 from fedsys.sim.federated_eval import FederatedEvaluator
@@ -271,4 +272,11 @@ def build_simulator(config: RunConfig) -> Simulator:
         config=config.model_dump(mode="json"),
         checkpoint_every=config.checkpoint_every,
         device=config.train.device,
+        backend=make_backend(
+            config.sim.backend,
+            chunk_size=config.sim.chunk_size,
+            ray_address=config.sim.ray_address,
+            ray_workers=config.sim.ray_workers,
+            ray_worker_backend=config.sim.ray_worker_backend,
+        ),
     )

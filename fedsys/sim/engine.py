@@ -26,6 +26,8 @@ from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
 from fedsys.selection.base import Selector
 from fedsys.selection.priors import UsesClientPriors
+from fedsys.sim.backends.base import BackendSession, TrainingParts, TrainJob
+from fedsys.sim.backends.sequential import SequentialSession
 from fedsys.sim.device import weights_on
 from fedsys.sim.events import EventQueue, Launch, VirtualClock, outcome_event
 from fedsys.traces.fleet import DeviceFleet
@@ -51,6 +53,13 @@ class EngineParts:
     """Where ``model`` and ``dataset`` live; server-side weights stay on the CPU."""
 
 
+def training_parts(parts: EngineParts) -> TrainingParts:
+    """The subset of a run's parts a training backend works with."""
+    return TrainingParts(
+        model=parts.model, dataset=parts.dataset, trainer=parts.trainer, device=parts.device
+    )
+
+
 @dataclass(frozen=True)
 class TrainedRound:
     """Aggregation outcome of one set of updates."""
@@ -69,8 +78,10 @@ class TrainedRound:
 class Engine:
     """Run-time state (weights, strategy and selector state, clock, queue) of one run."""
 
-    def __init__(self, parts: EngineParts) -> None:
+    def __init__(self, parts: EngineParts, session: BackendSession | None = None) -> None:
         self.parts = parts
+        self.session = session if session is not None else SequentialSession(training_parts(parts))
+        """The training backend's session (sequential unless the simulator opened another)."""
         self.weights = weights_on(ModelWeights.from_module(parts.model), torch.device("cpu"))
         self.strategy_state = parts.strategy.init_state(self.weights)
         self.selector_state = parts.selector.init_state()
@@ -285,27 +296,41 @@ class Engine:
     # ------------------------------------------------------------------ training
     def train(self, launch: Launch, start: ModelWeights | None = None) -> ClientUpdate:
         """Really train one client from ``start`` (default: the current global weights)."""
+        ((_, update),) = self.train_many([launch], None if start is None else [start])
+        return update
+
+    def train_many(
+        self, launches: Sequence[Launch], starts: Sequence[ModelWeights] | None = None
+    ) -> Iterator[tuple[Launch, ClientUpdate]]:
+        """Hand all ``launches`` to the training backend at once; stream their updates.
+
+        ``starts`` gives each launch's start weights (default: the current global
+        weights). Pairs come in the backend's deterministic order; compression (with
+        the client's residual) happens here, in that order, as each result arrives.
+        """
         parts = self.parts
-        features, labels = parts.dataset.client_data(launch.client_id)
-        result = parts.trainer.train(
-            parts.model,
-            weights_on(self.weights if start is None else start, parts.device),
-            features,
-            labels,
-            seed=[parts.seed, launch.version, launch.client_id, launch.serial],
-        )
-        delta = weights_on(result.delta, torch.device("cpu"))
-        if self.compresses:
-            delta = self.compress(launch, delta)
-        return ClientUpdate(
-            client_id=launch.client_id,
-            delta=delta,
-            num_samples=result.num_samples,
-            duration_s=launch.duration_s,
-            loss=result.loss,
-            round_idx=launch.version,
-            upload_bytes=launch.bytes_up,
-        )
+        jobs = [
+            TrainJob(
+                client_id=launch.client_id,
+                start=self.weights if starts is None else starts[i],
+                seed=(parts.seed, launch.version, launch.client_id, launch.serial),
+            )
+            for i, launch in enumerate(launches)
+        ]
+        for index, result in self.session.train(jobs):
+            launch = launches[index]
+            delta = weights_on(result.delta, torch.device("cpu"))
+            if self.compresses:
+                delta = self.compress(launch, delta)
+            yield launch, ClientUpdate(
+                client_id=launch.client_id,
+                delta=delta,
+                num_samples=result.num_samples,
+                duration_s=launch.duration_s,
+                loss=result.loss,
+                round_idx=launch.version,
+                upload_bytes=launch.bytes_up,
+            )
 
     def compress(self, launch: Launch, delta: ModelWeights) -> ModelWeights:
         """What the server decodes from the client's upload; the residual stays on the client.

@@ -18,9 +18,11 @@ from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
 from fedsys.metrics.records import RoundRecord, RunResult
 from fedsys.selection.base import Selector
+from fedsys.sim.backends.base import TrainingBackend
+from fedsys.sim.backends.sequential import SequentialBackend
 from fedsys.sim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fedsys.sim.device import dataset_on, model_on, resolve_device
-from fedsys.sim.engine import Engine, EngineParts, WallTimer
+from fedsys.sim.engine import Engine, EngineParts, WallTimer, training_parts
 from fedsys.sim.federated_eval import FederatedEvaluator
 from fedsys.sim.rounds.base import RoundMode
 from fedsys.sim.rounds.sync import SyncRounds
@@ -82,6 +84,9 @@ class Simulator:
         ``cpu``, ``cuda`` or ``auto``: where local training and central evaluation
         run (a copy of the model and the data move there once; server-side weights,
         states and checkpoints stay on the CPU).
+    backend
+        How clients are trained: :class:`~fedsys.sim.backends.SequentialBackend` (the
+        default), ``VectorizedBackend`` or ``RayBackend``; opened once per ``run``.
     """
 
     def __init__(
@@ -106,6 +111,7 @@ class Simulator:
         checkpoint_every: int = 0,
         checkpoint_path: str | Path | None = None,
         device: str = "cpu",
+        backend: TrainingBackend | None = None,
     ) -> None:
         self.dataset = dataset
         self.model = model
@@ -126,6 +132,7 @@ class Simulator:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_path = checkpoint_path
         self.device = device
+        self.backend = backend
 
     @classmethod
     def from_config(cls, config: RunConfig) -> Simulator:
@@ -176,21 +183,30 @@ class Simulator:
         should_stop: Callable[[], bool] | None,
     ) -> RunResult:
         device = resolve_device(self.device)
-        engine = Engine(
-            EngineParts(
-                dataset=dataset_on(self.dataset, device),
-                model=model_on(self.model, device),
-                fleet=self.fleet,
-                selector=self.selector,
-                strategy=self.strategy,
-                trainer=self.trainer or LocalTrainer(),
-                seed=self.seed,
-                model_cost_ratio=self.model_cost_ratio,
-                compressor=self.compressor,
-                validator=self.validator,
-                device=device,
-            )
+        parts = EngineParts(
+            dataset=dataset_on(self.dataset, device),
+            model=model_on(self.model, device),
+            fleet=self.fleet,
+            selector=self.selector,
+            strategy=self.strategy,
+            trainer=self.trainer or LocalTrainer(),
+            seed=self.seed,
+            model_cost_ratio=self.model_cost_ratio,
+            compressor=self.compressor,
+            validator=self.validator,
+            device=device,
         )
+        backend = self.backend or SequentialBackend()
+        with backend.open(training_parts(parts)) as session:
+            return self._play(Engine(parts, session), on_round, resume_from, should_stop)
+
+    def _play(
+        self,
+        engine: Engine,
+        on_round: RoundCallback | None,
+        resume_from: str | Path | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> RunResult:
         records: list[RoundRecord] = []
         if resume_from is not None:
             records = self._resume(engine, resume_from)

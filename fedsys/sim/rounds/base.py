@@ -105,8 +105,7 @@ def aggregate_round(
     updates: dict[int, ClientUpdate] = {}
 
     def trained() -> Iterator[ClientUpdate]:
-        for launch in outcome.arrived:
-            update = engine.train(launch)
+        for launch, update in engine.train_many(outcome.arrived):
             updates[id(launch)] = update
             yield update
 

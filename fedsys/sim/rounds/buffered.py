@@ -197,9 +197,9 @@ class _AsyncRun:
         staleness = [version - launch.version for launch in window.buffer]
 
         def weighted_updates() -> Iterator[ClientUpdate]:
-            for launch, stale in zip(window.buffer, staleness, strict=True):
-                update = engine.train(launch, start=self.snapshots[launch.version])
-                factor = staleness_weight(stale, self.mode.staleness_exponent)
+            starts = [self.snapshots[launch.version] for launch in window.buffer]
+            for launch, update in engine.train_many(window.buffer, starts):
+                factor = staleness_weight(version - launch.version, self.mode.staleness_exponent)
                 used[id(launch)] = replace(update, delta=update.delta.scale(factor))
                 yield used[id(launch)]
                 self._unpin(launch.version, version)

@@ -20,8 +20,9 @@ from fedsys.sim.checkpoint import CheckpointError as StoredCheckpointError
 from fedsys.sim.checkpoint import load_checkpoint, save_checkpoint
 
 CHECKPOINT_FILE = "checkpoint.pt"
-_VOLATILE_KEYS = ("deploy", "output_dir")
-"""Config keys that may change across a restart (address, certificates, folder)."""
+_VOLATILE_KEYS = ("deploy", "output_dir", "sim")
+"""Config keys that may change across a restart (address, certificates, folder) or that a
+deployment never reads (the simulator's training backend)."""
 
 
 class CheckpointError(ValueError):

@@ -51,6 +51,7 @@ def _echo_server() -> tuple[socket.socket, int]:
     return server, server.getsockname()[1]
 
 
+@pytest.mark.timing
 def test_shaper_process_delays_a_round_trip_by_its_rtt(tmp_path):
     server, port = _echo_server()
     port_file = tmp_path / "port"

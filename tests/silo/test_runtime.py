@@ -127,6 +127,7 @@ def _max_busy(records, site):
     return peak
 
 
+@pytest.mark.timing
 def test_decoupled_sends_overlap_compute(cluster):
     c, runner = cluster
     c.set_link(LinkSettings.symmetric(RTT_S, rate_bps=20e6))

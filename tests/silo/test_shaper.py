@@ -8,6 +8,8 @@ import pytest
 
 from fedsys.silo.shaper import Link, LinkSettings, ShaperProxy
 
+pytestmark = pytest.mark.timing
+
 
 async def _sink_server(arrivals: list[tuple[float, int]]) -> tuple[asyncio.Server, int]:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -28,6 +28,7 @@ from fedsys.aggregation.compression import Compressor
 from fedsys.aggregation.config import CompressorConfig
 from fedsys.core.training import LocalTrainer, TrainConfig, TrainResult
 from fedsys.core.weights import ModelWeights
+from fedsys.deploy.secure_client import SecureTaskRunner, train_task
 from fedsys.wire import auth
 from fedsys.wire.chunks import join_async, sha256_hex, split
 from fedsys.wire.protos import deploy_pb2, deploy_pb2_grpc
@@ -112,6 +113,8 @@ class DeployClient:
         self.client_id_: int | None = None
         self._residual: torch.Tensor | None = None
         self._metadata = auth.bearer_metadata(token)
+        self._secure_stub: deploy_pb2_grpc.SecureAggregatorStub | None = None
+        self._secure_steps: asyncio.Queue[deploy_pb2.SecureStep] = asyncio.Queue()
 
     async def run(self) -> str:
         """Take part until the server says the run is over; return its reason.
@@ -131,6 +134,7 @@ class DeployClient:
                     self.address, self.security, self.max_message_bytes
                 ) as channel:
                     stub = deploy_pb2_grpc.AggregatorStub(channel)
+                    self._secure_stub = deploy_pb2_grpc.SecureAggregatorStub(channel)
                     reply = await stub.Register(
                         deploy_pb2.RegisterRequest(fedsys_version=_VERSION),
                         metadata=self._metadata,
@@ -179,6 +183,7 @@ class DeployClient:
             session_id=session_id, num_samples=int(self.local_.labels.shape[0])
         )
         tasks: asyncio.Queue[deploy_pb2.TrainTask] = asyncio.Queue()
+        self._secure_steps = asyncio.Queue()
         reader = asyncio.create_task(self._read(stub, request, tasks))
         worker = asyncio.create_task(self._work(stub, tasks))
         try:
@@ -209,6 +214,8 @@ class DeployClient:
                 ) from None
             if instruction.HasField("train"):
                 tasks.put_nowait(instruction.train)
+            elif instruction.HasField("secure"):
+                self._secure_steps.put_nowait(instruction.secure)
             elif instruction.HasField("finish"):
                 return instruction.finish.reason
 
@@ -246,8 +253,10 @@ class DeployClient:
         started = time.monotonic()
         weights = await self.download(stub, task)
         download_s = time.monotonic() - started
-        config = TrainConfig(**json.loads(task.train_config_json))
         local = self.local_
+        if task.HasField("secure"):
+            return await self._perform_secure(task, weights)
+        config = TrainConfig(**json.loads(task.train_config_json))
         train_start = time.monotonic()
         result: TrainResult = await asyncio.to_thread(
             LocalTrainer(config).train,
@@ -275,6 +284,19 @@ class DeployClient:
         )
         accepted, reason = await self.upload(stub, header, b"".join(encoded.payloads))
         return TaskOutcome(task.round_idx, accepted, reason, train_s)
+
+    async def _perform_secure(
+        self, task: deploy_pb2.TrainTask, weights: ModelWeights
+    ) -> TaskOutcome:
+        """Train and take part in the task's secure round (see ``secure_client``)."""
+        assert self.local_ is not None and self.client_id_ is not None
+        assert self._secure_stub is not None
+        local = self.local_
+        started = time.monotonic()
+        runner = SecureTaskRunner(self._secure_stub, self._metadata, task, self._secure_steps)
+        training = train_task(local.model, weights, local.features, local.labels, task)
+        accepted, reason = await runner.run(self.client_id_, training)
+        return TaskOutcome(task.round_idx, accepted, reason, time.monotonic() - started)
 
     async def download(
         self, stub: deploy_pb2_grpc.AggregatorStub, task: deploy_pb2.TrainTask

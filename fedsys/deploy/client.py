@@ -250,12 +250,12 @@ class DeployClient:
     ) -> TaskOutcome:
         """Download, train, encode and upload for one task."""
         assert self.local_ is not None
+        if task.HasField("secure"):
+            return await self._perform_secure(stub, task)
         started = time.monotonic()
         weights = await self.download(stub, task)
         download_s = time.monotonic() - started
         local = self.local_
-        if task.HasField("secure"):
-            return await self._perform_secure(task, weights)
         config = TrainConfig(**json.loads(task.train_config_json))
         train_start = time.monotonic()
         result: TrainResult = await asyncio.to_thread(
@@ -286,17 +286,23 @@ class DeployClient:
         return TaskOutcome(task.round_idx, accepted, reason, train_s)
 
     async def _perform_secure(
-        self, task: deploy_pb2.TrainTask, weights: ModelWeights
+        self, stub: deploy_pb2_grpc.AggregatorStub, task: deploy_pb2.TrainTask
     ) -> TaskOutcome:
-        """Train and take part in the task's secure round (see ``secure_client``)."""
-        assert self.local_ is not None and self.client_id_ is not None
-        assert self._secure_stub is not None
-        local = self.local_
+        """Take part in the task's secure round while downloading and training."""
+        assert self.client_id_ is not None and self._secure_stub is not None
         started = time.monotonic()
         runner = SecureTaskRunner(self._secure_stub, self._metadata, task, self._secure_steps)
-        training = train_task(local.model, weights, local.features, local.labels, task)
-        accepted, reason = await runner.run(self.client_id_, training)
+        accepted, reason = await runner.run(self.client_id_, self.train_secure(stub, task))
         return TaskOutcome(task.round_idx, accepted, reason, time.monotonic() - started)
+
+    async def train_secure(
+        self, stub: deploy_pb2_grpc.AggregatorStub, task: deploy_pb2.TrainTask
+    ) -> TrainResult:
+        """Download and train for a secure task (runs beside the key exchange)."""
+        assert self.local_ is not None
+        weights = await self.download(stub, task)
+        local = self.local_
+        return await train_task(local.model, weights, local.features, local.labels, task)
 
     async def download(
         self, stub: deploy_pb2_grpc.AggregatorStub, task: deploy_pb2.TrainTask

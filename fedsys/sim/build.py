@@ -27,6 +27,7 @@ from fedsys.core.weights import ModelWeights
 from fedsys.data import builtin, fedscale, leaf
 from fedsys.data.federated import FederatedDataset
 from fedsys.models import cnn1d, logistic_regression, mlp
+from fedsys.secure.cost import SecureCostModel
 from fedsys.sim.device import resolve_device
 from fedsys.sim.factories import call_factory
 from fedsys.sim.federated_eval import FederatedEvaluator
@@ -263,4 +264,18 @@ def build_simulator(config: RunConfig) -> Simulator:
         config=config.model_dump(mode="json"),
         checkpoint_every=config.checkpoint_every,
         device=config.train.device,
+        secure_cost=secure_cost_model(config),
+    )
+
+
+def secure_cost_model(config: RunConfig) -> SecureCostModel | None:
+    """The cost model of ``deploy.secure_aggregation`` (``None`` when it is off)."""
+    deploy = config.deploy
+    if deploy.secure_aggregation == "none":
+        return None
+    return SecureCostModel(
+        degree=deploy.secure_degree,
+        all_pairs=deploy.secure_aggregation == "secagg",
+        bits=deploy.secure_bits,
+        threshold=deploy.secure_threshold,
     )

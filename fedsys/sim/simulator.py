@@ -17,6 +17,7 @@ from fedsys.core.training import LocalTrainer
 from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
 from fedsys.metrics.records import RoundRecord, RunResult
+from fedsys.secure.cost import SecureCostModel
 from fedsys.selection.base import Selector
 from fedsys.sim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fedsys.sim.device import dataset_on, model_on, resolve_device
@@ -82,6 +83,9 @@ class Simulator:
         ``cpu``, ``cuda`` or ``auto``: where local training and central evaluation
         run (a copy of the model and the data move there once; server-side weights,
         states and checkpoints stay on the CPU).
+    secure_cost
+        Charge secure aggregation's measured cost (extra compute, bytes and round
+        trips) on the virtual clock; ``None``: plain aggregation.
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class Simulator:
         checkpoint_every: int = 0,
         checkpoint_path: str | Path | None = None,
         device: str = "cpu",
+        secure_cost: SecureCostModel | None = None,
     ) -> None:
         self.dataset = dataset
         self.model = model
@@ -126,6 +131,7 @@ class Simulator:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_path = checkpoint_path
         self.device = device
+        self.secure_cost = secure_cost
 
     @classmethod
     def from_config(cls, config: RunConfig) -> Simulator:
@@ -189,6 +195,7 @@ class Simulator:
                 compressor=self.compressor,
                 validator=self.validator,
                 device=device,
+                secure_cost=self.secure_cost,
             )
         )
         records: list[RoundRecord] = []

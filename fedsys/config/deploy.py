@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class DeployConfig(BaseModel):
@@ -65,3 +65,12 @@ class DeployConfig(BaseModel):
     secure_step_timeout_s: float = Field(
         60.0, gt=0, description="longest wait for clients' keys, shares and unmask replies"
     )
+
+    @model_validator(mode="after")
+    def _degree_for_secagg_plus(self) -> DeployConfig:
+        if self.secure_degree is not None and self.secure_aggregation != "secagg+":
+            raise ValueError(
+                "deploy.secure_degree applies to secure_aggregation secagg+ only "
+                f"(it is {self.secure_aggregation!r}: secagg links every pair): remove it"
+            )
+        return self

@@ -27,6 +27,7 @@ from fedsys.deploy.round_state import Arrival, LiveRound
 from fedsys.deploy.service import straggler_reason
 from fedsys.secure.crypto import mask_dtype
 from fedsys.secure.errors import ProtocolViolationError, SecureAggregationError
+from fedsys.secure.graph import default_degree
 from fedsys.secure.messages import MaskedInput
 from fedsys.secure.plan import SecurePlan
 from fedsys.secure.server import SecAggServer
@@ -78,7 +79,7 @@ class SecureRound:
             clients,
             weights.num_params + 1,
             threshold=settings.secure_threshold,
-            degree=None if settings.secure_aggregation == "secagg" else settings.secure_degree,
+            degree=_degree(settings.secure_aggregation, settings.secure_degree, len(clients)),
             clip_range=settings.secure_clip_range,
             bits=settings.secure_bits,
         )
@@ -274,6 +275,13 @@ class SecureRound:
             "error": self.error,
             **{k: round(v, 4) for k, v in self.timings.items()},
         }
+
+
+def _degree(protocol: str, degree: int | None, clients: int) -> int | None:
+    """Neighbours per client: all pairs for ``secagg``, else the setting or O(log n)."""
+    if protocol == "secagg":
+        return None
+    return degree if degree is not None else default_degree(clients)
 
 
 class SecureService(deploy_pb2_grpc.SecureAggregatorServicer):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from fedsys.deploy.secure_round import _degree
+from fedsys.secure.graph import default_degree
+
 from tests.deploy.harness import provision, rounds_done, write_config
 
 
@@ -33,3 +36,9 @@ def test_eight_clients_train_digits_with_secure_aggregation(tmp_path, processes)
     secure = [r["secure_aggregation"] for r in records]
     assert all(s["error"] is None and s["inputs"] == 8 and s["degree"] == 4 for s in secure)
     assert records[-1]["accuracy"] >= 0.85
+
+
+def test_secagg_plus_defaults_to_a_logarithmic_degree_and_secagg_to_all_pairs():
+    assert _degree("secagg+", None, 100) == default_degree(100) == 20
+    assert _degree("secagg+", 6, 100) == 6
+    assert _degree("secagg", None, 100) is None

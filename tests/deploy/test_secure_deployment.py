@@ -6,7 +6,6 @@ import pytest
 
 from fedsys.deploy.secure_round import _degree
 from fedsys.secure.graph import default_degree
-
 from tests.deploy.harness import provision, rounds_done, write_config
 
 

@@ -14,9 +14,11 @@ Three measurements, all on the real code:
    clients as asyncio tasks in two worker processes over real gRPC (they download the
    model and upload their update or run the whole secure protocol, but skip local
    training), once with ``deploy.secure_aggregation: secagg+`` and once plain: the
-   median of ``--rounds`` rounds without dropouts, then one round in which every tenth
-   client vanishes at the same point in both (after the download and, when secure,
-   after sharing its keys; before the upload). Round time is the server's record.
+   median of ``--rounds`` rounds. With 10 % dropouts every tenth client vanishes in
+   each round at the same point in both (after the download and, when secure, after
+   sharing its keys; before the upload) and reconnects for the next; the server selects
+   all n and closes the round at the 0.9n-th input (over-commitment). Round time is the
+   server's record.
 
 ``ratio:`` = secure / plain round time at 100 clients, 1M parameters, 10 % dropouts
 (target: at most 3). The machine is shared (2 cores, other jobs running): timings are
@@ -24,7 +26,8 @@ noisy, and in-process clients share the two cores, so every client's masking is
 serialized into the round time (on real devices it runs in parallel).
 
 Run: ``python benchmarks/secagg.py [--clients 50 100 200] [--rounds 2]
-[--loopback-clients 50 100 200]`` (loopback timing defaults to 100 clients only).
+[--loopback-clients 50 100 200] [--loopback-params 100000 1000000]`` (loopback timing
+defaults to 100 clients and 1M parameters only: each setting takes minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ class LazyInputs(Mapping[int, np.ndarray]):
         return self.clients
 
 
-def protocol_row(clients: int, params: int, dropout: float) -> dict:
+def protocol_row(clients: int, params: int, dropout: float, units) -> dict:
     from fedsys.secure import StepTimes, default_degree, secure_sum
     from fedsys.secure.cost import SecureCostModel
 
@@ -83,7 +86,8 @@ def protocol_row(clients: int, params: int, dropout: float) -> dict:
         plain += inputs[c]
     if not np.array_equal(result.total, plain):
         raise AssertionError(f"secure sum differs from the plain sum at {clients}/{params}")
-    cost = SecureCostModel().round_cost(clients, params, 0)
+    model = SecureCostModel(dropout_fraction=dropout, units=units)
+    cost = model.round_cost(clients, params, 0)
     senders = [c for c in range(clients) if c not in gone]
     return {
         "clients": clients,
@@ -91,6 +95,8 @@ def protocol_row(clients: int, params: int, dropout: float) -> dict:
         "dropout": dropout,
         "client_s": float(np.mean([times.per_client_s[c] for c in senders])),
         "server_s": times.server_s,
+        "model_client_s": cost.client_compute_s,
+        "model_server_s": cost.server_compute_s,
         "bytes_up": cost.extra_bytes_up,
         "bytes_down": cost.extra_bytes_down,
         "plain_bytes_up": 4 * params,
@@ -99,11 +105,15 @@ def protocol_row(clients: int, params: int, dropout: float) -> dict:
 
 
 # ---------------------------------------------------------------------- loopback rounds
-def server_config(clients: int, params: int, rounds: int, out: Path, pki: Path, secure: bool):
+def server_config(
+    clients: int, params: int, rounds: int, out: Path, pki: Path, secure: bool, dropout: float
+) -> dict:
+    """All ``clients`` selected; with dropouts the round closes at the last survivor's input."""
+    target = clients - len(range(0, clients, 10)) if dropout else clients
     deploy = {
         "cert_dir": str(pki),
         "wait_for_clients_s": 600,
-        "settle_s": 3.0,
+        "settle_s": 60.0,
         "round_timeout_s": 300,
         "ping_interval_s": 10.0,
         "finish_grace_s": 2.0,
@@ -113,12 +123,12 @@ def server_config(clients: int, params: int, rounds: int, out: Path, pki: Path, 
     return {
         "seed": 0,
         "rounds": rounds,
-        "clients_per_round": clients,
+        "clients_per_round": target,
         "target_accuracy": None,
         "output_dir": str(out),
         "dataset": {"name": "digits", "num_clients": clients, "partition": {"kind": "iid"}},
         "model": {"name": "mlp", "hidden": HIDDEN[params]},
-        "round": {"mode": "sync", "overcommit": 1.0},
+        "round": {"mode": "sync", "overcommit": clients / target},
         "eval": {"every": 1000},
         "deploy": deploy,
     }
@@ -141,12 +151,12 @@ def run_clients(port: int, pki: str, names: list[str], params: int, drop_from: i
     setup_logging(Path(pki) / f"worker-{os.getpid()}.log", to_stderr=False)
     hidden = HIDDEN[params]
 
-    class VanishedError(Exception):
-        """The client leaves for good (its channel closes, the server sees a dropout)."""
+    class VanishedError(ConnectionError):
+        """The client leaves (its channel closes) and reconnects for the next round."""
 
     def drops(index: int, round_idx: int) -> bool:
-        """Every tenth client vanishes in round ``drop_from``."""
-        return round_idx == drop_from and index % 10 == 0
+        """With dropouts, every tenth client vanishes in every round (and comes back)."""
+        return drop_from >= 0 and (index + round_idx) % 10 == 0
 
     class VanishingRunner(SecureTaskRunner):
         """Vanishes after sharing its keys, before sending input, when its turn comes."""
@@ -219,11 +229,17 @@ def run_clients(port: int, pki: str, names: list[str], params: int, drop_from: i
     asyncio.run(main())
 
 
-def loopback(clients: int, params: int, rounds: int, secure: bool, root: Path) -> dict:
-    """Median round time of ``rounds`` rounds without dropouts, then of one with 10 %."""
+def loopback(
+    clients: int, params: int, dropout: float, rounds: int, secure: bool, root: Path
+) -> dict:
+    """Median round time over ``rounds`` rounds; with ``dropout`` a tenth vanish each round.
+
+    The vanishing clients are among the selected (over-commitment of n / 0.9n), so the
+    round closes at the last survivor's input however fast the server notices them.
+    """
     from fedsys.wire import auth, tls
 
-    label = f"{'secure' if secure else 'plain'}-{clients}-{params}"
+    label = f"{'secure' if secure else 'plain'}-{clients}-{params}-{int(dropout * 100)}"
     names = [f"client-{i:04d}" for i in range(clients)]
     pki = root / f"pki-{label}"
     tls.provision(pki, names)
@@ -231,7 +247,7 @@ def loopback(clients: int, params: int, rounds: int, secure: bool, root: Path) -
     out = root / f"run-{label}"
     config_path = root / f"{label}.yaml"
     config_path.write_text(
-        yaml.safe_dump(server_config(clients, params, rounds + 1, out, pki, secure))
+        yaml.safe_dump(server_config(clients, params, rounds, out, pki, secure, dropout))
     )
     port_file = root / f"port-{label}"
     log = (root / f"server-{label}.log").open("wb")
@@ -253,7 +269,7 @@ def loopback(clients: int, params: int, rounds: int, secure: bool, root: Path) -
         context = multiprocessing.get_context("spawn")
         for share in np.array_split(np.array(names), 2):
             proc = context.Process(
-                target=run_clients, args=(port, str(pki), list(share), params, rounds)
+                target=run_clients, args=(port, str(pki), list(share), params, 0 if dropout else -1)
             )
             proc.start()
             procs.append(proc)
@@ -268,16 +284,15 @@ def loopback(clients: int, params: int, rounds: int, secure: bool, root: Path) -
             server.kill()
         log.close()
     records = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
-    expected = [clients] * rounds + [clients - len(range(0, clients, 10))]
+    expected = [clients - len(range(0, clients, 10)) if dropout else clients] * rounds
     got = [r["participants"] for r in records]
     if got != expected:
-        print(f"  warning: {label} participants {got}, expected {expected} (a round timed out)")
+        print(f"  warning: {label} participants {got}, expected {expected} (clients missing)")
     failed = [r for r in records if not r.get("aggregated")]
     if failed:
         raise RuntimeError(f"{label}: round {failed[0]['round_idx']} did not aggregate")
     return {
-        0.0: float(np.median([r["duration_s"] for r in records[:rounds]])),
-        0.1: float(records[rounds]["duration_s"]),
+        "round_s": float(np.median([r["duration_s"] for r in records])),
         "rounds": [r["duration_s"] for r in records],
         "participants": [r["participants"] for r in records],
         "dropouts": [r["dropouts"] for r in records],
@@ -299,6 +314,13 @@ def main() -> None:
         help="client counts also timed on loopback (the ratio needs 100; each costs a few "
         "minutes on 2 cores)",
     )
+    parser.add_argument(
+        "--loopback-params",
+        type=int,
+        nargs="+",
+        default=[1_000_000],
+        help="model sizes also timed on loopback (100000 and/or 1000000)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run folders and logs")
     args = parser.parse_args()
 
@@ -314,16 +336,13 @@ def main() -> None:
     try:
         for clients in args.clients:
             for params in args.params:
-                timings = {}
-                if clients in args.loopback_clients:
-                    for secure in (False, True):
-                        timings[secure] = loopback(clients, params, args.rounds, secure, tmp)
                 for dropout in (0.0, 0.1):
-                    row = protocol_row(clients, PARAMS[params], dropout)
-                    if timings:
-                        row["plain_round_s"] = timings[False][dropout]
-                        row["secure_round_s"] = timings[True][dropout]
-                        row["plain_detail"], row["secure_detail"] = timings[False], timings[True]
+                    row = protocol_row(clients, PARAMS[params], dropout, units)
+                    if clients in args.loopback_clients and params in args.loopback_params:
+                        for secure, name in ((False, "plain"), (True, "secure")):
+                            timing = loopback(clients, params, dropout, args.rounds, secure, tmp)
+                            row[f"{name}_round_s"] = timing["round_s"]
+                            row[f"{name}_detail"] = timing
                     rows.append(row)
                     print(
                         f"  measured {clients} clients, {params:,} params, {dropout:.0%} dropouts",
@@ -338,7 +357,8 @@ def main() -> None:
         "32-bit) vs plain FedAvg; loopback TLS gRPC, 2 client processes, 2 shared cores"
     )
     header = (
-        f"{'clients':>7} {'params':>9} {'drop':>5} {'client s':>9} {'server s':>9} "
+        f"{'clients':>7} {'params':>9} {'drop':>5} {'client s':>9} {'(model)':>8} "
+        f"{'server s':>9} {'(model)':>8} "
         f"{'up KiB':>9} {'down KiB':>9} {'plain up KiB':>12} {'plain round s':>13} "
         f"{'secure round s':>14} {'secure/plain':>12}"
     )
@@ -349,7 +369,8 @@ def main() -> None:
         ratio = f"{secure_s / plain_s:>12.2f}" if plain_s and secure_s else f"{'-':>12}"
         print(
             f"{row['clients']:>7} {row['params']:>9,} {row['dropout']:>5.0%} "
-            f"{row['client_s']:>9.3f} {row['server_s']:>9.2f} "
+            f"{row['client_s']:>9.3f} {row['model_client_s']:>8.3f} "
+            f"{row['server_s']:>9.2f} {row['model_server_s']:>8.2f} "
             f"{row['bytes_up'] / 1024:>9.1f} "
             f"{row['bytes_down'] / 1024:>9.1f} {row['plain_bytes_up'] / 1024:>12.1f} "
             f"{plain_s if plain_s else float('nan'):>13.2f} "

@@ -2,7 +2,8 @@
 
 The unit costs are measured on the real implementation by :func:`calibrate`
 (``benchmarks/secagg.py`` runs it and prints the figures); :data:`MEASURED` holds the
-constants it produced on the reference machine (2-core x86 server, AES-NI). A round's
+constants it produced on the reference machine (2 shared x86 cores with AES-NI, under
+load from other jobs: a conservative, slowish reference). A round's
 cost then follows from the protocol's structure: each client agrees ``2k`` keys,
 shares two secrets among ``k + 1`` holders, expands ``k + 1`` masks of the update's
 length and sends keys, ``k`` encrypted shares, the masked vector and ``k + 1`` revealed
@@ -48,11 +49,11 @@ class UnitCosts:
 
 
 MEASURED = UnitCosts(
-    mask_s_per_value=6.0e-9,
-    quantize_s_per_value=3.0e-8,
-    agree_s=2.8e-4,
-    share_s_per_holder=6.0e-5,
-    recover_s=1.5e-3,
+    mask_s_per_value=1.447e-09,
+    quantize_s_per_value=1.521e-07,
+    agree_s=6.191e-04,
+    share_s_per_holder=1.741e-05,
+    recover_s=1.034e-04,
 )
 """Produced by :func:`calibrate` on the reference machine (see ``benchmarks/secagg.py``)."""
 

@@ -54,7 +54,7 @@ def test_cost_grows_with_the_model_and_all_pairs_costs_more_than_sparse() -> Non
     per_value_s = 21 * MEASURED.mask_s_per_value + MEASURED.quantize_s_per_value
     growth_s = big.client_compute_s - small.client_compute_s
     np.testing.assert_allclose(growth_s, 900_000 * per_value_s, rtol=1e-9)
-    assert everyone.client_compute_s > 3 * big.client_compute_s
+    assert everyone.client_compute_s > 1.5 * big.client_compute_s
     assert everyone.server_compute_s > big.server_compute_s
     masks_s = 21 * 1_000_001 * MEASURED.mask_s_per_value  # self-mask + 20 pairwise masks
     assert masks_s < big.client_compute_s < masks_s + 1_000_001 * 1e-6

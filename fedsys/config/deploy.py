@@ -7,7 +7,9 @@ adds lives here.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class DeployConfig(BaseModel):
@@ -50,3 +52,33 @@ class DeployConfig(BaseModel):
     )
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
     finish_grace_s: float = Field(3.0, ge=0, description="time for clients to hear 'finish'")
+    secure_aggregation: Literal["none", "secagg+", "secagg"] = Field(
+        "none",
+        description="secagg+: the server learns only the sum of the updates (Bell et al. 2020, "
+        "sparse neighbour graph); secagg: the all-pairs protocol (Bonawitz et al. 2017)",
+    )
+    secure_threshold: float = Field(
+        0.5, gt=0, le=1, description="fraction of a client's share holders that recover it"
+    )
+    secure_degree: int | None = Field(
+        None, ge=2, description="secagg+ neighbours per client (default 2·ceil(1.5·log2 n))"
+    )
+    secure_bits: int = Field(32, ge=8, le=48, description="masked integers live modulo 2^bits")
+    secure_clip_range: float = Field(
+        8.0, ge=1, description="update coordinates are clipped to ±this before quantizing"
+    )
+    secure_max_weight: float = Field(
+        1000.0, gt=0, description="samples at which a client's FedAvg weight saturates"
+    )
+    secure_step_timeout_s: float = Field(
+        60.0, gt=0, description="longest wait for clients' keys, shares and unmask replies"
+    )
+
+    @model_validator(mode="after")
+    def _degree_for_secagg_plus(self) -> DeployConfig:
+        if self.secure_degree is not None and self.secure_aggregation != "secagg+":
+            raise ValueError(
+                "deploy.secure_degree applies to secure_aggregation secagg+ only "
+                f"(it is {self.secure_aggregation!r}: secagg links every pair): remove it"
+            )
+        return self

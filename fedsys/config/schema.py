@@ -19,6 +19,7 @@ from fedsys.aggregation.config import (
     UpdateValidationConfig,
 )
 from fedsys.config.deploy import DeployConfig
+from fedsys.secure.plan import refusal as secure_refusal
 from fedsys.selection.config import RandomSelectorConfig, SelectorConfig
 
 DATA_DEPENDENT_SELECTORS = frozenset({"oort", "power_of_choice"})
@@ -388,6 +389,26 @@ class RunConfig(Settings):
                     f"{selected} clients a round selects (clients_per_round x overcommit): "
                     "every round would be short"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _secure_aggregation_fits(self) -> RunConfig:
+        if self.deploy.secure_aggregation == "none":
+            return self
+        mode = self.deploy.secure_aggregation
+        problem = secure_refusal(self.strategy.name)
+        if problem is not None:
+            raise ValueError(f"deploy.secure_aggregation={mode}: {problem}")
+        if self.compression.name != "none":
+            raise ValueError(
+                f"deploy.secure_aggregation={mode} quantizes updates itself: set "
+                f"compression.name to none (got {self.compression.name!r})"
+            )
+        if isinstance(self.round, AsyncRounds):
+            raise ValueError(
+                f"deploy.secure_aggregation={mode} needs a round of clients to sum over: "
+                "use round.mode sync or deadline"
+            )
         return self
 
     @model_validator(mode="after")

@@ -28,6 +28,7 @@ from fedsys.aggregation.compression import Compressor
 from fedsys.aggregation.config import CompressorConfig
 from fedsys.core.training import LocalTrainer, TrainConfig, TrainResult
 from fedsys.core.weights import ModelWeights
+from fedsys.deploy.secure_client import SecureTaskRunner, train_task
 from fedsys.wire import auth
 from fedsys.wire.chunks import join_async, sha256_hex, split
 from fedsys.wire.protos import deploy_pb2, deploy_pb2_grpc
@@ -129,6 +130,8 @@ class DeployClient:
         self.client_id_: int | None = None
         self._residual: torch.Tensor | None = None
         self._metadata = auth.bearer_metadata(token)
+        self._secure_stub: deploy_pb2_grpc.SecureAggregatorStub | None = None
+        self._secure_steps: asyncio.Queue[deploy_pb2.SecureStep] = asyncio.Queue()
 
     async def run(self) -> str:
         """Take part until the server says the run is over; return its reason.
@@ -148,6 +151,7 @@ class DeployClient:
                     self.address, self.security, self.max_message_bytes
                 ) as channel:
                     stub = deploy_pb2_grpc.AggregatorStub(channel)
+                    self._secure_stub = deploy_pb2_grpc.SecureAggregatorStub(channel)
                     reply = await stub.Register(
                         deploy_pb2.RegisterRequest(fedsys_version=_VERSION),
                         metadata=self._metadata,
@@ -196,6 +200,7 @@ class DeployClient:
             session_id=session_id, num_samples=int(self.local_.labels.shape[0])
         )
         tasks: asyncio.Queue[deploy_pb2.TrainTask] = asyncio.Queue()
+        self._secure_steps = asyncio.Queue()
         reader = asyncio.create_task(self._read(stub, request, tasks))
         worker = asyncio.create_task(self._work(stub, tasks))
         try:
@@ -226,6 +231,8 @@ class DeployClient:
                 ) from None
             if instruction.HasField("train"):
                 tasks.put_nowait(instruction.train)
+            elif instruction.HasField("secure"):
+                self._secure_steps.put_nowait(instruction.secure)
             elif instruction.HasField("finish"):
                 return instruction.finish.reason
 
@@ -260,11 +267,13 @@ class DeployClient:
     ) -> TaskOutcome:
         """Download, train, encode and upload for one task."""
         assert self.local_ is not None
+        if task.HasField("secure"):
+            return await self._perform_secure(stub, task)
         started = time.monotonic()
         weights = await self.retrying("download", lambda: self.download(stub, task))
         download_s = time.monotonic() - started
-        config = TrainConfig(**json.loads(task.train_config_json))
         local = self.local_
+        config = TrainConfig(**json.loads(task.train_config_json))
         train_start = time.monotonic()
         result: TrainResult = await asyncio.to_thread(
             LocalTrainer(config).train,
@@ -317,6 +326,25 @@ class DeployClient:
                 )
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _perform_secure(
+        self, stub: deploy_pb2_grpc.AggregatorStub, task: deploy_pb2.TrainTask
+    ) -> TaskOutcome:
+        """Take part in the task's secure round while downloading and training."""
+        assert self.client_id_ is not None and self._secure_stub is not None
+        started = time.monotonic()
+        runner = SecureTaskRunner(self._secure_stub, self._metadata, task, self._secure_steps)
+        accepted, reason = await runner.run(self.client_id_, self.train_secure(stub, task))
+        return TaskOutcome(task.round_idx, accepted, reason, time.monotonic() - started)
+
+    async def train_secure(
+        self, stub: deploy_pb2_grpc.AggregatorStub, task: deploy_pb2.TrainTask
+    ) -> TrainResult:
+        """Download and train for a secure task (runs beside the key exchange)."""
+        assert self.local_ is not None
+        weights = await self.retrying("download", lambda: self.download(stub, task))
+        local = self.local_
+        return await train_task(local.model, weights, local.features, local.labels, task)
 
     async def download(
         self, stub: deploy_pb2_grpc.AggregatorStub, task: deploy_pb2.TrainTask

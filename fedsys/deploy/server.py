@@ -43,8 +43,11 @@ from fedsys.deploy.memory import (
 from fedsys.deploy.output import DeployWriter
 from fedsys.deploy.registry import Assignment, ClientRegistry, Session
 from fedsys.deploy.round_state import Arrival, LiveRound
+from fedsys.deploy.secure_round import SecureRound, SecureService
 from fedsys.deploy.service import AggregatorService, LateUpdateError, straggler_reason
 from fedsys.metrics.records import RoundRecord, RunResult
+from fedsys.secure.errors import SecureAggregationError
+from fedsys.secure.plan import SecurePlan, plan_for
 from fedsys.selection.base import Selector
 from fedsys.sim.engine import ceil_overcommit, wire_bytes
 from fedsys.wire import auth
@@ -141,6 +144,7 @@ class AggregatorServer:
         self.memory = FreeMemoryPacer()
         self._clock_offset_s = 0.0
         self._clock_start = time.monotonic()
+        self.secure_plan: SecurePlan | None = None
 
     # ------------------------------------------------------------------ clock and status
     def now_s(self) -> float:
@@ -193,6 +197,8 @@ class AggregatorServer:
             max_message_bytes=self.settings.max_message_bytes,
         )
         deploy_pb2_grpc.add_AggregatorServicer_to_server(AggregatorService(self), server)
+        if self.secure_plan is not None:
+            deploy_pb2_grpc.add_SecureAggregatorServicer_to_server(SecureService(self), server)
         self.port = bind(server, self.settings.host, self.settings.port, self.security)
         await server.start()
         writer = DeployWriter(self.output_dir, self.config)
@@ -240,6 +246,7 @@ class AggregatorServer:
         self.registry = ClientRegistry(self.tokens.names())
         self.registry.on_disconnect.append(self._on_disconnect)
         self.update_bytes = wire_bytes(self.compressor, self.weights)
+        self.secure_plan = self._secure_plan()
         if self.resume:
             checkpoint = ServerCheckpoint.load(self.output_dir, self.config)
             self.weights.check_same_layout(checkpoint.weights)
@@ -254,6 +261,24 @@ class AggregatorServer:
             self.strategy_state = self.parts.strategy.init_state(self.weights)
             self.selector_state = self.parts.selector.init_state()
         self._clock_start = time.monotonic()
+
+    def _secure_plan(self) -> SecurePlan | None:
+        """How updates are summed securely, or ``None`` when secure aggregation is off.
+
+        Raises
+        ------
+        DeployError
+            If the strategy needs individual updates.
+        """
+        settings = self.settings
+        if settings.secure_aggregation == "none":
+            return None
+        try:
+            return plan_for(
+                self.parts.strategy, settings.secure_max_weight, self.validator.max_norm
+            )
+        except SecureAggregationError as exc:
+            raise DeployError(f"deploy.secure_aggregation: {exc}") from None
 
     def _checkpoint(self) -> None:
         ServerCheckpoint(
@@ -326,19 +351,24 @@ class AggregatorServer:
         chosen, self.selector_state = self.parts.selector.select(
             self.selector_state, round_idx, available, select, self.now_s()
         )
-        feed = StreamingAggregation(
-            self.parts.strategy, self.weights, self.strategy_state, queue_size=1
-        )
-        live = LiveRound(round_idx, self.model_blob.version, target, feed)
+        present = [int(c) for c in chosen if int(c) in self.registry.sessions]
+        feed: StreamingAggregation | SecureRound
+        if self.secure_plan is None:
+            feed = StreamingAggregation(
+                self.parts.strategy, self.weights, self.strategy_state, queue_size=1
+            )
+        else:
+            feed = SecureRound(
+                self, round_idx, present, self.secure_plan, self.weights, self.strategy_state
+            )
+        live = LiveRound(round_idx, self.model_blob.version, target, feed)  # type: ignore[arg-type]
         self.live_round = live
         task = self._task_template(round_idx)
-        for client in chosen:
-            session = self.registry.sessions.get(int(client))
-            if session is None:
-                continue
+        for client in present:
+            session = self.registry.sessions[client]
             assignment = Assignment(
                 task_id=secrets.token_hex(16),
-                client_id=int(client),
+                client_id=client,
                 round_idx=round_idx,
                 model_version=self.model_blob.version,
                 assigned_at=time.monotonic(),
@@ -346,10 +376,14 @@ class AggregatorServer:
             instruction = deploy_pb2.Instruction(train=deploy_pb2.TrainTask())
             instruction.train.CopyFrom(task)
             instruction.train.task_id = assignment.task_id
-            instruction.train.seed = _task_seed(self.config.seed, round_idx, int(client))
-            live.assignments[int(client)] = assignment
-            live.sizes[int(client)] = session.num_samples
+            instruction.train.seed = _task_seed(self.config.seed, round_idx, client)
+            if isinstance(feed, SecureRound):
+                instruction.train.secure.CopyFrom(feed.task_for(client, assignment.task_id))
+            live.assignments[client] = assignment
+            live.sizes[client] = session.num_samples
             self.registry.assign(assignment, instruction)
+        if isinstance(feed, SecureRound):
+            feed.start(live)
         _LOGGER.info(
             "round started",
             extra={"round": round_idx, "selected": len(live.assignments), "idle": len(available)},
@@ -465,6 +499,8 @@ class AggregatorServer:
                 for c in sorted(live.assignments)
             ],
         }
+        if isinstance(live.feed, SecureRound):
+            extra["secure_aggregation"] = live.feed.summary()
         if live.rejected:
             extra["rejected_updates"] = [
                 {"client_id": c, "reason": reason} for c, reason in live.rejected

@@ -27,6 +27,7 @@ from fedsys.core.weights import ModelWeights
 from fedsys.data import builtin, fedscale, leaf
 from fedsys.data.federated import FederatedDataset
 from fedsys.models import cnn1d, logistic_regression, mlp
+from fedsys.secure.cost import SecureCostModel
 from fedsys.sim.backends.registry import make_backend
 from fedsys.sim.device import resolve_device
 from fedsys.sim.factories import call_factory
@@ -279,4 +280,18 @@ def build_simulator(config: RunConfig) -> Simulator:
             ray_workers=config.sim.ray_workers,
             ray_worker_backend=config.sim.ray_worker_backend,
         ),
+        secure_cost=secure_cost_model(config),
+    )
+
+
+def secure_cost_model(config: RunConfig) -> SecureCostModel | None:
+    """The cost model of ``deploy.secure_aggregation`` (``None`` when it is off)."""
+    deploy = config.deploy
+    if deploy.secure_aggregation == "none":
+        return None
+    return SecureCostModel(
+        degree=deploy.secure_degree,
+        all_pairs=deploy.secure_aggregation == "secagg",
+        bits=deploy.secure_bits,
+        threshold=deploy.secure_threshold,
     )

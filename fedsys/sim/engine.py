@@ -24,6 +24,7 @@ from fedsys.core.training import EvalResult, LocalTrainer, evaluate
 from fedsys.core.update import ClientId, ClientReport, ClientUpdate, ReportOutcome
 from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
+from fedsys.secure.cost import SecureCostModel
 from fedsys.selection.base import Selector
 from fedsys.selection.priors import UsesClientPriors
 from fedsys.sim.backends.base import BackendSession, TrainingParts, TrainJob
@@ -51,6 +52,8 @@ class EngineParts:
     validator: UpdateValidator = field(default_factory=UpdateValidator)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     """Where ``model`` and ``dataset`` live; server-side weights stay on the CPU."""
+    secure_cost: SecureCostModel | None = None
+    """Charge secure aggregation's extra compute, bytes and round trips (``None``: off)."""
 
 
 def training_parts(parts: EngineParts) -> TrainingParts:
@@ -252,6 +255,11 @@ class Engine:
         now = self.clock.now_s
         bytes_down = self.weights.num_bytes
         bytes_up = self.upload_bytes()
+        secure = None
+        if self.parts.secure_cost is not None:
+            secure = self.parts.secure_cost.round_cost(len(ids), self.weights.num_params, bytes_up)
+            bytes_down += secure.extra_bytes_down
+            bytes_up += secure.extra_bytes_up
         download_s, compute_s, upload_s = client_round_time(
             self.parts.fleet,
             ids,
@@ -260,6 +268,10 @@ class Engine:
             bytes_up,
             self.parts.model_cost_ratio,
         )
+        if secure is not None:  # protocol compute; the unmasking trip and the server's work
+            compute_s = compute_s + secure.client_compute_s
+            latency_s = secure.round_trips * self.parts.secure_cost.round_trip_s  # type: ignore[union-attr]
+            upload_s = upload_s + latency_s + secure.server_compute_s
         offline_s = self.parts.fleet.online_until(ids, now)
         sizes = self.parts.dataset.client_sizes
         launches = []

@@ -17,6 +17,7 @@ from fedsys.core.training import LocalTrainer
 from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
 from fedsys.metrics.records import RoundRecord, RunResult
+from fedsys.secure.cost import SecureCostModel
 from fedsys.selection.base import Selector
 from fedsys.sim.backends.base import TrainingBackend
 from fedsys.sim.backends.sequential import SequentialBackend
@@ -87,6 +88,9 @@ class Simulator:
     backend
         How clients are trained: :class:`~fedsys.sim.backends.SequentialBackend` (the
         default), ``VectorizedBackend`` or ``RayBackend``; opened once per ``run``.
+    secure_cost
+        Charge secure aggregation's measured cost (extra compute, bytes and round
+        trips) on the virtual clock; ``None``: plain aggregation.
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class Simulator:
         checkpoint_path: str | Path | None = None,
         device: str = "cpu",
         backend: TrainingBackend | None = None,
+        secure_cost: SecureCostModel | None = None,
     ) -> None:
         self.dataset = dataset
         self.model = model
@@ -133,6 +138,7 @@ class Simulator:
         self.checkpoint_path = checkpoint_path
         self.device = device
         self.backend = backend
+        self.secure_cost = secure_cost
 
     @classmethod
     def from_config(cls, config: RunConfig) -> Simulator:
@@ -195,6 +201,7 @@ class Simulator:
             compressor=self.compressor,
             validator=self.validator,
             device=device,
+            secure_cost=self.secure_cost,
         )
         backend = self.backend or SequentialBackend()
         with backend.open(training_parts(parts)) as session:

@@ -1,4 +1,5 @@
 from fedsys.wire.protos import common_pb2 as _common_pb2
+from fedsys.wire.protos import secure_pb2 as _secure_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -34,14 +35,16 @@ class SubscribeRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., num_samples: _Optional[int] = ...) -> None: ...
 
 class Instruction(_message.Message):
-    __slots__ = ("train", "ping", "finish")
+    __slots__ = ("train", "ping", "finish", "secure")
     TRAIN_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
     FINISH_FIELD_NUMBER: _ClassVar[int]
+    SECURE_FIELD_NUMBER: _ClassVar[int]
     train: TrainTask
     ping: Ping
     finish: Finish
-    def __init__(self, train: _Optional[_Union[TrainTask, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ...) -> None: ...
+    secure: SecureStep
+    def __init__(self, train: _Optional[_Union[TrainTask, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., secure: _Optional[_Union[SecureStep, _Mapping]] = ...) -> None: ...
 
 class Ping(_message.Message):
     __slots__ = ("server_time_s",)
@@ -56,7 +59,7 @@ class Finish(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class TrainTask(_message.Message):
-    __slots__ = ("task_id", "round_idx", "model_version", "model_sha256", "model_bytes", "train_config_json", "codec", "codec_json", "expected_update_bytes", "seed", "deadline_s")
+    __slots__ = ("task_id", "round_idx", "model_version", "model_sha256", "model_bytes", "train_config_json", "codec", "codec_json", "expected_update_bytes", "seed", "deadline_s", "secure")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_IDX_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +71,7 @@ class TrainTask(_message.Message):
     EXPECTED_UPDATE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
+    SECURE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     round_idx: int
     model_version: int
@@ -79,7 +83,96 @@ class TrainTask(_message.Message):
     expected_update_bytes: int
     seed: int
     deadline_s: float
-    def __init__(self, task_id: _Optional[str] = ..., round_idx: _Optional[int] = ..., model_version: _Optional[int] = ..., model_sha256: _Optional[str] = ..., model_bytes: _Optional[int] = ..., train_config_json: _Optional[str] = ..., codec: _Optional[str] = ..., codec_json: _Optional[str] = ..., expected_update_bytes: _Optional[int] = ..., seed: _Optional[int] = ..., deadline_s: _Optional[float] = ...) -> None: ...
+    secure: SecureTask
+    def __init__(self, task_id: _Optional[str] = ..., round_idx: _Optional[int] = ..., model_version: _Optional[int] = ..., model_sha256: _Optional[str] = ..., model_bytes: _Optional[int] = ..., train_config_json: _Optional[str] = ..., codec: _Optional[str] = ..., codec_json: _Optional[str] = ..., expected_update_bytes: _Optional[int] = ..., seed: _Optional[int] = ..., deadline_s: _Optional[float] = ..., secure: _Optional[_Union[SecureTask, _Mapping]] = ...) -> None: ...
+
+class SecureTask(_message.Message):
+    __slots__ = ("setup", "weighted", "clip_norm", "max_weight", "step_timeout_s")
+    SETUP_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTED_FIELD_NUMBER: _ClassVar[int]
+    CLIP_NORM_FIELD_NUMBER: _ClassVar[int]
+    MAX_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    STEP_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    setup: _secure_pb2.RoundSetup
+    weighted: bool
+    clip_norm: float
+    max_weight: float
+    step_timeout_s: float
+    def __init__(self, setup: _Optional[_Union[_secure_pb2.RoundSetup, _Mapping]] = ..., weighted: _Optional[bool] = ..., clip_norm: _Optional[float] = ..., max_weight: _Optional[float] = ..., step_timeout_s: _Optional[float] = ...) -> None: ...
+
+class SecureStep(_message.Message):
+    __slots__ = ("task_id", "keys", "shares", "unmask", "abort")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    UNMASK_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    keys: NeighbourKeys
+    shares: ShareDelivery
+    unmask: _secure_pb2.UnmaskRequest
+    abort: str
+    def __init__(self, task_id: _Optional[str] = ..., keys: _Optional[_Union[NeighbourKeys, _Mapping]] = ..., shares: _Optional[_Union[ShareDelivery, _Mapping]] = ..., unmask: _Optional[_Union[_secure_pb2.UnmaskRequest, _Mapping]] = ..., abort: _Optional[str] = ...) -> None: ...
+
+class NeighbourKeys(_message.Message):
+    __slots__ = ("adverts",)
+    ADVERTS_FIELD_NUMBER: _ClassVar[int]
+    adverts: _containers.RepeatedCompositeFieldContainer[_secure_pb2.KeyAdvert]
+    def __init__(self, adverts: _Optional[_Iterable[_Union[_secure_pb2.KeyAdvert, _Mapping]]] = ...) -> None: ...
+
+class ShareDelivery(_message.Message):
+    __slots__ = ("shares",)
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    shares: _containers.RepeatedCompositeFieldContainer[_secure_pb2.EncryptedShare]
+    def __init__(self, shares: _Optional[_Iterable[_Union[_secure_pb2.EncryptedShare, _Mapping]]] = ...) -> None: ...
+
+class SecureMessage(_message.Message):
+    __slots__ = ("task_id", "round_idx", "keys", "shares", "unmask")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_IDX_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    UNMASK_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    round_idx: int
+    keys: _secure_pb2.KeyAdvert
+    shares: ShareDelivery
+    unmask: _secure_pb2.UnmaskReply
+    def __init__(self, task_id: _Optional[str] = ..., round_idx: _Optional[int] = ..., keys: _Optional[_Union[_secure_pb2.KeyAdvert, _Mapping]] = ..., shares: _Optional[_Union[ShareDelivery, _Mapping]] = ..., unmask: _Optional[_Union[_secure_pb2.UnmaskReply, _Mapping]] = ...) -> None: ...
+
+class SecureAck(_message.Message):
+    __slots__ = ("accepted", "reason")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    reason: str
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class MaskedInputHeader(_message.Message):
+    __slots__ = ("task_id", "round_idx", "num_samples", "mean_loss", "sum_sq_loss", "samples_seen", "train_s")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_IDX_FIELD_NUMBER: _ClassVar[int]
+    NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    MEAN_LOSS_FIELD_NUMBER: _ClassVar[int]
+    SUM_SQ_LOSS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_SEEN_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_S_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    round_idx: int
+    num_samples: int
+    mean_loss: float
+    sum_sq_loss: float
+    samples_seen: int
+    train_s: float
+    def __init__(self, task_id: _Optional[str] = ..., round_idx: _Optional[int] = ..., num_samples: _Optional[int] = ..., mean_loss: _Optional[float] = ..., sum_sq_loss: _Optional[float] = ..., samples_seen: _Optional[int] = ..., train_s: _Optional[float] = ...) -> None: ...
+
+class MaskedUpload(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: MaskedInputHeader
+    chunk: _common_pb2.Chunk
+    def __init__(self, header: _Optional[_Union[MaskedInputHeader, _Mapping]] = ..., chunk: _Optional[_Union[_common_pb2.Chunk, _Mapping]] = ...) -> None: ...
 
 class ModelRequest(_message.Message):
     __slots__ = ("model_version",)

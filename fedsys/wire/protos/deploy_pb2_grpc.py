@@ -268,3 +268,121 @@ class Aggregator:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class SecureAggregatorStub:
+    """The extra message rounds of secure aggregation, on the same authenticated channel.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SecureSend = channel.unary_unary(
+                '/fedsys.deploy.SecureAggregator/SecureSend',
+                request_serializer=fedsys_dot_wire_dot_protos_dot_deploy__pb2.SecureMessage.SerializeToString,
+                response_deserializer=fedsys_dot_wire_dot_protos_dot_deploy__pb2.SecureAck.FromString,
+                _registered_method=True)
+        self.SendMaskedInput = channel.stream_unary(
+                '/fedsys.deploy.SecureAggregator/SendMaskedInput',
+                request_serializer=fedsys_dot_wire_dot_protos_dot_deploy__pb2.MaskedUpload.SerializeToString,
+                response_deserializer=fedsys_dot_wire_dot_protos_dot_deploy__pb2.SecureAck.FromString,
+                _registered_method=True)
+
+
+class SecureAggregatorServicer:
+    """The extra message rounds of secure aggregation, on the same authenticated channel.
+    """
+
+    def SecureSend(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendMaskedInput(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SecureAggregatorServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SecureSend': grpc.unary_unary_rpc_method_handler(
+                    servicer.SecureSend,
+                    request_deserializer=fedsys_dot_wire_dot_protos_dot_deploy__pb2.SecureMessage.FromString,
+                    response_serializer=fedsys_dot_wire_dot_protos_dot_deploy__pb2.SecureAck.SerializeToString,
+            ),
+            'SendMaskedInput': grpc.stream_unary_rpc_method_handler(
+                    servicer.SendMaskedInput,
+                    request_deserializer=fedsys_dot_wire_dot_protos_dot_deploy__pb2.MaskedUpload.FromString,
+                    response_serializer=fedsys_dot_wire_dot_protos_dot_deploy__pb2.SecureAck.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'fedsys.deploy.SecureAggregator', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('fedsys.deploy.SecureAggregator', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class SecureAggregator:
+    """The extra message rounds of secure aggregation, on the same authenticated channel.
+    """
+
+    @staticmethod
+    def SecureSend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedsys.deploy.SecureAggregator/SecureSend',
+            fedsys_dot_wire_dot_protos_dot_deploy__pb2.SecureMessage.SerializeToString,
+            fedsys_dot_wire_dot_protos_dot_deploy__pb2.SecureAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendMaskedInput(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/fedsys.deploy.SecureAggregator/SendMaskedInput',
+            fedsys_dot_wire_dot_protos_dot_deploy__pb2.MaskedUpload.SerializeToString,
+            fedsys_dot_wire_dot_protos_dot_deploy__pb2.SecureAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

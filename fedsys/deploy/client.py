@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import torch
@@ -33,6 +33,9 @@ from fedsys.wire.chunks import join_async, sha256_hex, split
 from fedsys.wire.protos import deploy_pb2, deploy_pb2_grpc
 from fedsys.wire.tensors import layout_of, weights_from_bytes
 from fedsys.wire.transport import Backoff, ChannelSecurity, open_channel
+
+if TYPE_CHECKING:
+    from fedsys.deploy.emulation import DeviceEmulation
 
 _LOGGER = logging.getLogger(__name__)
 _FATAL = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
@@ -86,6 +89,9 @@ class DeployClient:
     max_silence_s
         Reconnect when the server (which pings every ``deploy.ping_interval_s``) has
         said nothing for this long: a half-open link is not waited on forever.
+    emulation
+        Makes this client behave like a traced device (paced compute, shaped link;
+        see :mod:`fedsys.deploy.emulation`); ``None``: a real device.
     """
 
     def __init__(
@@ -98,6 +104,7 @@ class DeployClient:
         max_message_bytes: int = 4 * 1024 * 1024,
         seed: int | None = None,
         max_silence_s: float = 60.0,
+        emulation: DeviceEmulation | None = None,
     ) -> None:
         self.address = address
         self.token = token
@@ -107,6 +114,7 @@ class DeployClient:
         self.max_message_bytes = max_message_bytes
         self.seed = seed
         self.max_silence_s = max_silence_s
+        self.emulation = emulation
         self.outcomes: list[TaskOutcome] = []
         self.local_: LocalData | None = None
         self.client_id_: int | None = None
@@ -258,6 +266,11 @@ class DeployClient:
             int(task.seed),
         )
         train_s = time.monotonic() - train_start
+        emulation = self.emulation
+        if emulation is not None:
+            samples = config.samples_processed(int(local.labels.shape[0]))
+            await emulation.pace_compute(int(samples), train_s)
+            train_s = time.monotonic() - train_start
         compressor = build_compressor(task.codec_json)
         encoded, self._residual = compressor.encode(result.delta, self._residual, int(task.seed))
         header = deploy_pb2.UpdateHeader(
@@ -273,7 +286,20 @@ class DeployClient:
             codec=encoded.codec,
             payload_bytes=[len(p) for p in encoded.payloads],
         )
-        accepted, reason = await self.upload(stub, header, b"".join(encoded.payloads))
+        upload_start = time.monotonic()
+        payload = b"".join(encoded.payloads)
+        accepted, reason = await self.upload(stub, header, payload)
+        if emulation is not None:
+            emulation.finish_task(
+                task,
+                time.monotonic() - started,
+                download_s,
+                train_s,
+                time.monotonic() - upload_start,
+                len(payload),
+                accepted,
+                reason,
+            )
         return TaskOutcome(task.round_idx, accepted, reason, train_s)
 
     async def download(
@@ -286,7 +312,8 @@ class DeployClient:
             metadata=self._metadata,
             timeout=300,
         )
-        data = await join_async(stream, max_bytes=int(task.model_bytes))
+        chunks = stream if self.emulation is None else self.emulation.shape_download(stream)
+        data = await join_async(chunks, max_bytes=int(task.model_bytes))
         if sha256_hex(data) != task.model_sha256:
             raise ConnectionError("downloaded model does not match the assigned checksum")
         layout = layout_of(ModelWeights.from_module(self.local_.model))
@@ -306,7 +333,11 @@ class DeployClient:
             await call.done_writing()
             return reply.verdict.accepted, reply.verdict.reason
         checksum = header.sha256
+        if self.emulation is not None:
+            self.emulation.up.start()
         for chunk in split(payload, int(reply.grant.max_chunk_bytes), checksum):
+            if self.emulation is not None:
+                await self.emulation.up.carry(len(chunk.data))
             await call.write(deploy_pb2.UploadMessage(chunk=chunk))
         await call.done_writing()
         reply = await call.read()

@@ -49,6 +49,10 @@ class EngineParts:
     validator: UpdateValidator = field(default_factory=UpdateValidator)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     """Where ``model`` and ``dataset`` live; server-side weights stay on the CPU."""
+    server_round_s: float = 0.0
+    """Server seconds a round costs besides its clients' (calibrated, ``clock`` section)."""
+    server_update_s: float = 0.0
+    """Server seconds each aggregated update costs (calibrated, ``clock`` section)."""
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,10 @@ class Simulator:
         ``cpu``, ``cuda`` or ``auto``: where local training and central evaluation
         run (a copy of the model and the data move there once; server-side weights,
         states and checkpoints stay on the CPU).
+    server_round_s, server_update_s
+        Server time charged per sync or deadline round and per aggregated update
+        (dispatch, receive, aggregate, evaluate), as ``fedsys fidelity --calibrate``
+        measures it on a real deployment; 0 by default.
     """
 
     def __init__(
@@ -106,6 +110,8 @@ class Simulator:
         checkpoint_every: int = 0,
         checkpoint_path: str | Path | None = None,
         device: str = "cpu",
+        server_round_s: float = 0.0,
+        server_update_s: float = 0.0,
     ) -> None:
         self.dataset = dataset
         self.model = model
@@ -126,6 +132,8 @@ class Simulator:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_path = checkpoint_path
         self.device = device
+        self.server_round_s = server_round_s
+        self.server_update_s = server_update_s
 
     @classmethod
     def from_config(cls, config: RunConfig) -> Simulator:
@@ -189,6 +197,8 @@ class Simulator:
                 compressor=self.compressor,
                 validator=self.validator,
                 device=device,
+                server_round_s=self.server_round_s,
+                server_update_s=self.server_update_s,
             )
         )
         records: list[RoundRecord] = []

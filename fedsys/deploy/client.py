@@ -339,6 +339,8 @@ class DeployClient:
             if self.emulation is not None:
                 await self.emulation.up.carry(len(chunk.data))
             await call.write(deploy_pb2.UploadMessage(chunk=chunk))
+        if self.emulation is not None:
+            self.emulation.up.finish()
         await call.done_writing()
         reply = await call.read()
         if reply is grpc.aio.EOF or not reply.HasField("verdict"):

@@ -147,11 +147,18 @@ class PacedLink:
         self.clock = clock
         self._started = 0.0
         self._carried = 0
+        self.elapsed_s = 0.0
 
     def start(self) -> None:
         """A new transfer begins now."""
         self._started = self.clock()
         self._carried = 0
+        self.elapsed_s = 0.0
+
+    def finish(self) -> float:
+        """The transfer's last byte is out: its measured seconds (also ``elapsed_s``)."""
+        self.elapsed_s = self.clock() - self._started
+        return self.elapsed_s
 
     def due_s(self) -> float:
         """When the bytes carried so far reach the far side (clock seconds)."""
@@ -171,7 +178,12 @@ class PacedLink:
 
 @dataclass
 class TaskTiming:
-    """One task as the emulated device lived it (one line of ``--timings``)."""
+    """One task as the emulated device lived it (one line of ``--timings``).
+
+    ``download_s`` runs from asking for the model to holding it; ``upload_s`` from the
+    server's grant to the update's last byte (the shaped transfer), ``upload_total_s``
+    from the header to the server's verdict (its receive queue and aggregation too).
+    """
 
     client_id: int
     round_idx: int
@@ -181,6 +193,7 @@ class TaskTiming:
     compute_s: float
     target_compute_s: float
     upload_s: float
+    upload_total_s: float
     target_download_s: float
     target_upload_s: float
     accepted: bool
@@ -217,6 +230,7 @@ class DeviceEmulation:
         async for chunk in chunks:
             await self.down.carry(len(chunk.data))
             yield chunk
+        self.down.finish()
 
     async def pace_compute(self, samples_processed: int, train_s: float) -> None:
         """Sleep until the profile's compute time for ``samples_processed`` has passed."""
@@ -251,7 +265,8 @@ class DeviceEmulation:
             train_s=train_s,
             compute_s=compute_s,
             target_compute_s=target_s,
-            upload_s=upload_s,
+            upload_s=self.up.elapsed_s,
+            upload_total_s=upload_s,
             target_download_s=self.down.transfer_s(int(task.model_bytes)),
             target_upload_s=self.up.transfer_s(upload_bytes),
             accepted=accepted,

@@ -146,7 +146,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    console = Console(quiet=True)
+    console = Console(stderr=True)  # the deployments' own summaries; the table goes to stdout
     args.work_dir.mkdir(parents=True, exist_ok=True)
     traces = fleet_file(args.clients, args.seed, args.work_dir)
     rows, runs = [], {}

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,8 +22,10 @@ if TYPE_CHECKING:  # heavy (torch, grpc): imported when a device is built, not b
     from rich.console import Console
 
     from fedsys.config.schema import RunConfig
+    from fedsys.data.federated import FederatedDataset
     from fedsys.deploy.client import DataProvider, DeployClient, LocalData
     from fedsys.deploy.emulation import AvailabilitySchedule
+    from fedsys.traces.fleet import DeviceFleet
     from fedsys.wire.transport import ChannelSecurity
 
 
@@ -86,7 +89,7 @@ def parse_profiles(text: str) -> list[int]:
 def build_device_client(
     device: EmulatedDevice,
     config: RunConfig,
-    traces: Path,
+    traces: Path | DeviceFleet,
     address: str,
     security: ChannelSecurity,
     epoch: float,
@@ -143,6 +146,37 @@ async def run_devices(clients: list[tuple[DeployClient, AvailabilitySchedule]]) 
     return list(await asyncio.gather(*(one(c, s) for c, s in clients)))
 
 
+def shared_shards(config: RunConfig) -> Callable[[int], DataProvider]:
+    """Providers of the run's shards that build its dataset once for every device of a host.
+
+    Raises
+    ------
+    ValueError
+        (when a provider is called) If the dataset has no client of that index.
+    """
+    from fedsys.deploy.client import LocalData
+    from fedsys.sim.build import build_dataset, build_model
+
+    built: list[FederatedDataset] = []
+
+    def for_index(index: int) -> DataProvider:
+        def provide(run: dict[str, object]) -> LocalData:
+            if not built:
+                built.append(build_dataset(config.dataset, config.seed))
+            dataset = built[0]
+            if not 0 <= index < dataset.num_clients:
+                raise ValueError(
+                    f"device {index} has no data: the run's dataset has "
+                    f"{dataset.num_clients} clients"
+                )
+            features, labels = dataset.client_data(index)
+            return LocalData(build_model(config.model, dataset, config.seed), features, labels)
+
+        return provide
+
+    return for_index
+
+
 def default_epoch() -> float:
     """The trace's clock starts when the process starts unless ``--epoch`` says otherwise."""
     return time.time()
@@ -151,10 +185,10 @@ def default_epoch() -> float:
 def run_from_args(args: argparse.Namespace, console: Console) -> int:
     """``fedsys client --profile ...``: build the devices, run them, report how they ended."""
     from fedsys.cli import resolve_config
-    from fedsys.deploy.build import channel_security, folder_provider, shard_provider
+    from fedsys.deploy.build import channel_security, folder_provider
     from fedsys.deploy.cli import _run_until_signal, client_name
     from fedsys.deploy.client import ClientRefusedError
-    from fedsys.deploy.emulation import ready_marker, wait_for_epoch
+    from fedsys.deploy.emulation import load_traces, ready_marker, wait_for_epoch
     from fedsys.deploy.logs import setup_logging
     from fedsys.wire.auth import read_token
 
@@ -170,6 +204,8 @@ def run_from_args(args: argparse.Namespace, console: Console) -> int:
         raise ValueError(f"--latency-ms must be >= 0, got {args.latency_ms}")
     setup_logging()
     config = resolve_config(str(args.config), {})
+    fleet = load_traces(args.traces, config.devices)
+    shard = shared_shards(config)
     devices = []
     for profile in profiles:
         token_path = (
@@ -181,14 +217,14 @@ def run_from_args(args: argparse.Namespace, console: Console) -> int:
             data = folder_provider(args.data)
         else:
             index = args.data_index if single and args.data_index is not None else profile
-            data = shard_provider(index)
+            data = shard(index)
         devices.append(EmulatedDevice(profile, read_token(token_path), data))
     security = channel_security(args.ca, args.cert, args.key, args.insecure)
     clients = [
         build_device_client(
             device,
             config,
-            args.traces,
+            fleet,
             args.server,
             security,
             0.0,

@@ -95,25 +95,35 @@ class DeviceProfile:
 
 
 def profile_for(
-    traces: Path,
+    traces: Path | DeviceFleet,
     devices: DevicesConfig,
     client_id: int,
     model: nn.Module,
     latency_s: float = 0.0,
 ) -> DeviceProfile:
-    """Device ``client_id`` of ``traces`` shaped exactly as the simulator shapes its fleet."""
-    from fedsys.sim.build import charge_transfers, cost_ratio_of, shape_fleet
-    from fedsys.traces.report import load_fleet_file
+    """Device ``client_id`` of ``traces`` shaped exactly as the simulator shapes its fleet.
 
-    capacity = devices.capacity_path if devices.source == "file" else None
-    fleet = load_fleet_file(traces, capacity)
+    ``traces`` is a trace file or a fleet already loaded from one (a host of many
+    devices reads the file once).
+    """
+    from fedsys.sim.build import charge_transfers, cost_ratio_of, shape_fleet
+
+    fleet = load_traces(traces, devices) if isinstance(traces, Path) else traces
     if not 0 <= client_id < fleet.num_clients:
         raise ValueError(
-            f"--profile {client_id} is out of range: {traces} holds {fleet.num_clients} devices"
+            f"--profile {client_id} is out of range: the traces hold {fleet.num_clients} devices"
         )
     fleet = charge_transfers(shape_fleet(fleet.take([client_id]), devices), devices, model)
     profile = DeviceProfile.from_fleet(fleet, 0, cost_ratio_of(devices, model), latency_s)
     return replace(profile, client_id=client_id)
+
+
+def load_traces(traces: Path, devices: DevicesConfig) -> DeviceFleet:
+    """The fleet of a trace file (a FedScale pair takes ``devices.capacity_path``)."""
+    from fedsys.traces.report import load_fleet_file
+
+    capacity = devices.capacity_path if devices.source == "file" else None
+    return load_fleet_file(traces, capacity)
 
 
 # ---------------------------------------------------------------------- the link

@@ -23,6 +23,8 @@ from fedsys.metrics.records import RunResult
 from fedsys.metrics.writers import atomic_write_text
 
 PORT_WAIT_S = 180.0
+HOSTS_WAIT_S = 900.0
+"""Longest wait for emulated-device processes to build their data and say ready."""
 
 
 def run_local(args: argparse.Namespace, console: Console) -> int:
@@ -170,13 +172,13 @@ def _start_trace_clock(
 
     The lead lets the devices online at the start connect before the first round.
     """
-    deadline = time.monotonic() + PORT_WAIT_S
+    deadline = time.monotonic() + HOSTS_WAIT_S
     while len(list(epoch_file.parent.glob(f"{epoch_file.name}.ready.*"))) < hosts:
         exited = [c.returncode for c in children if c.poll() is not None]
         if exited:
             raise RuntimeError(f"a process exited with {exited[0]} while the devices started")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the device hosts were not ready within {PORT_WAIT_S:.0f} s")
+            raise TimeoutError(f"the device hosts were not ready within {HOSTS_WAIT_S:.0f} s")
         time.sleep(0.1)
     atomic_write_text(epoch_file, f"{time.time() + lead_s!r}\n")
 

@@ -83,7 +83,7 @@ def test_profile_is_shaped_like_the_simulators_fleet(tmp_path) -> None:
 def test_profile_out_of_range_names_the_trace_size(tmp_path) -> None:
     path = save_fleet(_one_device([], period_s=0.0), tmp_path / "fleet.csv")
 
-    with pytest.raises(ValueError, match="holds 1 devices"):
+    with pytest.raises(ValueError, match="hold 1 devices"):
         profile_for(path, DevicesConfig(source="file", path=str(path)), 3, nn.Linear(2, 2))
 
 

@@ -235,11 +235,20 @@ class DeviceEmulation:
         self._train = (0.0, 0.0)
 
     async def shape_download(self, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        """Pass the model's chunks on as the device's downlink would deliver them."""
+        """Pass the model's chunks on as the device's downlink would deliver them.
+
+        A device going offline mid-download cancels the gRPC stream here, so the call
+        never outlives the session (a half-read stream would hold its channel open).
+        """
         self.down.start()
-        async for chunk in chunks:
-            await self.down.carry(len(chunk.data))
-            yield chunk
+        try:
+            async for chunk in chunks:
+                await self.down.carry(len(chunk.data))
+                yield chunk
+        finally:
+            cancel = getattr(chunks, "cancel", None)
+            if cancel is not None:
+                cancel()
         self.down.finish()
 
     async def pace_compute(self, samples_processed: int, train_s: float) -> None:
@@ -370,19 +379,31 @@ async def follow_availability(
             await asyncio.sleep(max(0.001, wake - now))
             continue
         until = schedule.online_until(probe)
+        session = asyncio.ensure_future(run_session())
         try:
-            if math.isinf(until):
-                return str(await run_session())
-            async with asyncio.timeout(max(0.0, until - now)):
-                return str(await run_session())
-        except TimeoutError:
-            disconnects += 1
-            _LOGGER.info(
-                "device offline by its trace",
-                extra={"t_s": round(until, 3), "disconnects": disconnects},
+            done, _ = await asyncio.wait(
+                {session}, timeout=None if math.isinf(until) else max(0.0, until - now)
             )
-            # step just past the session's end, where the trace says offline
-            await asyncio.sleep(max(0.0, until - trace_time()) + 1e-3)
+        except asyncio.CancelledError:
+            session.cancel()
+            raise
+        if done:
+            return str(session.result())
+        disconnects += 1
+        session.cancel()
+        _, pending = await asyncio.wait({session}, timeout=CLOSE_WAIT_S)
+        if pending:  # its next connection supersedes it: the server counts the dropout then
+            _LOGGER.warning("a session did not close in time", extra={"t_s": round(until, 3)})
+        _LOGGER.info(
+            "device offline by its trace",
+            extra={"t_s": round(until, 3), "disconnects": disconnects},
+        )
+        # step just past the session's end, where the trace says offline
+        await asyncio.sleep(max(0.0, until - trace_time()) + 1e-3)
+
+
+CLOSE_WAIT_S = 5.0
+"""Longest wait for a cancelled session to close its channel when its device goes offline."""
 
 
 def read_epoch(path: Path) -> float | None:

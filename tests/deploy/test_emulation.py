@@ -83,10 +83,14 @@ def test_emulated_device_paces_shapes_and_follows_its_availability(tmp_path, pro
         assert task["target_download_s"] == pytest.approx(DOWN_S)
         assert task["download_s"] == pytest.approx(DOWN_S, rel=0.10)
         assert task["upload_s"] == pytest.approx(UP_S, rel=0.10)
-    dropped = [r for r in rows if r["dropouts"] == 1]
-    assert len(dropped) == 1 and dropped[0]["participants"] == 0
-    assert dropped[0]["end_s"] == pytest.approx(OFFLINE[0], abs=0.3)  # its disconnect closed it
-    back = rows[rows.index(dropped[0]) + 1]
+    # going offline ends the round without it: a dropout, or (cut mid-upload) an
+    # update the server refuses as incomplete
+    lost = [r for r in rows if r["participants"] == 0]
+    assert len(lost) == 1 and lost[0]["dropouts"] + lost[0]["rejected"] == 1
+    assert lost[0]["end_s"] == pytest.approx(OFFLINE[0], abs=0.3)  # its disconnect closed it
+    back = rows[rows.index(lost[0]) + 1]
     assert OFFLINE[1] - 0.05 <= back["start_s"] <= OFFLINE[1] + 1.5  # reconnected on time
     assert back["participants"] == 1
-    assert processes.log("server").count('"client registered"') == 2
+    server_log = (processes.log_dir / "server.log").read_text()
+    assert server_log.count('"client disconnected"') == 1
+    assert server_log.count('"client registered"') == 2

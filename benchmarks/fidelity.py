@@ -11,7 +11,7 @@ Setting
 * 100 clients of digits (Dirichlet alpha 0.5), K = 20 per round, 10 rounds, sync
   rounds without over-commitment (see "Stragglers" below), FedAvg, an MLP.
 * Fleet: the calibrated generated fleet (lognormal compute and bandwidth, diurnal
-  sessions) with its day compressed to one hour, so devices come and go during the
+  sessions) with its day compressed to four hours, so devices come and go during the
   run; compute charged as the traces' reference model (``model_cost_ratio 1``) and
   transfers as its 14 MB of weights (``transfer_cost_ratio: reference``).
 * Time scale 0.01 on both sides: the fleet runs 100x faster than real phones, so a
@@ -49,8 +49,8 @@ from fedsys.fidelity.runner import run_fidelity
 from fedsys.traces import generate_fleet, save_fleet
 
 RESULTS = Path(__file__).parent / "results"
-DAY_COMPRESSION = 24.0
-"""The generated fleet's day lasts an hour of device time, so availability changes in-run."""
+DAY_COMPRESSION = 6.0
+"""The generated fleet's day lasts 4 hours of device time, so availability changes in-run."""
 
 
 def fleet_file(num_clients: int, seed: int, folder: Path) -> Path:
@@ -141,7 +141,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target", type=float, default=0.6)
     parser.add_argument("--time-scale", type=float, default=0.01)
-    parser.add_argument("--devices-per-process", type=int, default=20)
+    parser.add_argument("--warmup-s", type=float, default=15.0)
+    parser.add_argument("--devices-per-process", type=int, default=25)
     parser.add_argument("--work-dir", type=Path, default=Path("runs/bench-fidelity"))
     args = parser.parse_args()
 
@@ -163,6 +164,7 @@ def main() -> None:
             console,
             calibrate_clock=clock is None,
             devices_per_process=args.devices_per_process,
+            warmup_s=args.warmup_s,
             quiet=True,
         )
         if run.calibration is not None:

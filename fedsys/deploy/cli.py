@@ -80,7 +80,7 @@ def add_deploy_commands(commands: Any) -> None:
     local.add_argument(
         "--warmup-s",
         type=float,
-        default=2.0,
+        default=10.0,
         help="with --traces: time for the devices online at the start to connect",
     )
     local.set_defaults(handler=_cmd_deploy_local)

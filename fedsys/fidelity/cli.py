@@ -37,7 +37,7 @@ def add_fidelity_command(commands: Any) -> None:
     fidelity.add_argument(
         "--warmup-s",
         type=float,
-        default=2.0,
+        default=10.0,
         help="time for the devices online at the start to connect before round 0",
     )
     fidelity.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -91,7 +91,7 @@ def deploy(
     output_dir: Path,
     console: Console,
     devices_per_process: int = 10,
-    warmup_s: float = 2.0,
+    warmup_s: float = 10.0,
     quiet: bool = False,
 ) -> tuple[tuple[RoundRecord, ...], tuple[dict[str, Any], ...]]:
     """Run ``config`` as a real deployment of emulated devices; records and task timings.
@@ -141,7 +141,7 @@ def run_fidelity(
     *,
     calibrate_clock: bool = False,
     devices_per_process: int = 10,
-    warmup_s: float = 2.0,
+    warmup_s: float = 10.0,
     quiet: bool = False,
 ) -> FidelityRun:
     """Simulate, deploy, compare; with ``calibrate_clock`` also fit the ``clock`` terms.

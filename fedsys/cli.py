@@ -24,6 +24,7 @@ from fedsys.config.loader import (
     parse_yaml,
 )
 from fedsys.config.schema import RunConfig
+from fedsys.fidelity.cli import add_fidelity_command
 from fedsys.metrics.records import RoundRecord, RunResult
 from fedsys.silo.cli import add_silo_commands
 
@@ -127,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     add_deploy_commands(commands)
     add_silo_commands(commands)
     add_query_command(commands)
+    add_fidelity_command(commands)
     return parser
 
 

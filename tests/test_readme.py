@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from fedsys.aggregation.config import UpdateValidationConfig
 from fedsys.config.deploy import DeployConfig
 from fedsys.config.schema import (
+    ClockConfig,
     DatasetConfig,
     DevicesConfig,
     EvalConfig,
@@ -81,6 +82,7 @@ SECTIONS = {
     "model.": ModelConfig,
     "train.": TrainSettings,
     "devices.": DevicesConfig,
+    "clock.": ClockConfig,
     "validation.": UpdateValidationConfig,
     "eval.": EvalConfig,
     "metrics.": MetricsConfig,

@@ -3,6 +3,7 @@
 from fedsys.config.loader import ConfigError, apply_overrides, load_config, parse_config
 from fedsys.config.schema import (
     AsyncRounds,
+    ClockConfig,
     DatasetConfig,
     DeadlineRounds,
     DevicesConfig,
@@ -16,6 +17,7 @@ from fedsys.config.schema import (
 
 __all__ = [
     "AsyncRounds",
+    "ClockConfig",
     "ConfigError",
     "DatasetConfig",
     "DeadlineRounds",

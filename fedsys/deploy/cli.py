@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedsys.deploy.checkpoint import CheckpointError
+from fedsys.deploy.device_host import add_emulation_arguments
 
 _EXIT_FAILED = 1
 
@@ -27,19 +28,25 @@ def add_deploy_commands(commands: Any) -> None:
     server.add_argument("--port-file", type=Path, help="write the bound port here")
     server.add_argument("--resume", metavar="DIR", help="continue the run checkpointed in DIR")
     server.add_argument("--insecure", action="store_true", help="plaintext (no TLS): loopback only")
+    start = server.add_mutually_exclusive_group()
+    start.add_argument(
+        "--start-at", type=float, metavar="UNIX_S", help="start round 0 then (emulated fleets)"
+    )
+    start.add_argument("--start-at-file", type=Path, help="start round 0 at the time written here")
     server.set_defaults(handler=_cmd_server)
 
     client = commands.add_parser("client", help="run one participant that dials the aggregator")
     client.add_argument("--server", required=True, metavar="HOST:PORT")
-    client.add_argument("--token-file", type=Path, required=True)
+    client.add_argument("--token-file", type=Path, help="this client's token (required)")
     client.add_argument("--ca", type=Path, help="CA certificate that signed the server's")
     client.add_argument("--cert", type=Path, help="client certificate (mutual TLS)")
     client.add_argument("--key", type=Path, help="client key (mutual TLS)")
     client.add_argument("--insecure", action="store_true", help="plaintext (no TLS)")
-    source = client.add_mutually_exclusive_group(required=True)
+    source = client.add_mutually_exclusive_group()
     source.add_argument("--data-index", type=int, help="train on shard I of the run's dataset")
     source.add_argument("--data", type=Path, help="local LEAF folder or FedScale mapping CSV")
     client.add_argument("--max-attempts", type=int, default=20, help="reconnects before giving up")
+    add_emulation_arguments(client)
     client.set_defaults(handler=_cmd_client)
 
     certs = commands.add_parser("certs", help="make a CA, server and client certificates, tokens")
@@ -66,6 +73,16 @@ def add_deploy_commands(commands: Any) -> None:
     _add_overrides(local)
     local.add_argument("--output-dir", help="where results go (default: the config's + -deploy)")
     local.add_argument("--quiet", action="store_true")
+    local.add_argument("--traces", help="emulate the first --clients devices of this trace file")
+    local.add_argument(
+        "--devices-per-process", type=int, default=10, help="with --traces: devices per process"
+    )
+    local.add_argument(
+        "--warmup-s",
+        type=float,
+        default=10.0,
+        help="with --traces: time for the devices online at the start to connect",
+    )
     local.set_defaults(handler=_cmd_deploy_local)
 
 
@@ -137,6 +154,7 @@ def _cmd_server(args: argparse.Namespace, console: Console) -> int:
         output_dir,
         server_security(config, output_dir),
         resume=bool(args.resume),
+        start_at=args.start_at if args.start_at is not None else args.start_at_file,
     )
     try:
         result = _run_until_signal(server.serve(args.port_file))
@@ -173,6 +191,12 @@ def _cmd_client(args: argparse.Namespace, console: Console) -> int:
     from fedsys.wire.auth import read_token
     from fedsys.wire.transport import Backoff
 
+    if args.profile is not None:
+        from fedsys.deploy.device_host import run_from_args
+
+        return run_from_args(args, console)
+    if args.token_file is None or (args.data_index is None and args.data is None):
+        raise ValueError("fedsys client needs --token-file and one of --data-index, --data")
     setup_logging()
     provider = (
         shard_provider(args.data_index)

@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import torch
@@ -34,6 +34,9 @@ from fedsys.wire.chunks import join_async, sha256_hex, split
 from fedsys.wire.protos import deploy_pb2, deploy_pb2_grpc
 from fedsys.wire.tensors import layout_of, weights_from_bytes
 from fedsys.wire.transport import Backoff, ChannelSecurity, open_channel
+
+if TYPE_CHECKING:
+    from fedsys.deploy.emulation import DeviceEmulation
 
 _LOGGER = logging.getLogger(__name__)
 _FATAL = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
@@ -101,6 +104,9 @@ class DeployClient:
     transfer_attempts
         Tries of one model download or update upload that fails with a transient
         status on a live link, with the backoff's delays in between.
+    emulation
+        Makes this client behave like a traced device (paced compute, shaped link;
+        see :mod:`fedsys.deploy.emulation`); ``None``: a real device.
     """
 
     def __init__(
@@ -114,6 +120,7 @@ class DeployClient:
         seed: int | None = None,
         max_silence_s: float = 60.0,
         transfer_attempts: int = 3,
+        emulation: DeviceEmulation | None = None,
     ) -> None:
         self.address = address
         self.token = token
@@ -125,6 +132,7 @@ class DeployClient:
         self.max_silence_s = max_silence_s
         self.transfer_attempts = transfer_attempts
         self._rng = random.Random(seed)
+        self.emulation = emulation
         self.outcomes: list[TaskOutcome] = []
         self.local_: LocalData | None = None
         self.client_id_: int | None = None
@@ -284,6 +292,11 @@ class DeployClient:
             int(task.seed),
         )
         train_s = time.monotonic() - train_start
+        emulation = self.emulation
+        if emulation is not None:
+            samples = config.samples_processed(int(local.labels.shape[0]))
+            await emulation.pace_compute(int(samples), train_s)
+            train_s = time.monotonic() - train_start
         compressor = build_compressor(task.codec_json)
         encoded, self._residual = compressor.encode(result.delta, self._residual, int(task.seed))
         header = deploy_pb2.UpdateHeader(
@@ -299,8 +312,22 @@ class DeployClient:
             codec=encoded.codec,
             payload_bytes=[len(p) for p in encoded.payloads],
         )
+        upload_start = time.monotonic()
         payload = b"".join(encoded.payloads)
-        accepted, reason = await self.retrying("upload", lambda: self.upload(stub, header, payload))
+        accepted, reason = await self.retrying(
+            "upload", lambda: self.upload(stub, header, payload)
+        )
+        if emulation is not None:
+            emulation.finish_task(
+                task,
+                time.monotonic() - started,
+                download_s,
+                train_s,
+                time.monotonic() - upload_start,
+                len(payload),
+                accepted,
+                reason,
+            )
         return TaskOutcome(task.round_idx, accepted, reason, train_s)
 
     async def retrying(self, what: str, transfer: Callable[[], Awaitable[T]]) -> T:
@@ -356,7 +383,8 @@ class DeployClient:
             metadata=self._metadata,
             timeout=300,
         )
-        data = await join_async(stream, max_bytes=int(task.model_bytes))
+        chunks = stream if self.emulation is None else self.emulation.shape_download(stream)
+        data = await join_async(chunks, max_bytes=int(task.model_bytes))
         if sha256_hex(data) != task.model_sha256:
             raise ConnectionError("downloaded model does not match the assigned checksum")
         layout = layout_of(ModelWeights.from_module(self.local_.model))
@@ -376,8 +404,14 @@ class DeployClient:
             await call.done_writing()
             return reply.verdict.accepted, reply.verdict.reason
         checksum = header.sha256
+        if self.emulation is not None:
+            self.emulation.up.start()
         for chunk in split(payload, int(reply.grant.max_chunk_bytes), checksum):
+            if self.emulation is not None:
+                await self.emulation.up.carry(len(chunk.data))
             await call.write(deploy_pb2.UploadMessage(chunk=chunk))
+        if self.emulation is not None:
+            self.emulation.up.finish()
         await call.done_writing()
         reply = await call.read()
         if reply is grpc.aio.EOF or not reply.HasField("verdict"):

@@ -23,6 +23,8 @@ from fedsys.metrics.records import RunResult
 from fedsys.metrics.writers import atomic_write_text
 
 PORT_WAIT_S = 180.0
+HOSTS_WAIT_S = 900.0
+"""Longest wait for emulated-device processes to build their data and say ready."""
 
 
 def run_local(args: argparse.Namespace, console: Console) -> int:
@@ -38,6 +40,9 @@ def run_local(args: argparse.Namespace, console: Console) -> int:
     config = resolve_config(args.config, overrides)
     output_dir = Path(args.output_dir or f"{config.output_dir}-deploy")
     config = _fit_to_clients(config, args.clients, output_dir, console)
+    traces = getattr(args, "traces", None)
+    if traces is not None:
+        config = with_traces(config, Path(traces))
     pki = output_dir / "pki"
     names = [client_name("client-", i) for i in range(args.clients)]
     tls.provision(pki, names)
@@ -50,21 +55,37 @@ def run_local(args: argparse.Namespace, console: Console) -> int:
     logs = output_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     console.print(
-        f"[bold]fedsys deploy local[/]: aggregator + {args.clients} client processes on "
+        f"[bold]fedsys deploy local[/]: aggregator + {args.clients} "
+        f"{'client processes' if traces is None else 'emulated devices'} on "
         f"loopback (TLS, per-client tokens), {config.clients_per_round}/round, "
         f"{config.rounds} rounds, selector={config.selector.name}",
         highlight=False,
     )
     children: list[subprocess.Popen[bytes]] = []
+    server_args = ["server", str(launch), "--port", "0", "--port-file", str(port_file)]
+    epoch_file = output_dir / "epoch"
+    for stale in [epoch_file, *output_dir.glob("epoch.ready.*")]:
+        stale.unlink(missing_ok=True)
+    if traces is not None:
+        server_args += ["--start-at-file", str(epoch_file)]
     try:
-        server = _spawn(
-            ["server", str(launch), "--port", "0", "--port-file", str(port_file)],
-            logs / "server.out",
-        )
+        server = _spawn(server_args, logs / "server.out")
         children.append(server)
         port = _wait_for_port(port_file, server)
-        for index, name in enumerate(names):
-            children.append(_spawn(client_arguments(port, pki, name, index), logs / f"{name}.out"))
+        if traces is None:
+            for index, name in enumerate(names):
+                arguments = client_arguments(port, pki, name, index)
+                children.append(_spawn(arguments, logs / f"{name}.out"))
+        else:
+            groups = device_groups(args.clients, args.devices_per_process)
+            for first, last in groups:
+                arguments = [
+                    *device_host_arguments(port, pki, first, last, Path(traces), launch),
+                    *["--epoch-file", str(epoch_file)],
+                    *["--timings", str(output_dir / "timings.jsonl")],
+                ]
+                children.append(_spawn(arguments, logs / f"devices-{first:04d}-{last:04d}.out"))
+            _start_trace_clock(epoch_file, len(groups), children, args.warmup_s)
         rounds_file = output_dir / "rounds.jsonl"
         with _progress(console, config.rounds, disable=args.quiet) as progress:
             task = progress.add_task("deploying", total=config.rounds, acc="-", vtime="0 s")
@@ -141,6 +162,61 @@ def client_arguments(port: int, pki: Path, name: str, index: int) -> list[str]:
         str(pki / "clients" / f"{name}.token"),
         "--data-index",
         str(index),
+    ]
+
+
+def _start_trace_clock(
+    epoch_file: Path, hosts: int, children: list[subprocess.Popen[bytes]], lead_s: float
+) -> None:
+    """Once every device host is ready, write the epoch: round 0 starts ``lead_s`` later.
+
+    The lead lets the devices online at the start connect before the first round.
+    """
+    deadline = time.monotonic() + HOSTS_WAIT_S
+    while len(list(epoch_file.parent.glob(f"{epoch_file.name}.ready.*"))) < hosts:
+        exited = [c.returncode for c in children if c.poll() is not None]
+        if exited:
+            raise RuntimeError(f"a process exited with {exited[0]} while the devices started")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the device hosts were not ready within {HOSTS_WAIT_S:.0f} s")
+        time.sleep(0.1)
+    atomic_write_text(epoch_file, f"{time.time() + lead_s!r}\n")
+
+
+def with_traces(config: RunConfig, traces: Path) -> RunConfig:
+    """``config`` with its device profiles read from ``traces`` (the emulated fleet's)."""
+    data = config.model_dump(mode="json")
+    data["devices"].update(source="file", path=str(traces.resolve()))
+    return RunConfig.model_validate(data)
+
+
+def device_groups(devices: int, per_process: int) -> list[tuple[int, int]]:
+    """Device id ranges ``(first, last)`` for host processes of ``per_process`` devices."""
+    if per_process < 1:
+        raise ValueError("--devices-per-process must be at least 1")
+    return [
+        (first, min(first + per_process, devices) - 1) for first in range(0, devices, per_process)
+    ]
+
+
+def device_host_arguments(
+    port: int, pki: Path, first: int, last: int, traces: Path, launch: Path
+) -> list[str]:
+    """``fedsys client`` arguments of a process emulating devices ``first..last``."""
+    return [
+        "client",
+        "--server",
+        f"127.0.0.1:{port}",
+        "--ca",
+        str(pki / "ca.pem"),
+        "--token-dir",
+        str(pki / "clients"),
+        "--profile",
+        f"{first}-{last}",
+        "--traces",
+        str(traces),
+        "--config",
+        str(launch),
     ]
 
 

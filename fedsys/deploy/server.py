@@ -107,6 +107,10 @@ class AggregatorServer:
         TLS settings of the listening socket.
     resume
         Continue from ``output_dir``'s checkpoint instead of starting afresh.
+    start_at
+        Unix time before which no round starts; the run's clock reads 0 then. Emulated
+        devices (``fedsys client --profile --epoch``) share it as their trace's epoch.
+        A path: wait until a launcher writes that time into the file.
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class AggregatorServer:
         output_dir: Path,
         security: ServerSecurity,
         resume: bool = False,
+        start_at: float | Path | None = None,
     ) -> None:
         self.parts = parts
         self.config = parts.config
@@ -124,6 +129,7 @@ class AggregatorServer:
         self.output_dir = output_dir
         self.security = security
         self.resume = resume
+        self.start_at = start_at
         self.compressor = parts.compressor
         self.validator = parts.validator
         self.weights = ModelWeights.from_module(parts.model)
@@ -215,6 +221,8 @@ class AggregatorServer:
             },
         )
         try:
+            if self.start_at is not None and not self.resume:
+                await self._wait_for_start(self.start_at)
             for round_idx in range(self.next_round, self.config.rounds):
                 record = await self._run_round(round_idx)
                 self.records.append(record)
@@ -240,6 +248,15 @@ class AggregatorServer:
             return result
         finally:
             await server.stop(grace=1.0)
+
+    async def _wait_for_start(self, start_at: float | Path) -> None:
+        """Hold round 0 until ``start_at``; the run's clock reads 0 then."""
+        if isinstance(start_at, Path):
+            from fedsys.deploy.emulation import wait_for_epoch
+
+            start_at = await wait_for_epoch(start_at, self.settings.wait_for_clients_s * 5)
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        self._clock_start = time.monotonic() - (time.time() - start_at)
 
     def _prepare(self) -> None:
         """Client ids from the token file; fresh state or the checkpoint's."""

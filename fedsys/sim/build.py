@@ -110,7 +110,17 @@ def build_fleet(config: DevicesConfig, num_clients: int, seed: int) -> DeviceFle
         fleet = DeviceFleet.always_available(num_clients)
     else:
         fleet = generate_fleet(num_clients, seed)
-    return fleet.without_availability() if config.always_available else fleet
+    return shape_fleet(fleet, config)
+
+
+def shape_fleet(fleet: DeviceFleet, config: DevicesConfig) -> DeviceFleet:
+    """``fleet`` as the run sees it: availability per ``always_available``, times scaled.
+
+    Real emulated clients (``fedsys client --profile``) shape their trace with this
+    same function, so they follow exactly the profiles the simulator uses.
+    """
+    fleet = fleet.without_availability() if config.always_available else fleet
+    return fleet.scaled_time(config.time_scale)
 
 
 def charge_transfers(fleet: DeviceFleet, config: DevicesConfig, model: nn.Module) -> DeviceFleet:
@@ -124,6 +134,11 @@ def charge_transfers(fleet: DeviceFleet, config: DevicesConfig, model: nn.Module
     else:
         ratio = float(config.transfer_cost_ratio)
     return fleet if ratio == 1.0 else fleet.scaled_transfers(ratio)
+
+
+def cost_ratio_of(config: DevicesConfig, model: nn.Module) -> float:
+    """Compute-time multiplier of ``model``: ``devices.model_cost_ratio`` or derived."""
+    return config.model_cost_ratio or model_cost_ratio(model)
 
 
 def build_trainer(config: TrainSettings, strategy: Strategy | None = None) -> LocalTrainer:
@@ -252,7 +267,7 @@ def build_simulator(config: RunConfig) -> Simulator:
     model = build_model(config.model, dataset, config.seed)
     fleet = build_fleet(config.devices, dataset.num_clients, config.seed)
     fleet = charge_transfers(fleet, config.devices, model)
-    cost = config.devices.model_cost_ratio or model_cost_ratio(model)
+    cost = cost_ratio_of(config.devices, model)
     strategy = complete_strategy(config, population).build(config.seed)
     return Simulator(
         dataset=dataset,
@@ -281,6 +296,8 @@ def build_simulator(config: RunConfig) -> Simulator:
             ray_worker_backend=config.sim.ray_worker_backend,
         ),
         secure_cost=secure_cost_model(config),
+        server_round_s=config.clock.server_round_s,
+        server_update_s=config.clock.server_update_s,
     )
 
 

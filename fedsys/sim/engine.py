@@ -54,6 +54,10 @@ class EngineParts:
     """Where ``model`` and ``dataset`` live; server-side weights stay on the CPU."""
     secure_cost: SecureCostModel | None = None
     """Charge secure aggregation's extra compute, bytes and round trips (``None``: off)."""
+    server_round_s: float = 0.0
+    """Server seconds a round costs besides its clients' (calibrated, ``clock`` section)."""
+    server_update_s: float = 0.0
+    """Server seconds each aggregated update costs (calibrated, ``clock`` section)."""
 
 
 def training_parts(parts: EngineParts) -> TrainingParts:

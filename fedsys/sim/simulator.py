@@ -91,6 +91,10 @@ class Simulator:
     secure_cost
         Charge secure aggregation's measured cost (extra compute, bytes and round
         trips) on the virtual clock; ``None``: plain aggregation.
+    server_round_s, server_update_s
+        Server time charged per sync or deadline round and per aggregated update
+        (dispatch, receive, aggregate, evaluate), as ``fedsys fidelity --calibrate``
+        measures it on a real deployment; 0 by default.
     """
 
     def __init__(
@@ -117,6 +121,8 @@ class Simulator:
         device: str = "cpu",
         backend: TrainingBackend | None = None,
         secure_cost: SecureCostModel | None = None,
+        server_round_s: float = 0.0,
+        server_update_s: float = 0.0,
     ) -> None:
         self.dataset = dataset
         self.model = model
@@ -139,6 +145,8 @@ class Simulator:
         self.device = device
         self.backend = backend
         self.secure_cost = secure_cost
+        self.server_round_s = server_round_s
+        self.server_update_s = server_update_s
 
     @classmethod
     def from_config(cls, config: RunConfig) -> Simulator:
@@ -202,6 +210,8 @@ class Simulator:
             validator=self.validator,
             device=device,
             secure_cost=self.secure_cost,
+            server_round_s=self.server_round_s,
+            server_update_s=self.server_update_s,
         )
         backend = self.backend or SequentialBackend()
         with backend.open(training_parts(parts)) as session:

@@ -101,7 +101,11 @@ def _launch_of(event: Event) -> Launch | None:
 def aggregate_round(
     engine: Engine, round_idx: int, selected: int, outcome: RoundOutcome, start_s: float
 ) -> RoundRecord:
-    """Train the arrived clients, aggregate them, report everyone to the selector."""
+    """Train the arrived clients, aggregate them, report everyone to the selector.
+
+    The round ends when its last counted update arrives plus the server's calibrated
+    time (``clock.server_round_s`` + ``clock.server_update_s`` per aggregated update).
+    """
     updates: dict[int, ClientUpdate] = {}
 
     def trained() -> Iterator[ClientUpdate]:
@@ -118,10 +122,13 @@ def aggregate_round(
     reports += [report_for(launch, "straggled") for launch in outcome.stragglers]
     engine.feedback(reports)
     launched = outcome.arrived + outcome.dropped + outcome.stragglers
+    parts = engine.parts
+    end_s = outcome.end_s + parts.server_round_s + parts.server_update_s * result.participants
+    engine.clock.advance_to(end_s)
     return RoundRecord(
         round_idx=round_idx,
         start_s=start_s,
-        end_s=outcome.end_s,
+        end_s=end_s,
         wall_s=0.0,
         selected=selected,
         participants=result.participants,

@@ -1,0 +1,30 @@
+"""Sim-to-real fidelity: the same job simulated and deployed, compared round by round.
+
+* :func:`run_fidelity`: simulate a config, run it as a real loopback deployment of
+  emulated devices, compare (optionally calibrating the simulator's server terms).
+* :func:`compare`, :func:`calibrate`: the comparison and calibration, pure functions
+  over round records.
+"""
+
+from fedsys.fidelity.compare import (
+    FidelityReport,
+    RoundComparison,
+    attribute,
+    calibrate,
+    compare,
+    relative_error,
+    round_periods,
+)
+from fedsys.fidelity.runner import FidelityRun, run_fidelity
+
+__all__ = [
+    "FidelityReport",
+    "FidelityRun",
+    "RoundComparison",
+    "attribute",
+    "calibrate",
+    "compare",
+    "relative_error",
+    "round_periods",
+    "run_fidelity",
+]

@@ -1,0 +1,94 @@
+"""``fedsys fidelity CONFIG``: simulate, deploy on loopback, compare, report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+
+def add_fidelity_command(commands: Any) -> None:
+    """Register ``fidelity`` on the ``fedsys`` parser."""
+    fidelity = commands.add_parser(
+        "fidelity", help="run a config simulated and as a real loopback deployment; compare"
+    )
+    fidelity.add_argument("config", nargs="?", help="YAML/TOML config (default: quickstart)")
+    fidelity.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a dotted config key",
+    )
+    fidelity.add_argument(
+        "--output-dir", help="where results go (default: the config's + -fidelity)"
+    )
+    fidelity.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure the server's time per round, write calibrated.yaml, simulate again",
+    )
+    fidelity.add_argument(
+        "--devices-per-process", type=int, default=10, help="emulated devices per client process"
+    )
+    fidelity.add_argument(
+        "--warmup-s",
+        type=float,
+        default=10.0,
+        help="time for the devices online at the start to connect before round 0",
+    )
+    fidelity.add_argument("--quiet", action="store_true", help="no progress bar")
+    fidelity.set_defaults(handler=_cmd_fidelity)
+
+
+def _cmd_fidelity(args: argparse.Namespace, console: Console) -> int:
+    from fedsys.cli import _parse_overrides, resolve_config
+    from fedsys.fidelity.report import (
+        plot_overlay,
+        rounds_table,
+        terms_table,
+        totals_table,
+        write_json,
+    )
+    from fedsys.fidelity.runner import run_fidelity
+
+    if args.warmup_s < 0:
+        raise ValueError(f"--warmup-s must be >= 0, got {args.warmup_s}")
+    config = resolve_config(args.config, _parse_overrides(args.overrides))
+    output_dir = Path(args.output_dir or f"{config.output_dir}-fidelity")
+    run = run_fidelity(
+        config,
+        output_dir,
+        console,
+        calibrate_clock=args.calibrate,
+        devices_per_process=args.devices_per_process,
+        warmup_s=args.warmup_s,
+        quiet=args.quiet,
+    )
+    console.print(rounds_table(run.report))
+    console.print(terms_table(run.report))
+    console.print(totals_table(run.report))
+    write_json(run.report, output_dir / "fidelity.json")
+    if run.uncalibrated is not None:
+        write_json(run.uncalibrated, output_dir / "fidelity_uncalibrated.json")
+    plot_overlay(
+        list(run.sim), list(run.real), output_dir / "fidelity.png", run.config.target_accuracy
+    )
+    if run.calibration is not None:
+        round_s, update_s = run.calibration
+        before = run.uncalibrated.totals["ratio"] if run.uncalibrated else float("nan")
+        console.print(
+            f"calibrated: clock.server_round_s={round_s:.4f} clock.server_update_s="
+            f"{update_s:.5f} (measured/simulated {before:.3f} -> "
+            f"{run.report.totals['ratio']:.3f}); config in {output_dir / 'calibrated.yaml'}",
+            highlight=False,
+        )
+    console.print(
+        f"ratio (measured / simulated total time): {run.report.totals['ratio']:.3f}; "
+        f"results in {output_dir} (fidelity.json, fidelity.png)",
+        highlight=False,
+    )
+    return 0

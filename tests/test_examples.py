@@ -24,8 +24,16 @@ def test_every_example_config_is_valid(config: str) -> None:
 
 # Cross-silo jobs are not run configs: they are defined in Python (JobBuilder) or by
 # ``fedsys silo coordinator --job ...`` flags, which the benchmark's docstring lists.
-# grpc_tls_floor measures a bare gRPC server with no run at all.
-NOT_RUN_CONFIGS = {"silo_wan", "grpc_tls_floor"}
+# Federated queries run on sites.yaml setups the benchmark generates; grpc_tls_floor
+# measures a bare gRPC server with no run at all; backends_workload and flower_side are
+# modules of backends.py (the workload, and the side that runs in Flower's venv).
+NOT_RUN_CONFIGS = {
+    "silo_wan",
+    "analytics_wan",
+    "grpc_tls_floor",
+    "backends_workload",
+    "flower_side",
+}
 
 
 def test_there_is_a_config_per_benchmark() -> None:

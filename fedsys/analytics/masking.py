@@ -1,9 +1,9 @@
 """Pairwise additive masking: sites add masks that cancel in the sum, so the coordinator
 learns only the total (Bonawitz et al., CCS 2017, https://eprint.iacr.org/2017/281).
 
-Pure functions, no I/O, so secure aggregation (:mod:`fedsys.secure`) and the analytics
-secure sums can share them. Every pair of parties agrees on a seed by X25519 key
-agreement; the seed, stretched by ChaCha20 into a vector over Z_2^64, is added by the
+Pure functions, no I/O, on secure aggregation's primitives (:mod:`fedsys.secure.crypto`:
+X25519 key pairs, HKDF key agreement, the AES-CTR PRG). Every pair of parties agrees on
+a seed by X25519 key agreement; the seed, stretched into a vector over Z_2^64, is added by the
 party with the smaller id and subtracted by the other. Values are fixed-point integers
 modulo 2^64. When a party drops out after the keys were exchanged, the survivors reveal
 the seeds they share with it (:func:`pair_mask`) and the coordinator removes those masks
@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
-from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from fedsys.secure import crypto
+from fedsys.secure.crypto import KeyPair
 
 __all__ = [
     "FRACTION_BITS",
@@ -38,46 +35,22 @@ __all__ = [
 FRACTION_BITS = 16
 """Fixed-point fraction bits of encoded values (resolution 2^-16)."""
 
-
-@dataclass(frozen=True)
-class KeyPair:
-    """An X25519 key pair; the private key comes from the OS CSPRNG, never a run seed."""
-
-    private: bytes
-    public: bytes
-
-    @classmethod
-    def generate(cls) -> KeyPair:
-        """A fresh key pair."""
-        key = X25519PrivateKey.generate()
-        return cls(key.private_bytes_raw(), key.public_key().public_bytes(
-            Encoding.Raw, PublicFormat.Raw))
-
-    @classmethod
-    def from_private(cls, private: bytes) -> KeyPair:
-        """The pair of a stored private key."""
-        key = X25519PrivateKey.from_private_bytes(private)
-        return cls(private, key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+_MASK_SALT = b"fedsys-analytics-mask"
 
 
 def pair_seed(private: bytes, peer_public: bytes, context: bytes) -> bytes:
     """The 32-byte seed two parties share for ``context`` (e.g. a query id).
 
-    X25519 gives the shared secret; HKDF-SHA256 binds it to ``context`` so one pair of
-    long-term keys yields fresh, independent masks for every query.
+    SecAgg+'s key agreement (:func:`fedsys.secure.crypto.agree`: X25519, then
+    HKDF-SHA256 bound to ``context``), so one pair of long-term keys yields fresh,
+    independent masks for every query.
     """
-    shared = X25519PrivateKey.from_private_bytes(private).exchange(
-        X25519PublicKey.from_public_bytes(peer_public))
-    return HKDF(algorithm=SHA256(), length=32, salt=None, info=b"fedsys-mask|" + context
-                ).derive(shared)
+    return crypto.agree(private, peer_public, context=_MASK_SALT, purpose=context)
 
 
 def prg_vector(seed: bytes, length: int) -> np.ndarray:
-    """``length`` uniform uint64 values from ChaCha20 keyed by ``seed`` (zero nonce)."""
-    nonce = b"\x00" * 16
-    stream = Cipher(algorithms.ChaCha20(seed, nonce), mode=None).encryptor().update(
-        b"\x00" * (8 * length))
-    return np.frombuffer(stream, dtype="<u8").copy()
+    """``length`` uniform uint64 values expanded from ``seed`` (SecAgg+'s AES-CTR PRG)."""
+    return crypto.expand_mask(seed, length, bits=64).copy()
 
 
 def pair_mask(seed: bytes, me: str, peer: str, length: int) -> np.ndarray:

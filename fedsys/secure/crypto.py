@@ -42,6 +42,12 @@ class KeyPair:
             private=private_bytes(key), public=key.public_key().public_bytes(_RAW, _PUBLIC_RAW)
         )
 
+    @classmethod
+    def from_private(cls, private: bytes) -> KeyPair:
+        """The pair of a stored raw private key (a site's long-term key)."""
+        key = X25519PrivateKey.from_private_bytes(private)
+        return cls(private=private, public=key.public_key().public_bytes(_RAW, _PUBLIC_RAW))
+
 
 def private_bytes(key: X25519PrivateKey) -> bytes:
     """Raw 32 bytes of a private key (what gets secret-shared)."""

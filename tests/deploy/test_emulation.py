@@ -39,6 +39,7 @@ def _fleet(tmp_path):
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.timing
 def test_emulated_device_paces_shapes_and_follows_its_availability(tmp_path, processes):
     pki = provision(tmp_path / "pki", 2)
     traces = _fleet(tmp_path)

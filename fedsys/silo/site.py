@@ -316,8 +316,14 @@ class SiteManager:
         return 0 if self._job.late_binding else 1
 
     def _release(self, job: _JobState) -> None:
+        """A worker is free again: a late-binding site asks the current job for a task.
+
+        The task may belong to the previous job: a coupled upload holds its worker until
+        the acknowledgement, which can arrive after the next job's mode message (which
+        only asked for the workers free at that moment), so the freed worker asks now.
+        """
         self._free += 1
-        if job is self._job and job.late_binding:
+        if self._job.late_binding and self._job.job_id:
             self._request(1)
         self._wake.set()
 

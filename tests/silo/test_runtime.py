@@ -147,6 +147,20 @@ def test_decoupled_sends_overlap_compute(cluster):
     assert sol.duration_s < base.duration_s
 
 
+def test_a_late_binding_job_right_after_a_coupled_upload_gets_its_workers(cluster):
+    c, runner = cluster
+    # Each job ends on coupled uploads (outputs above the threshold): a site's worker is
+    # held until the acknowledgement, which may come after the next job's mode message.
+    # The worker freed then must still ask the new job for work, or the job never ends.
+    for _ in range(3):
+        big = runner.run(c.coordinator.run_job(
+            _spin_job(c.datasets, 2, 5, out_bytes=100_000), MODES["baseline"], timeout_s=60))
+        small = runner.run(c.coordinator.run_job(
+            _spin_job(c.datasets, 4, 5), MODES["baseline"], timeout_s=60))
+        assert big.outputs["total"].meta["value"] == 2 * len(c.datasets)
+        assert small.outputs["total"].meta["value"] == 4 * len(c.datasets)
+
+
 def _reference_fedavg(c, spec, train, rounds):
     """The same FedAvg computed in this process, site by site."""
     model = build_model(spec)

@@ -30,6 +30,27 @@ class Push:
 
 
 @dataclass(frozen=True)
+class PushPart:
+    """Send bytes ``[offset, offset + len(data))`` of output ``key`` (``total`` bytes in
+    all, still being made by a streamed merge) to ``site``."""
+
+    site: str
+    key: str
+    offset: int
+    data: bytes
+    total: int
+
+
+@dataclass(frozen=True)
+class Seal:
+    """Output ``key``, streamed to ``site`` in parts, is complete: send its checksum and
+    metadata (the site checks the parts against them before any task uses them)."""
+
+    site: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Reclaim:
     """Ask ``site`` to give back queued, unstarted tasks."""
 
@@ -45,7 +66,7 @@ class Evict:
     key: str
 
 
-Action = Bind | Push | Reclaim | Evict
+Action = Bind | Push | PushPart | Seal | Reclaim | Evict
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,18 @@ Sites connect with ``Connect`` (one bidirectional stream each, authenticated by 
 the token's name is the site's name). The coordinator drives a
 :class:`~fedsys.silo.engine.JobRun` with what arrives on those streams and turns its
 actions into messages: ``Assign`` (a batch of tasks), ``InputPart`` (a pushed input),
-``Reclaim``. Large outputs arrive on ``PutOutput``; baseline sites pull inputs with
-``FetchInput``. The coordinator pings every site to measure its RTT (which sets the
-pipelining degree) and to notice a silent one.
+``Reclaim``. Large outputs arrive on ``PutOutput``; their progress feeds merges that
+stream (Sol), whose blocks go down as ``InputPart`` messages without a checksum and then
+one that seals them. Baseline sites pull inputs with ``FetchInput``. The coordinator
+pings every site to measure its RTT (which sets the pipelining degree) and to notice a
+silent one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Iterable
@@ -30,7 +33,9 @@ from fedsys.silo.engine import (
     JobFailedError,
     JobRun,
     Push,
+    PushPart,
     Reclaim,
+    Seal,
     SiteView,
     TaskRecord,
 )
@@ -38,8 +43,8 @@ from fedsys.silo.job import Job
 from fedsys.silo.registry import Output
 from fedsys.silo.servicer import CoordinatorServicer
 from fedsys.wire.auth import TokenAuthInterceptor, TokenStore, caller_name
-from fedsys.wire.chunks import DEFAULT_CHUNK_BYTES, split
-from fedsys.wire.protos import silo_pb2, silo_pb2_grpc
+from fedsys.wire.chunks import DEFAULT_CHUNK_BYTES, Reassembler, sha256_hex, split
+from fedsys.wire.protos import common_pb2, silo_pb2, silo_pb2_grpc
 from fedsys.wire.transport import DEFAULT_MAX_MESSAGE_BYTES, ServerSecurity, bind, make_server
 
 _LOGGER = logging.getLogger(__name__)
@@ -292,10 +297,22 @@ class SiloCoordinator:
         for site, tasks in binds.items():
             self._assign_messages += 1
             self._send(site, silo_pb2.CoordinatorMessage(assign=silo_pb2.Assign(tasks=tasks)))
+        seals: dict[str, silo_pb2.InputPart] = {}
         for action in rest:
             if isinstance(action, Push):
                 for part in self._parts(run, action.key):
                     self._send(action.site, silo_pb2.CoordinatorMessage(input=part))
+            elif isinstance(action, PushPart):
+                for part in _streamed_parts(run.job_id, action):
+                    self._send(action.site, silo_pb2.CoordinatorMessage(input=part))
+            elif isinstance(action, Seal):
+                seal = seals.get(action.key)
+                if seal is None:
+                    output = run.outputs[action.key]
+                    seal = seals[action.key] = silo_pb2.InputPart(
+                        job_id=run.job_id, key=action.key, meta_json=output.meta_json(),
+                        streamed=True, sealed_sha256=sha256_hex(output.payload))
+                self._send(action.site, silo_pb2.CoordinatorMessage(input=seal))
             elif isinstance(action, Reclaim):
                 message = silo_pb2.Reclaim(task_ids=list(action.task_ids), job_id=run.job_id)
                 self._send(action.site, silo_pb2.CoordinatorMessage(reclaim=message))
@@ -400,6 +417,21 @@ class SiloCoordinator:
         self._handle(lambda r: r.on_output(site, header.task_id, output, record))
         return len(run.records) > before
 
+    def output_progress(self, site: str, header: silo_pb2.OutputHeader,
+                        assembler: Reassembler) -> None:
+        """More of an output arrived on ``PutOutput``: merges that stream may go on."""
+        run = self._run
+        buffer = assembler.buffer()
+        if run is None or header.job_id != run.job_id or buffer is None or not run.streaming:
+            return
+        try:
+            meta = json.loads(header.meta_json) if header.meta_json else {}
+        except ValueError:
+            return  # accept_output refuses it once complete
+        received = assembler.received_bytes
+        self._handle(lambda r: r.on_progress(site, header.task_id, int(header.attempt), meta,
+                                             buffer, received))
+
     def input_parts(self, site: str, job_id: str, key: str) -> list[silo_pb2.InputPart] | None:
         """Output ``key`` in parts if ``site`` has a bound task consuming it (baseline pulls)."""
         run = self._run
@@ -423,6 +455,16 @@ class SiloCoordinator:
         """The authenticated site name of a call."""
         assert self._store is not None
         return caller_name(self._store, context)
+
+
+def _streamed_parts(job_id: str, action: PushPart) -> list[silo_pb2.InputPart]:
+    """Blocks of an output still being made, in parts of at most the chunk size."""
+    return [
+        silo_pb2.InputPart(job_id=job_id, key=action.key, streamed=True, chunk=common_pb2.Chunk(
+            offset=action.offset + lo, data=action.data[lo : lo + DEFAULT_CHUNK_BYTES],
+            total_bytes=action.total))
+        for lo in range(0, len(action.data), DEFAULT_CHUNK_BYTES)
+    ]
 
 
 def _input_parts(job_id: str, key: str, output: Output) -> list[silo_pb2.InputPart]:

@@ -10,21 +10,25 @@ Sol mode (Sol, NSDI 2020, https://www.usenix.org/conference/nsdi20/presentation/
 covers one measured RTT of work (``ceil(rtt / task_time)`` per worker, capped by
 ``max_degree``); a downstream task is bound as soon as its producers are bound and
 receives its inputs by push. A site that falls behind has queued tasks reclaimed and
-re-bound to an idle site. Baseline mode: *late binding*, one task per request, inputs
-pulled by the site.
+re-bound to an idle site. A block merge (element-wise, e.g. FedAvg) runs while its
+inputs still stream in, and its blocks are pushed to the sites of its early-bound
+consumers as they are made (:mod:`fedsys.silo.streams`). Baseline mode: *late binding*,
+one task per request, inputs pulled by the site once complete.
 """
 
 from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from fedsys.silo.actions import Action, Bind, Evict, Push, Reclaim, TaskRecord
-from fedsys.silo.job import Job, SiteTask
+from fedsys.silo.actions import Action, Bind, Evict, Push, PushPart, Reclaim, Seal, TaskRecord
+from fedsys.silo.job import Job, Merge, SiteTask
 from fedsys.silo.mode import EngineMode, FailurePolicy, JobFailedError
 from fedsys.silo.registry import Output
+from fedsys.silo.streams import Source, Stream
 
 __all__ = [
     "Action",
@@ -35,7 +39,9 @@ __all__ = [
     "JobFailedError",
     "JobRun",
     "Push",
+    "PushPart",
     "Reclaim",
+    "Seal",
     "SiteView",
     "TaskRecord",
 ]
@@ -113,9 +119,11 @@ class JobRun:
         self.slots: dict[str, _Slot] = {name: _Slot() for name in sites}
         self.records: list[TaskRecord] = []
         self.consumers = self._consumers()
+        self.streams: dict[str, Stream] = {}
+        self.unstreamed: set[str] = set()
         self.stats = {"binds": 0, "requests": 0, "pushes": 0, "duplicates": 0,
                       "unassigned": 0, "reruns": 0, "reclaimed": 0, "lost_sites": 0,
-                      "skipped": 0}
+                      "skipped": 0, "streamed_merges": 0, "abandoned_streams": 0}
 
     def _consumers(self) -> dict[str, list[str]]:
         consumers: dict[str, list[str]] = {}
@@ -125,6 +133,12 @@ class JobRun:
             for key in inputs:
                 consumers.setdefault(key, []).append(node_id)
         return consumers
+
+    @property
+    def streaming(self) -> bool:
+        """Whether upload progress can matter: Sol mode and a merge that streams."""
+        return (self.mode.early_binding and self.mode.decoupled_output
+                and any(m.blocks is not None for m in self.job.merges))
 
     @property
     def complete(self) -> bool:
@@ -383,10 +397,85 @@ class JobRun:
                 if merge.task_id in self.done:
                     continue
                 if all(key in self.done for key in merge.inputs):
-                    result = merge.fn([self.outputs[key] for key in merge.inputs])
-                    actions += self._store(merge.task_id, result)
+                    result, sent = self._merge(merge)
+                    actions += sent + self._store(merge.task_id, result)
                     progress = True
         return actions
+
+    def _merge(self, merge: Merge) -> tuple[Output, list[Action]]:
+        """Run a ready merge: finish its stream (and seal what was pushed) or run it whole."""
+        stream = self.streams.pop(merge.task_id, None)
+        if stream is None or not stream.intact(self.outputs):
+            actions = [] if stream is None else self._abandon(stream)
+            return merge.fn([self.outputs[key] for key in merge.inputs]), actions
+        start = stream.done
+        result = stream.finish(self.outputs)
+        actions: list[Action] = []
+        for site in sorted(stream.receivers):
+            if merge.task_id in self.slot(site).pushed:
+                if start < stream.size:
+                    actions.append(PushPart(site, merge.task_id, start,
+                                            result.payload[start:], stream.size))
+                actions.append(Seal(site, merge.task_id))
+        return result, actions
+
+    # ----------------------------------------------------------------- streams
+
+    def on_progress(self, site: str, task_id: str, attempt: int, meta: Mapping[str, Any],
+                    buffer: bytearray, received: int) -> list[Action]:
+        """Bytes ``[0, received)`` of the output of ``task_id`` have reached the coordinator.
+
+        Under early binding with decoupled outputs, every block merge consuming it
+        merges the blocks all its inputs now hold and pushes them to its consumers'
+        sites. ``buffer`` is the upload's receive buffer (unverified until accepted).
+        """
+        if not self.streaming:
+            return []
+        if (task_id in self.done or self.bound_to.get(task_id) != site
+                or self.attempts.get(task_id) != attempt):
+            return []
+        actions: list[Action] = []
+        for key in self.consumers.get(task_id, []):
+            merge = self.merges.get(key)
+            if merge is None or merge.blocks is None or key in self.done:
+                continue
+            stream = self.streams.get(key) or self._open_stream(merge, len(buffer))
+            if stream is None:
+                continue
+            source = stream.sources.get(task_id)
+            if len(buffer) != stream.size or (source is not None and source.buffer is not buffer):
+                actions += self._abandon(self.streams.pop(key))
+                continue
+            stream.sources[task_id] = Source(buffer, received, meta)
+            span = stream.advance(self.outputs)
+            if span is not None:
+                lo, hi = span
+                data = bytes(stream.out[lo:hi])
+                actions += [PushPart(s, key, lo, data, stream.size)
+                            for s in sorted(stream.receivers)]
+        return actions
+
+    def _open_stream(self, merge: Merge, size: int) -> Stream | None:
+        """Start streaming ``merge`` to the sites of its bound consumers (once per merge)."""
+        if merge.task_id in self.unstreamed:
+            return None
+        self.unstreamed.add(merge.task_id)  # a stream opens once; abandoned, it stays off
+        if any(len(self.outputs[k].payload) != size for k in merge.inputs if k in self.done):
+            return None
+        receivers = {self.bound_to[c] for c in self.consumers.get(merge.task_id, [])
+                     if c in self.specs and c in self.bound_to}
+        for site in receivers:
+            self.slot(site).pushed.add(merge.task_id)
+        self.stats["streamed_merges"] += 1
+        stream = self.streams[merge.task_id] = Stream(merge, size, receivers)
+        return stream
+
+    def _abandon(self, stream: Stream) -> list[Action]:
+        """Stop streaming: the merge runs whole and is pushed in full when complete."""
+        self.stats["abandoned_streams"] += 1
+        for site in stream.receivers:
+            self.slot(site).pushed.discard(stream.merge.task_id)
+        return []
 
     def on_site_lost(self, site: str) -> list[Action]:
         """Handle a site that disconnected mid-job, per the failure policy.
@@ -397,6 +486,8 @@ class JobRun:
             Under ``fail`` if the site held tasks, or if a task it held has no other site.
         """
         self.stats["lost_sites"] += 1
+        for stream in self.streams.values():
+            stream.receivers.discard(site)
         slot = self.slot(site)
         lost = [t for t in slot.bound if t not in self.done]
         slot.bound.clear()

@@ -5,6 +5,11 @@ weights of round ``r-1``; the coordinator merges their deltas with any fedsys
 :class:`~fedsys.aggregation.base.Strategy` (FedAvg, FedAdam, ...). Weights travel as
 raw float32 bytes (:mod:`fedsys.wire.tensors`); their layout comes from the model spec
 every site builds locally.
+
+A stateless, element-wise rule (FedAvg, FedProx's server side) is the same rule on any
+slice of the weights, so its merge is a :class:`~fedsys.silo.job.BlockMerge`: in Sol
+mode the coordinator merges the deltas' blocks as they arrive and pushes the new global
+model's blocks to the sites bound to the next round while the last uploads still run.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from fedsys import models
 from fedsys.aggregation.base import Strategy
+from fedsys.aggregation.fedavg import FedAvg
+from fedsys.aggregation.fedprox import FedProx
 from fedsys.core.update import ClientUpdate
-from fedsys.core.weights import ModelWeights
+from fedsys.core.weights import ModelWeights, TensorSpec
 from fedsys.silo.job import Job, JobBuilder
 from fedsys.silo.registry import Output
 from fedsys.wire.tensors import layout_of, weights_from_bytes, weights_to_bytes
@@ -106,6 +114,58 @@ class StrategyMerge:
         return lambda inputs: self.merge_round(round_idx, inputs)
 
 
+BLOCKWISE_STRATEGIES: tuple[type[Strategy[Any]], ...] = (FedAvg, FedProx)
+"""Strategies (exact types) whose rule is stateless and element-wise."""
+
+BLOCK_BYTES = 64 * 1024
+"""Merge grid of block merges: 16384 float32 values."""
+
+
+class StrategyBlocks:
+    """A stateless, element-wise strategy applied to one block of the flat weights.
+
+    Inputs: the previous global weights, then the sites' deltas (with ``num_samples``).
+
+    Parameters
+    ----------
+    strategy
+        A strategy of one of :data:`BLOCKWISE_STRATEGIES`.
+    round_idx
+        The round merged.
+    block_bytes
+        The merge grid (a multiple of 4).
+    """
+
+    def __init__(self, strategy: Strategy[Any], round_idx: int,
+                 block_bytes: int = BLOCK_BYTES) -> None:
+        self.strategy = strategy
+        self.round_idx = round_idx
+        self.block_bytes = block_bytes
+
+    def merge_block(self, inputs: Sequence[memoryview], metas: Sequence[Mapping[str, Any]]
+                    ) -> bytes:
+        """The new global weights' block from the same block of the weights and deltas."""
+        specs = (TensorSpec("block", (len(inputs[0]) // 4,)),)
+
+        def block(view: memoryview) -> ModelWeights:
+            return ModelWeights(specs, torch.from_numpy(np.frombuffer(view, "<f4").copy()))
+
+        weights = block(inputs[0])
+        updates = [
+            ClientUpdate(client_id=i, delta=block(view), num_samples=int(meta["num_samples"]),
+                         round_idx=self.round_idx)
+            for i, (view, meta) in enumerate(zip(inputs[1:], metas[1:], strict=True))
+        ]
+        new_weights, _ = self.strategy.aggregate(weights, updates,
+                                                 self.strategy.init_state(weights))
+        return weights_to_bytes(new_weights)
+
+    def finish_meta(self, metas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Round and mean site loss, as :meth:`StrategyMerge.merge_round` gives."""
+        losses = [float(meta.get("mean_loss", 0.0)) for meta in metas[1:]]
+        return {"round": self.round_idx, "mean_loss": sum(losses) / max(1, len(losses))}
+
+
 def fedavg_job(
     datasets: Sequence[str],
     rounds: int,
@@ -133,6 +193,10 @@ def fedavg_job(
                           dataset=d)
             for d in datasets
         ]
-        current = job.merge(f"round/{round_idx}/global", merger.for_round(round_idx),
-                            [current, *deltas])
+        key = f"round/{round_idx}/global"
+        if type(strategy) in BLOCKWISE_STRATEGIES:
+            current = job.block_merge(key, StrategyBlocks(strategy, round_idx),
+                                      [current, *deltas])
+        else:
+            current = job.merge(key, merger.for_round(round_idx), [current, *deltas])
     return job.build(results=[current])

@@ -21,12 +21,65 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fedsys.silo.registry import Output
 
 MergeFn = Callable[[Sequence[Output]], Output]
 """A coordinator merge: outputs of its inputs, in the order declared -> one output."""
+
+
+class BlockMerge(Protocol):
+    """A merge computed block by block: output bytes ``[a, b)`` come from bytes ``[a, b)``
+    of every input (an element-wise rule such as FedAvg; every input and the output have
+    the same size).
+
+    Blocks lie on a fixed grid of ``block_bytes``, whether the engine merges them as the
+    inputs stream in (Sol) or all at the end, so both give the same bytes.
+    """
+
+    block_bytes: int
+
+    def merge_block(self, inputs: Sequence[memoryview], metas: Sequence[Mapping[str, Any]]
+                    ) -> bytes:
+        """One output block from the same block of every input (metadata in full)."""
+        ...
+
+    def finish_meta(self, metas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The output's metadata, once every input is complete."""
+        ...
+
+
+def merge_blocks(blocks: BlockMerge, payloads: Sequence[bytes | bytearray | memoryview],
+                 metas: Sequence[Mapping[str, Any]], out: bytearray, start: int,
+                 stop: int) -> None:
+    """Fill ``out[start:stop]`` block by block (``start`` on the grid).
+
+    Raises
+    ------
+    ValueError
+        If the inputs differ in size from ``out``.
+    """
+    size = len(out)
+    if any(len(p) != size for p in payloads):
+        raise ValueError(f"a block merge needs inputs of {size} bytes each, got "
+                         f"{[len(p) for p in payloads]}")
+    views = [memoryview(p) for p in payloads]
+    for lo in range(start, stop, blocks.block_bytes):
+        hi = min(lo + blocks.block_bytes, size)
+        out[lo:hi] = blocks.merge_block([v[lo:hi] for v in views], metas)
+
+
+def whole_block_merge(blocks: BlockMerge) -> MergeFn:
+    """A plain merge function doing every block of a :class:`BlockMerge` at once."""
+
+    def merge(inputs: Sequence[Output]) -> Output:
+        out = bytearray(len(inputs[0].payload))
+        metas = [item.meta for item in inputs]
+        merge_blocks(blocks, [item.payload for item in inputs], metas, out, 0, len(out))
+        return Output(bytes(out), blocks.finish_meta(metas))
+
+    return merge
 
 
 @dataclass(frozen=True)
@@ -75,11 +128,17 @@ class SiteTask:
 
 @dataclass(frozen=True)
 class Merge:
-    """A merge that runs in the coordinator when all its inputs are there."""
+    """A merge that runs in the coordinator when all its inputs are there.
+
+    ``blocks`` (optional) is the same merge as a :class:`BlockMerge`: an early-binding
+    engine may then merge blocks while the inputs still stream in and push the output's
+    blocks to the sites of its consumers as they are made.
+    """
 
     task_id: str
     fn: MergeFn
     inputs: tuple[str, ...]
+    blocks: BlockMerge | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +223,11 @@ class JobBuilder:
     def merge(self, task_id: str, fn: MergeFn, inputs: Sequence[str]) -> str:
         """Add a coordinator merge; returns its id."""
         self._merges.append(Merge(task_id, fn, tuple(inputs)))
+        return task_id
+
+    def block_merge(self, task_id: str, blocks: BlockMerge, inputs: Sequence[str]) -> str:
+        """Add a coordinator merge that can run block by block; returns its id."""
+        self._merges.append(Merge(task_id, whole_block_merge(blocks), tuple(inputs), blocks))
         return task_id
 
     def build(self, results: Sequence[str]) -> Job:

@@ -87,6 +87,7 @@ class CoordinatorServicer(silo_pb2_grpc.CoordinatorServicer):
                     raise PayloadError("output chunk before its header")
                 else:
                     assembler.add(part.chunk)
+                    coordinator.output_progress(site, header, assembler)
             if header is None:
                 raise PayloadError("output without header")
             payload = assembler.result()

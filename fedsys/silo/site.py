@@ -63,6 +63,10 @@ class SiteSettings:
         Deadline of one output upload or input download.
     backoff
         Reconnection backoff.
+    upload_chunk_bytes
+        Chunk size of output uploads. A merge that streams (Sol) can use an upload's
+        bytes one chunk at a time, so a small chunk keeps the next round's model close
+        behind the uploads (64 KiB: 26 ms at 20 Mbit/s).
     """
 
     workers: int = 2
@@ -73,6 +77,7 @@ class SiteSettings:
     coordinator_timeout_s: float = 20.0
     transfer_timeout_s: float = 300.0
     backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.2, cap_s=5.0))
+    upload_chunk_bytes: int = 64 * 1024
 
 
 @dataclass
@@ -271,19 +276,33 @@ class SiteManager:
             request=silo_pb2.TaskRequest(count=count, job_id=self._job.job_id)))
 
     def _on_input(self, part: silo_pb2.InputPart) -> None:
+        """Collect a pushed input; streamed parts wait for their seal to be checked."""
         job = self._job
-        assembler = job.partial.get(part.key)
+        key = part.key
+        if part.sealed_sha256:
+            assembler = job.partial.pop(key, None)
+            if assembler is None:
+                return  # joined mid-stream: the whole input is pushed once complete
+            try:
+                job.inputs[key] = (assembler.result(part.sealed_sha256), part.meta_json)
+                self._wake.set()
+            except PayloadError as exc:
+                _LOGGER.error("streamed input %s refused: %s", key, exc)
+            return
+        assembler = job.partial.get(key)
+        if part.chunk.offset == 0:  # a new push replaces an abandoned stream
+            assembler = job.partial[key] = Reassembler(self.settings.max_input_bytes)
         if assembler is None:
-            assembler = job.partial[part.key] = Reassembler(self.settings.max_input_bytes)
+            return  # parts of a stream that began before this session
         try:
             assembler.add(part.chunk)
-            if assembler.complete:
-                job.inputs[part.key] = (assembler.result(), part.meta_json)
-                del job.partial[part.key]
+            if assembler.complete and not part.streamed:
+                job.inputs[key] = (assembler.result(), part.meta_json)
+                del job.partial[key]
                 self._wake.set()
         except PayloadError as exc:
-            _LOGGER.error("input %s refused: %s", part.key, exc)
-            del job.partial[part.key]
+            _LOGGER.error("input %s refused: %s", key, exc)
+            del job.partial[key]
 
     # ------------------------------------------------------------ execution
 
@@ -387,7 +406,7 @@ class SiteManager:
 
         async def parts() -> AsyncIterator[silo_pb2.OutputPart]:
             yield silo_pb2.OutputPart(header=header)
-            for chunk in split(payload):
+            for chunk in split(payload, self.settings.upload_chunk_bytes):
                 yield silo_pb2.OutputPart(chunk=chunk)
 
         ack = await self._stub.PutOutput(

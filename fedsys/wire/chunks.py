@@ -112,13 +112,32 @@ class Reassembler:
         """Whether every announced byte has arrived."""
         return self._buffer is not None and self._received == self._total
 
-    def result(self) -> bytearray:
+    @property
+    def received_bytes(self) -> int:
+        """Bytes received so far (in order from offset 0)."""
+        return self._received
+
+    def buffer(self) -> bytearray | None:
+        """The receive buffer: its first :attr:`received_bytes` are in but NOT verified.
+
+        For a consumer that works on a payload while it streams in (it must check that
+        :meth:`result` later accepts this same buffer); ``None`` before the first chunk.
+        """
+        return self._buffer
+
+    def result(self, sha256: str | None = None) -> bytearray:
         """The verified payload (the receive buffer itself: no copy of a large payload).
+
+        Parameters
+        ----------
+        sha256
+            The digest to check, for chunks sent before it was known (they announce
+            none); when the chunks announce one too, both must match.
 
         Raises
         ------
         PayloadError
-            If it is incomplete or its SHA-256 differs from the announced one.
+            If it is incomplete, carries no checksum, or its SHA-256 differs.
         """
         if self._buffer is None:
             raise PayloadError("no chunk received")
@@ -126,7 +145,11 @@ class Reassembler:
             raise PayloadError(f"payload truncated: {self._received} of {self._total} bytes")
         data = self._buffer
         self._buffer = None
-        if sha256_hex(data) != self._sha256:
+        wanted = {digest for digest in (self._sha256, sha256) if digest}
+        if not wanted:
+            raise PayloadError("payload carries no checksum")
+        actual = sha256_hex(data)
+        if any(actual != digest for digest in wanted):
             raise PayloadError("payload checksum mismatch: corrupted in transit")
         return data
 

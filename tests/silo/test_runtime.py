@@ -195,6 +195,31 @@ def test_cross_silo_fedavg_is_the_same_in_both_modes_and_matches_fedavg(cluster)
     assert not np.allclose(got.flat.numpy(), ModelWeights.from_module(build_model(spec)).flat)
 
 
+def test_fedavg_streams_each_round_merge_to_the_next_rounds_sites_with_the_same_result(cluster):
+    c, runner = cluster
+    # About 90 kB of weights: deltas go up on PutOutput (above the 64 kB threshold), so
+    # in Sol mode every round's merge runs block by block as they stream in and the new
+    # global model flows down, sealed, while the last uploads still run.
+    spec = {"kind": "mlp", "input_shape": [16], "num_classes": 10, "hidden": [256, 64]}
+    train = {"local_steps": 2, "batch_size": 16}
+    c.set_link(LinkSettings.symmetric(RTT_S, rate_bps=20e6))
+    try:
+        results = {name: runner.run(c.coordinator.run_job(
+            fedavg_job(c.datasets, 3, spec, train, FedAvg()), mode))
+            for name, mode in MODES.items()}
+    finally:
+        c.set_link(LinkSettings.symmetric(RTT_S))
+    sol, base = results["sol"], results["baseline"]
+    assert all(r.payload_bytes > 64 * 1024 for r in sol.records)
+    assert sol.stats["streamed_merges"] == 3 and sol.stats["abandoned_streams"] == 0
+    assert base.stats["streamed_merges"] == 0
+    assert sol.outputs["round/2/global"] == base.outputs["round/2/global"]
+    layout = layout_of(ModelWeights.from_module(build_model(spec)))
+    got = weights_from_bytes(sol.outputs["round/2/global"].payload, layout)
+    np.testing.assert_allclose(got.flat.numpy(), _reference_fedavg(c, spec, train, 3).flat,
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_a_forged_token_is_refused(cluster):
     c, runner = cluster
 

@@ -57,3 +57,25 @@ def test_weights_survive_the_wire_exactly():
     assert torch.equal(back.flat, weights.flat)
     with pytest.raises(ValueError, match="do not hold 16"):
         weights_from_bytes(weights_to_bytes(weights)[:-4], layout_of(weights))
+
+
+def test_a_payload_streamed_before_its_digest_is_checked_against_the_seal():
+    data = bytes(range(200)) * 10
+    digest = hashlib.sha256(data).hexdigest()
+    chunks = [c for c in split(data, chunk_bytes=300)]
+    for chunk in chunks:
+        chunk.sha256 = ""  # sent while the payload was still being made
+    assembler = Reassembler(max_bytes=len(data))
+    for chunk in chunks[:3]:
+        assembler.add(chunk)
+    assert assembler.received_bytes == 900
+    assert bytes(assembler.buffer()[:900]) == data[:900]  # readable before it is verified
+    for chunk in chunks[3:]:
+        assembler.add(chunk)
+    assert assembler.result(digest) == data
+    for wrong in (None, hashlib.sha256(b"other").hexdigest()):
+        again = Reassembler(max_bytes=len(data))
+        for chunk in chunks:
+            again.add(chunk)
+        with pytest.raises(PayloadError):
+            again.result(wrong)

@@ -146,16 +146,20 @@ class TaskAssignment(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., task: _Optional[str] = ..., params_json: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., inputs_pushed: _Optional[bool] = ..., dataset: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
 
 class InputPart(_message.Message):
-    __slots__ = ("job_id", "key", "meta_json", "chunk")
+    __slots__ = ("job_id", "key", "meta_json", "chunk", "streamed", "sealed_sha256")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     META_JSON_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
+    STREAMED_FIELD_NUMBER: _ClassVar[int]
+    SEALED_SHA256_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     key: str
     meta_json: str
     chunk: _common_pb2.Chunk
-    def __init__(self, job_id: _Optional[str] = ..., key: _Optional[str] = ..., meta_json: _Optional[str] = ..., chunk: _Optional[_Union[_common_pb2.Chunk, _Mapping]] = ...) -> None: ...
+    streamed: bool
+    sealed_sha256: str
+    def __init__(self, job_id: _Optional[str] = ..., key: _Optional[str] = ..., meta_json: _Optional[str] = ..., chunk: _Optional[_Union[_common_pb2.Chunk, _Mapping]] = ..., streamed: _Optional[bool] = ..., sealed_sha256: _Optional[str] = ...) -> None: ...
 
 class Reclaim(_message.Message):
     __slots__ = ("task_ids", "job_id")

@@ -58,20 +58,30 @@ class SiteView:
     rtt_s: float | None = None
     task_s: float | None = None
     alive: bool = True
+    task_s_by_name: dict[str, float] = field(default_factory=dict)
 
     def observe_rtt(self, rtt_s: float) -> None:
         """Fold one RTT sample into the moving average."""
         self.rtt_s = rtt_s if self.rtt_s is None else 0.7 * self.rtt_s + 0.3 * rtt_s
 
-    def observe_task(self, compute_s: float) -> None:
-        """Fold one task duration into the moving average."""
-        self.task_s = compute_s if self.task_s is None else 0.8 * self.task_s + 0.2 * compute_s
+    def observe_task(self, compute_s: float, task: str | None = None) -> None:
+        """Fold one task duration into the moving averages (all tasks, and ``task``'s)."""
+        self.task_s = _ema(self.task_s, compute_s)
+        if task is not None:
+            self.task_s_by_name[task] = _ema(self.task_s_by_name.get(task), compute_s)
 
-    def degree(self, max_degree: int) -> int:
-        """Tasks to queue beyond the workers: one RTT of work, capped at ``max_degree``."""
-        if self.rtt_s is None or self.task_s is None:
+    def degree(self, max_degree: int, tasks: Iterable[str] = ()) -> int:
+        """Tasks to queue beyond the workers: one RTT of work, capped at ``max_degree``.
+
+        The work is timed by the shortest of ``tasks`` (a job's task names) measured at
+        this site, so a job of short tasks is not paced by a previous job's long ones;
+        by the duration of any task when none of them was measured yet.
+        """
+        known = [self.task_s_by_name[t] for t in tasks if t in self.task_s_by_name]
+        task_s = min(known) if known else self.task_s
+        if self.rtt_s is None or task_s is None:
             return min(max_degree, self.workers)
-        per_worker = math.ceil(self.rtt_s / max(self.task_s, 1e-3))
+        per_worker = math.ceil(self.rtt_s / max(task_s, 1e-3))
         return max(min(max_degree, 1), min(max_degree, self.workers * per_worker))
 
     def can_run(self, spec: SiteTask) -> bool:
@@ -110,6 +120,7 @@ class JobRun:
         self.specs = {spec.task_id: spec for spec in job.tasks}
         self.merges = {merge.task_id: merge for merge in job.merges}
         self.order = {spec.task_id: i for i, spec in enumerate(job.tasks)}
+        self.task_names = tuple(dict.fromkeys(spec.task for spec in job.tasks))
         self.outputs: dict[str, Output] = dict(job.constants)
         self.done: set[str] = set(job.constants)
         self.unbound: set[str] = set(self.specs)
@@ -209,7 +220,7 @@ class JobRun:
         return early
 
     def _limit(self, view: SiteView) -> int:
-        return view.workers + view.degree(self.mode.max_degree)
+        return view.workers + view.degree(self.mode.max_degree, self.task_names)
 
     def _bind(self, site: str, task_id: str) -> list[Action]:
         spec = self.specs[task_id]
@@ -348,7 +359,7 @@ class JobRun:
         self.unbound.discard(task_id)
         view = self.sites.get(site)
         if view is not None:
-            view.observe_task(record.end_s - record.start_s)
+            view.observe_task(record.end_s - record.start_s, self.specs[task_id].task)
         self.records.append(record)
         actions = self._store(task_id, output)
         actions += self._run_ready_merges()
@@ -516,6 +527,10 @@ class JobRun:
         return any(
             key in self.specs[t].inputs for t in self.slot(site).bound if t in self.specs
         )
+
+
+def _ema(average: float | None, sample: float) -> float:
+    return sample if average is None else 0.8 * average + 0.2 * sample
 
 
 def _no_site_message(spec: SiteTask, lost: str | None) -> str:

@@ -55,6 +55,17 @@ def test_degree_covers_one_rtt_of_work_and_is_capped():
     assert site.degree(32) == 2
 
 
+def test_degree_follows_the_jobs_own_tasks_not_a_previous_jobs_longer_ones():
+    site = SiteView("s", 1, (), TASKS, rtt_s=0.1)
+    for _ in range(5):
+        site.observe_task(0.2, "silo.train")  # a previous job's long tasks
+    assert site.degree(32, ["silo.histogram"]) == 1  # nothing known of it: any task's time
+    site.observe_task(0.01, "silo.histogram")
+    assert site.degree(32, ["silo.histogram"]) == 10  # ceil(100 ms / 10 ms)
+    assert site.degree(32, ["silo.train"]) == 1
+    assert site.degree(32, ["silo.train", "silo.histogram"]) == 10  # the shorter rules
+
+
 def test_early_binding_queues_up_to_the_degree_without_requests():
     sites = _sites(("a", 2, ("d0",)), ("b", 2, ("d1",)))
     for view in sites.values():

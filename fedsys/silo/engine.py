@@ -417,8 +417,9 @@ class JobRun:
         """Run a ready merge: finish its stream (and seal what was pushed) or run it whole."""
         stream = self.streams.pop(merge.task_id, None)
         if stream is None or not stream.intact(self.outputs):
-            actions = [] if stream is None else self._abandon(stream)
-            return merge.fn([self.outputs[key] for key in merge.inputs]), actions
+            if stream is not None:
+                self._abandon(stream)
+            return merge.fn([self.outputs[key] for key in merge.inputs]), []
         start = stream.done
         result = stream.finish(self.outputs)
         actions: list[Action] = []
@@ -455,7 +456,7 @@ class JobRun:
                 continue
             source = stream.sources.get(task_id)
             if len(buffer) != stream.size or (source is not None and source.buffer is not buffer):
-                actions += self._abandon(self.streams.pop(key))
+                self._abandon(self.streams.pop(key))
                 continue
             stream.sources[task_id] = Source(buffer, received, meta)
             span = stream.advance(self.outputs)
@@ -481,12 +482,12 @@ class JobRun:
         stream = self.streams[merge.task_id] = Stream(merge, size, receivers)
         return stream
 
-    def _abandon(self, stream: Stream) -> list[Action]:
-        """Stop streaming: the merge runs whole and is pushed in full when complete."""
+    def _abandon(self, stream: Stream) -> None:
+        """Stop streaming: the merge runs whole and is pushed in full when complete (a
+        site drops the parts it holds when the whole push begins)."""
         self.stats["abandoned_streams"] += 1
         for site in stream.receivers:
             self.slot(site).pushed.discard(stream.merge.task_id)
-        return []
 
     def on_site_lost(self, site: str) -> list[Action]:
         """Handle a site that disconnected mid-job, per the failure policy.

@@ -16,7 +16,8 @@ binds tasks early (pipelining degree adapted to RTT / task time), pushes inputs 
 sends large outputs from communication workers; its coordinator merges FedAvg block by
 block as the deltas stream in and pushes the new model's blocks to the sites already
 bound to the next round, so a round's download overlaps its uploads. Both modes merge
-on the same block grid and must give identical results (checked by SHA-256). gRPC runs with TLS and bearer tokens unless ``--insecure``.
+on the same block grid and must give identical results (checked by SHA-256). gRPC runs
+with TLS and bearer tokens unless ``--insecure``.
 
 Prints the table, writes ``benchmarks/results/silo_wan.json`` and a plot of speedup
 against RTT, and ends with ``speedup: X``: baseline / Sol completion time of job (a)

@@ -18,6 +18,7 @@ one task per request, inputs pulled by the site once complete.
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,8 @@ from fedsys.silo.job import Job, Merge, SiteTask
 from fedsys.silo.mode import EngineMode, FailurePolicy, JobFailedError
 from fedsys.silo.registry import Output
 from fedsys.silo.streams import Source, Stream
+
+_LOGGER = logging.getLogger(__name__)
 
 __all__ = [
     "Action",
@@ -459,7 +462,12 @@ class JobRun:
                 self._abandon(self.streams.pop(key))
                 continue
             stream.sources[task_id] = Source(buffer, received, meta)
-            span = stream.advance(self.outputs)
+            try:
+                span = stream.advance(self.outputs)
+            except Exception:  # e.g. metadata the merge cannot use: the whole merge reports it
+                _LOGGER.warning("merge %s stops streaming", key, exc_info=True)
+                self._abandon(self.streams.pop(key))
+                continue
             if span is not None:
                 lo, hi = span
                 data = bytes(stream.out[lo:hi])

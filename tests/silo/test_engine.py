@@ -251,13 +251,13 @@ class _ByteSum:
         return {"inputs": len(metas)}
 
 
-def _streaming_job():
+def _streaming_job(blocks=None):
     """t0 (d0) and t1 (d1) -> block merge g -> task "next" (d0) consuming g."""
     job = JobBuilder("stream")
     job.constant("w", Output(bytes(range(8)), {}))
     t0 = job.site_task("t0", "silo.spin", {}, ["w"], dataset="d0")
     t1 = job.site_task("t1", "silo.spin", {}, ["w"], dataset="d1")
-    g = job.block_merge("g", _ByteSum(), ["w", t0, t1])
+    g = job.block_merge("g", blocks or _ByteSum(), ["w", t0, t1])
     job.site_task("next", "silo.spin", {}, [g], dataset="d0")
     return job.build(results=["next"])
 
@@ -322,3 +322,27 @@ def test_a_stream_whose_input_was_accepted_from_another_buffer_is_merged_again_w
     assert Push("a", "g") in last and not [a for a in last if isinstance(a, Seal)]
     assert run.outputs["g"].payload == bytes([0x31, 0x32, 0x33, 0x34, 0x36, 0x37, 0x38, 0x39])
     assert run.stats["abandoned_streams"] == 1
+
+
+
+class _NeedsCount(_ByteSum):
+    """Like :class:`_ByteSum`, but each input's metadata must carry ``n``."""
+
+    def merge_block(self, inputs, metas):
+        assert all("n" in meta for meta in metas[1:]), "an input without n"
+        return super().merge_block(inputs, metas)
+
+
+def test_a_stream_the_merge_cannot_use_is_abandoned_and_the_merge_runs_whole():
+    sites = _sites(("a", 1, ("d0",)), ("b", 1, ("d1",)))
+    run = JobRun(_streaming_job(_NeedsCount()), EngineMode.sol(max_degree=2), sites)
+    run.start()
+    buf0, buf1 = _filled(b"\x01" * 4), _filled(b"\x10" * 4)
+    run.on_progress("a", "t0", 0, {"n": 1}, buf0, 4)
+    assert run.on_progress("b", "t1", 0, {}, buf1, 4) == []  # no "n" yet: not streamed
+    assert run.stats["abandoned_streams"] == 1 and "g" not in run.streams
+    buf0[4:], buf1[4:] = b"\x02" * 4, b"\x20" * 4
+    run.on_output("a", "t0", Output(buf0, {"n": 1}), _record("t0", "a"))
+    last = run.on_output("b", "t1", Output(buf1, {"n": 1}), _record("t1", "b"))
+    assert Push("a", "g") in last
+    assert run.outputs["g"].payload == bytes([0x11, 0x12, 0x13, 0x14, 0x26, 0x27, 0x28, 0x29])

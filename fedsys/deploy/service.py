@@ -82,7 +82,12 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"{exc}: register again")
         if request.num_samples < 1:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "num_samples must be >= 1")
+        try:
+            speed = device_speed(request.device) if request.HasField("device") else None
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         session.num_samples = int(request.num_samples)
+        session.speed = speed
         session.subscribed = True
         self.server.registry.changed.set()
         ping_s = self.server.settings.ping_interval_s
@@ -283,3 +288,17 @@ def _verdict(accepted: bool, reason: str) -> deploy_pb2.UploadReply:
     return deploy_pb2.UploadReply(
         verdict=deploy_pb2.UpdateVerdict(accepted=accepted, reason=reason)
     )
+
+
+def device_speed(device: deploy_pb2.DeviceSpeed) -> tuple[float, float, float] | None:
+    """A subscriber's reported speeds; ``None`` when one is unknown (left 0).
+
+    Raises
+    ------
+    ValueError
+        If a speed is negative or not finite.
+    """
+    values = (device.compute_s_per_sample, device.down_bytes_per_s, device.up_bytes_per_s)
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError(f"device speeds must be finite and >= 0, got {values}")
+    return values if all(v > 0 for v in values) else None

@@ -26,7 +26,7 @@ from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
 from fedsys.secure.cost import SecureCostModel
 from fedsys.selection.base import Selector
-from fedsys.selection.priors import UsesClientPriors
+from fedsys.selection.priors import feed_priors
 from fedsys.sim.backends.base import BackendSession, TrainingParts, TrainJob
 from fedsys.sim.backends.sequential import SequentialSession
 from fedsys.sim.device import weights_on
@@ -112,10 +112,8 @@ class Engine:
         """What a round mode keeps across aggregations (async snapshots), checkpointed."""
         self.compresses = not isinstance(parts.compressor, NoCompression)
         self.update_bytes = wire_bytes(parts.compressor, self.weights)
-        if isinstance(parts.selector, UsesClientPriors):
-            self.selector_state = parts.selector.with_priors(
-                self.selector_state, sizes.astype(np.float64), self.expected_durations()
-            )
+        self.expected_s = self.expected_durations()
+        """Each client's round time by its profile: its prior once it is first available."""
 
     def snapshot(self) -> dict[str, Any]:
         """Everything that evolves during a run, as values a checkpoint can hold."""
@@ -185,6 +183,10 @@ class Engine:
         self.last_population = len(available)
         if len(available) == 0 or k <= 0:
             return []
+        sizes = self.parts.dataset.client_sizes[available].astype(np.float64)
+        self.selector_state = feed_priors(
+            self.parts.selector, self.selector_state, available, sizes, self.expected_s[available]
+        )
         chosen, self.selector_state = self.parts.selector.select(
             self.selector_state, round_idx, available, k, self.clock.now_s
         )

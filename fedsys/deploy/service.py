@@ -34,6 +34,15 @@ class UpdateRefusedError(ValueError):
     """An upload that will not be aggregated, with the reason sent back to the client."""
 
 
+class UploadCutError(ConnectionError):
+    """The client's upload stream ended before its last chunk: a lost link, not a refusal.
+
+    The task stays assigned: a client whose device went offline mid-upload is a
+    dropout once its session closes (as the simulator counts it), and a client still
+    connected may send the update again.
+    """
+
+
 class LateUpdateError(UpdateRefusedError):
     """A valid upload that arrived after its round closed (a straggler), not a rejection."""
 
@@ -174,6 +183,9 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             self.server.registry.release(client_id, assignment.task_id)
             yield _verdict(False, str(exc))
             return
+        except UploadCutError as exc:
+            _LOGGER.info("upload cut short", extra={"client_id": client_id, "reason": str(exc)})
+            return
         except (UpdateRefusedError, PayloadError) as exc:
             self._record_refusal(client_id, str(exc), ends_task=True)
             self.server.registry.release(client_id, assignment.task_id)
@@ -231,7 +243,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         while not assembler.complete:
             message = await asyncio.wait_for(anext(messages, None), timeout)
             if message is None:
-                break
+                raise UploadCutError("the upload stream ended before its last chunk")
             if not message.HasField("chunk"):
                 raise UpdateRefusedError("expected update chunks after the grant")
             assembler.add(message.chunk)

@@ -58,6 +58,8 @@ class EngineParts:
     """Server seconds a round costs besides its clients' (calibrated, ``clock`` section)."""
     server_update_s: float = 0.0
     """Server seconds each aggregated update costs (calibrated, ``clock`` section)."""
+    client_task_s: float = 0.0
+    """Seconds each task costs a client beyond its profile (calibrated, ``clock`` section)."""
 
 
 def training_parts(parts: EngineParts) -> TrainingParts:
@@ -278,6 +280,7 @@ class Engine:
             compute_s = compute_s + secure.client_compute_s
             latency_s = secure.round_trips * self.parts.secure_cost.round_trip_s  # type: ignore[union-attr]
             upload_s = upload_s + latency_s + secure.server_compute_s
+        upload_s = upload_s + self.parts.client_task_s  # the task's messages end with its verdict
         offline_s = self.parts.fleet.online_until(ids, now)
         sizes = self.parts.dataset.client_sizes
         launches = []

@@ -20,7 +20,7 @@ from torch import nn
 from fedsys.aggregation.base import Strategy
 from fedsys.aggregation.compression import Compressor, NoCompression
 from fedsys.aggregation.validation import InvalidUpdateError, UpdateValidator, filter_valid
-from fedsys.core.training import EvalResult, LocalTrainer, evaluate
+from fedsys.core.training import EvalResult, LocalTrainer, evaluate, fold_seed
 from fedsys.core.update import ClientId, ClientReport, ClientUpdate, ReportOutcome
 from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
@@ -363,10 +363,10 @@ class Engine:
         """
         compressor = self.parts.compressor
         client = launch.client_id
-        encoded, residual = compressor.encode(
+        encoded, residual = compressor.encode(  # the seed a deployed client gets for this task
             delta,
             self.residuals.get(client),
-            seed=[self.parts.seed, launch.version, client, launch.serial],
+            seed=fold_seed([self.parts.seed, launch.version, client, launch.serial]),
         )
         if residual is None:
             self.residuals.pop(client, None)

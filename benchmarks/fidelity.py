@@ -17,8 +17,9 @@ Setting
 * Time scale 0.01 on both sides: the fleet runs 100x faster than real phones, so a
   round of the slowest of 20 phones (minutes) takes seconds of wall-clock time.
 * Selection: random, then Oort, both seeded. Random is run with ``--calibrate``: the
-  server's own time per round measured on it (``clock.server_round_s``) is then used,
-  out of sample, by the Oort run.
+  server's own time per round and each task's protocol messages beyond the device
+  profile measured on it (``clock.server_round_s``, ``clock.client_task_s``) are then
+  used, out of sample, by the Oort run.
 * Stragglers: with over-commitment, a real straggler keeps its device busy until it
   uploads while the simulator frees it when the round closes, so the two would pick
   from different pools; over-commitment 1.0 keeps the comparison about the clock.
@@ -168,7 +169,7 @@ def main() -> None:
             quiet=True,
         )
         if run.calibration is not None:
-            clock = {"server_round_s": run.calibration[0], "server_update_s": run.calibration[1]}
+            clock = run.calibration
         if run.uncalibrated is not None:
             rows.append(summarize(name, replace(run, report=run.uncalibrated), False))
         rows.append(summarize(name, run, True))
@@ -206,10 +207,8 @@ def main() -> None:
             default=str,
         )
     )
-    print(
-        f"clock calibrated on random: server_round_s={clock['server_round_s']:.4f} s, "
-        f"server_update_s={clock['server_update_s']:.5f} s (used as is by the oort run)"
-    )
+    terms = ", ".join(f"{k}={v:.4f} s" for k, v in clock.items())
+    print(f"clock calibrated on random: {terms} (used as is by the oort run)")
     print(
         f"median |round error| {100 * median_round:.1f}% (target <= 10%), time-to-target "
         f"error {'-' if not tta else f'{100 * max(tta):.1f}%'} (target <= 15%), random "

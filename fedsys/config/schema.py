@@ -284,7 +284,9 @@ class ClockConfig(Settings):
 
     A real aggregator spends time the device traces do not hold: dispatching tasks,
     receiving and aggregating each update, evaluating and checkpointing between
-    rounds. ``fedsys fidelity --calibrate`` measures both terms on a real deployment.
+    rounds; and each task's messages (instruction, model request, upload grant,
+    verdict) take a client time its profile does not hold. ``fedsys fidelity
+    --calibrate`` measures the three terms on a real deployment.
     """
 
     server_round_s: float = Field(
@@ -292,6 +294,12 @@ class ClockConfig(Settings):
     )
     server_update_s: float = Field(
         0.0, ge=0, description="seconds added per aggregated update (receive, decode, aggregate)"
+    )
+    client_task_s: float = Field(
+        0.0,
+        ge=0,
+        description="seconds added to every client's task beyond its device profile (the "
+        "protocol's messages: task, model request, upload grant, verdict)",
     )
 
 

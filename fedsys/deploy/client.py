@@ -207,6 +207,11 @@ class DeployClient:
         request = deploy_pb2.SubscribeRequest(
             session_id=session_id, num_samples=int(self.local_.labels.shape[0])
         )
+        if self.emulation is not None:  # an emulated device knows its profile
+            profile = self.emulation.profile
+            request.device.compute_s_per_sample = profile.compute_s_per_sample
+            request.device.down_bytes_per_s = profile.down_bytes_per_s
+            request.device.up_bytes_per_s = profile.up_bytes_per_s
         tasks: asyncio.Queue[deploy_pb2.TrainTask] = asyncio.Queue()
         self._secure_steps = asyncio.Queue()
         reader = asyncio.create_task(self._read(stub, request, tasks))

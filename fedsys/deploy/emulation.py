@@ -367,8 +367,16 @@ async def follow_availability(
     -------
     str
         The server's reason for finishing, or why the device never came back.
+
+    A session that gives up on the server (``ConnectionError``: its reconnection
+    attempts ran out, e.g. while a busy aggregator accepts a crowd of devices) is
+    started again after ``RETRY_PAUSE_S`` while the device is online, as a phone keeps
+    trying: one device's bad luck does not end the host that runs many. A refusal
+    (``PermissionError``) ends it, and so does a session giving up ``MAX_RETRIES + 1``
+    times in a row (no server there at all).
     """
     disconnects = 0
+    retries = 0
     while True:
         now = trace_time()
         probe = max(now, 0.0)
@@ -388,8 +396,20 @@ async def follow_availability(
             session.cancel()
             raise
         if done:
-            return str(session.result())
+            try:
+                return str(session.result())
+            except ConnectionError as exc:
+                retries += 1
+                if retries > MAX_RETRIES:
+                    raise
+                _LOGGER.warning(
+                    "the device's link gave up; trying again",
+                    extra={"error": str(exc), "in_s": RETRY_PAUSE_S},
+                )
+                await asyncio.sleep(RETRY_PAUSE_S)
+                continue
         disconnects += 1
+        retries = 0
         session.cancel()
         _, pending = await asyncio.wait({session}, timeout=CLOSE_WAIT_S)
         if pending:  # its next connection supersedes it: the server counts the dropout then
@@ -404,6 +424,10 @@ async def follow_availability(
 
 CLOSE_WAIT_S = 5.0
 """Longest wait for a cancelled session to close its channel when its device goes offline."""
+RETRY_PAUSE_S = 1.0
+"""Pause before an online device whose session gave up on the server connects again."""
+MAX_RETRIES = 3
+"""Sessions in a row an online device starts again after they gave up on the server."""
 
 
 def read_epoch(path: Path) -> float | None:

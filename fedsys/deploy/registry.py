@@ -43,6 +43,8 @@ class Session:
     client_id: ClientId
     name: str
     num_samples: int = 0
+    speed: tuple[float, float, float] | None = None
+    """The device's own (compute s/sample, down bytes/s, up bytes/s); ``None``: unknown."""
     outbox: asyncio.Queue[deploy_pb2.Instruction] = field(default_factory=asyncio.Queue)
     assignment: Assignment | None = None
     subscribed: bool = False

@@ -28,7 +28,7 @@ from fedsys.aggregation.compression import Compressor, NoCompression
 from fedsys.aggregation.validation import UpdateValidator
 from fedsys.config.deploy import DeployConfig
 from fedsys.config.schema import DeadlineRounds, RunConfig, SyncRounds
-from fedsys.core.training import TrainConfig, evaluate
+from fedsys.core.training import TrainConfig, evaluate, fold_seed
 from fedsys.core.update import ClientUpdate
 from fedsys.core.weights import ModelWeights
 from fedsys.deploy.checkpoint import ServerCheckpoint, config_hash
@@ -49,6 +49,7 @@ from fedsys.metrics.records import RoundRecord, RunResult
 from fedsys.secure.errors import SecureAggregationError
 from fedsys.secure.plan import SecurePlan, plan_for
 from fedsys.selection.base import Selector
+from fedsys.selection.priors import feed_priors
 from fedsys.sim.engine import ceil_overcommit, wire_bytes
 from fedsys.wire import auth
 from fedsys.wire.chunks import sha256_hex
@@ -140,6 +141,8 @@ class AggregatorServer:
         self.live_round: LiveRound | None = None
         self.records: list[RoundRecord] = []
         self.next_round = 0
+        self.launches = 0
+        """Tasks handed out so far (the simulator's launch serial, part of each task's seed)."""
         self.phase = "starting"
         self.port = 0
         self.registry = ClientRegistry([])
@@ -271,6 +274,7 @@ class AggregatorServer:
             self.strategy_state = checkpoint.strategy_state
             self.selector_state = checkpoint.selector_state
             self.next_round = checkpoint.next_round
+            self.launches = sum(int(row.get("selected", 0)) for row in checkpoint.records)
             self._clock_offset_s = checkpoint.elapsed_s
             self.records = [record_from_json(row) for row in checkpoint.records]
             _LOGGER.info("resumed from checkpoint", extra={"next_round": self.next_round})
@@ -365,9 +369,14 @@ class AggregatorServer:
         available = await self._await_clients(select, fewest)
         if not self.connected_rss_bytes:  # connections held, nothing transferred yet
             self.connected_rss_bytes = current_rss_bytes()
+        self.selector_state = feed_priors(
+            self.parts.selector, self.selector_state, available, *self._priors(available)
+        )
         chosen, self.selector_state = self.parts.selector.select(
             self.selector_state, round_idx, available, select, self.now_s()
         )
+        serials = {int(c): self.launches + i for i, c in enumerate(chosen)}
+        self.launches += len(chosen)
         present = [int(c) for c in chosen if int(c) in self.registry.sessions]
         feed: StreamingAggregation | SecureRound
         if self.secure_plan is None:
@@ -393,7 +402,7 @@ class AggregatorServer:
             instruction = deploy_pb2.Instruction(train=deploy_pb2.TrainTask())
             instruction.train.CopyFrom(task)
             instruction.train.task_id = assignment.task_id
-            instruction.train.seed = _task_seed(self.config.seed, round_idx, client)
+            instruction.train.seed = task_seed(self.config.seed, round_idx, client, serials[client])
             if isinstance(feed, SecureRound):
                 instruction.train.secure.CopyFrom(feed.task_for(client, assignment.task_id))
             live.assignments[client] = assignment
@@ -406,6 +415,29 @@ class AggregatorServer:
             extra={"round": round_idx, "selected": len(live.assignments), "idle": len(available)},
         )
         return live
+
+    def _priors(self, clients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sample counts and expected round times of ``clients`` (NaN: unknown).
+
+        A round time is estimated as the simulator's clock charges it, from the
+        speeds the device reported: model down, the task's samples, update up.
+        """
+        sizes = np.full(len(clients), np.nan)
+        expected = np.full(len(clients), np.nan)
+        for i, client in enumerate(clients.tolist()):
+            session = self.registry.sessions.get(int(client))
+            if session is None:
+                continue
+            sizes[i] = session.num_samples
+            if session.speed is not None:
+                compute_s, down_bps, up_bps = session.speed
+                samples = self.parts.train.samples_processed(session.num_samples)
+                expected[i] = (
+                    self.weights.num_bytes / down_bps
+                    + samples * compute_s
+                    + self.update_bytes / up_bps
+                )
+        return sizes, expected
 
     def _task_template(self, round_idx: int) -> deploy_pb2.TrainTask:
         train = dataclasses.asdict(self.parts.train)
@@ -551,9 +583,15 @@ class AggregatorServer:
         )
 
 
-def _task_seed(seed: int, round_idx: int, client_id: int) -> int:
-    """Mini-batch and codec seed of one task: reproducible from the run's seed."""
-    return int(np.random.SeedSequence([seed, round_idx, client_id]).generate_state(1)[0])
+def task_seed(seed: int, round_idx: int, client_id: int, serial: int) -> int:
+    """Mini-batch and codec seed of one task: the simulator's for the same launch.
+
+    The simulator trains launch ``serial`` (tasks handed out before it in the run) of
+    ``client_id`` in round ``round_idx`` with seed ``[seed, round_idx, client_id,
+    serial]``; sending its folded value makes a real client train on the same
+    mini-batches, so both sides learn the same losses (and Oort picks alike).
+    """
+    return fold_seed([seed, round_idx, client_id, serial])
 
 
 _RECORD_FIELDS = {

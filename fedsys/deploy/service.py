@@ -34,6 +34,15 @@ class UpdateRefusedError(ValueError):
     """An upload that will not be aggregated, with the reason sent back to the client."""
 
 
+class UploadCutError(ConnectionError):
+    """The client's upload stream ended before its last chunk: a lost link, not a refusal.
+
+    The task stays assigned: a client whose device went offline mid-upload is a
+    dropout once its session closes (as the simulator counts it), and a client still
+    connected may send the update again.
+    """
+
+
 class LateUpdateError(UpdateRefusedError):
     """A valid upload that arrived after its round closed (a straggler), not a rejection."""
 
@@ -82,7 +91,12 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"{exc}: register again")
         if request.num_samples < 1:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "num_samples must be >= 1")
+        try:
+            speed = device_speed(request.device) if request.HasField("device") else None
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         session.num_samples = int(request.num_samples)
+        session.speed = speed
         session.subscribed = True
         self.server.registry.changed.set()
         ping_s = self.server.settings.ping_interval_s
@@ -169,6 +183,9 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             self.server.registry.release(client_id, assignment.task_id)
             yield _verdict(False, str(exc))
             return
+        except UploadCutError as exc:
+            _LOGGER.info("upload cut short", extra={"client_id": client_id, "reason": str(exc)})
+            return
         except (UpdateRefusedError, PayloadError) as exc:
             self._record_refusal(client_id, str(exc), ends_task=True)
             self.server.registry.release(client_id, assignment.task_id)
@@ -226,7 +243,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         while not assembler.complete:
             message = await asyncio.wait_for(anext(messages, None), timeout)
             if message is None:
-                break
+                raise UploadCutError("the upload stream ended before its last chunk")
             if not message.HasField("chunk"):
                 raise UpdateRefusedError("expected update chunks after the grant")
             assembler.add(message.chunk)
@@ -283,3 +300,17 @@ def _verdict(accepted: bool, reason: str) -> deploy_pb2.UploadReply:
     return deploy_pb2.UploadReply(
         verdict=deploy_pb2.UpdateVerdict(accepted=accepted, reason=reason)
     )
+
+
+def device_speed(device: deploy_pb2.DeviceSpeed) -> tuple[float, float, float] | None:
+    """A subscriber's reported speeds; ``None`` when one is unknown (left 0).
+
+    Raises
+    ------
+    ValueError
+        If a speed is negative or not finite.
+    """
+    values = (device.compute_s_per_sample, device.down_bytes_per_s, device.up_bytes_per_s)
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError(f"device speeds must be finite and >= 0, got {values}")
+    return values if all(v > 0 for v in values) else None

@@ -1,8 +1,9 @@
 """Sim-to-real fidelity: the same job simulated and deployed, compared round by round.
 
 * :func:`run_fidelity`: simulate a config, run it as a real loopback deployment of
-  emulated devices, compare (optionally calibrating the simulator's server terms).
-* :func:`compare`, :func:`calibrate`: the comparison and calibration, pure functions
+  emulated devices, compare (optionally calibrating the simulator's ``clock`` terms).
+* :func:`compare`, :func:`calibrate`, :func:`calibrate_task`: the comparison and
+  calibration, pure functions
   over round records.
 """
 
@@ -11,6 +12,7 @@ from fedsys.fidelity.compare import (
     RoundComparison,
     attribute,
     calibrate,
+    calibrate_task,
     compare,
     relative_error,
     round_periods,
@@ -23,6 +25,7 @@ __all__ = [
     "RoundComparison",
     "attribute",
     "calibrate",
+    "calibrate_task",
     "compare",
     "relative_error",
     "round_periods",

@@ -233,6 +233,22 @@ def _totals(
     }
 
 
+def calibrate_task(real: Sequence[RoundRecord], expected_s: np.ndarray) -> float:
+    """``client_task_s`` measured on a real run: a task's time beyond its device profile.
+
+    The median, over every counted client of every round, of its measured task time
+    (assignment to accepted update) minus its profile's download + compute + upload
+    (``expected_s``): the protocol's messages, which no device trace holds. Never < 0.
+    """
+    beyond = [
+        duration - float(expected_s[client])
+        for record in real
+        for client, duration in completed_clients(record).items()
+        if duration is not None and 0 <= client < len(expected_s)
+    ]
+    return max(0.0, float(np.median(beyond))) if beyond else 0.0
+
+
 def calibrate(real: Sequence[RoundRecord]) -> tuple[float, float]:
     """``(server_round_s, server_update_s)`` measured on a real run.
 

@@ -19,7 +19,7 @@ import yaml
 from rich.console import Console
 
 from fedsys.config.schema import RunConfig
-from fedsys.fidelity.compare import FidelityReport, calibrate, compare
+from fedsys.fidelity.compare import FidelityReport, calibrate, calibrate_task, compare
 from fedsys.metrics.records import RoundRecord
 from fedsys.metrics.writers import atomic_write_text
 
@@ -34,7 +34,8 @@ class FidelityRun:
     timings: tuple[dict[str, Any], ...]
     expected_s: np.ndarray
     report: FidelityReport
-    calibration: tuple[float, float] | None = None
+    calibration: dict[str, float] | None = None
+    """The measured ``clock`` terms (``server_round_s``, ``server_update_s``, ``client_task_s``)."""
     uncalibrated: FidelityReport | None = None
 
 
@@ -63,7 +64,10 @@ def prepare(config: RunConfig, output_dir: Path) -> RunConfig:
 
 
 def simulate(config: RunConfig) -> tuple[tuple[RoundRecord, ...], np.ndarray]:
-    """Run the simulator; its records and every client's expected round time."""
+    """Run the simulator; its records and every client's round time as it charged it.
+
+    That is the profile's download + compute + upload, plus ``clock.client_task_s``.
+    """
     from fedsys.core.weights import ModelWeights
     from fedsys.sim.build import build_simulator
     from fedsys.sim.engine import wire_bytes
@@ -83,7 +87,7 @@ def simulate(config: RunConfig) -> tuple[tuple[RoundRecord, ...], np.ndarray]:
         wire_bytes(simulator.compressor, weights),
         simulator.model_cost_ratio,
     )
-    return result.records, down + compute + up
+    return result.records, down + compute + up + config.clock.client_task_s
 
 
 def deploy(
@@ -160,21 +164,27 @@ def run_fidelity(
     if not calibrate_clock:
         return FidelityRun(config, sim, real, timings, expected, report)
     round_s, update_s = calibrate(real)
+    profile_s = expected - config.clock.client_task_s
+    clock = {
+        "server_round_s": round_s,
+        "server_update_s": update_s,
+        "client_task_s": calibrate_task(real, profile_s),
+    }
     data = config.model_dump(mode="json")
-    data["clock"] = {"server_round_s": round_s, "server_update_s": update_s}
+    data["clock"] = clock
     calibrated = RunConfig.model_validate(data)
     atomic_write_text(
         output_dir / "calibrated.yaml",
         yaml.safe_dump(calibrated.model_dump(mode="json"), sort_keys=False),
     )
-    sim_calibrated, _ = simulate(calibrated)
+    sim_calibrated, charged = simulate(calibrated)
     return FidelityRun(
         calibrated,
         sim_calibrated,
         real,
         timings,
-        expected,
-        compare(sim_calibrated, real, expected, timings, target),
-        (round_s, update_s),
+        charged,
+        compare(sim_calibrated, real, charged, timings, target),
+        clock,
         report,
     )

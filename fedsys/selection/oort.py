@@ -149,8 +149,8 @@ class OortSelector(Selector[OortState]):
             Training samples per client id (NaN when unknown): an unexplored client's
             utility.
         expected_duration_s
-            Expected round duration per client id (NaN when unknown); used until the
-            client reports a measured duration.
+            Expected round duration per client id (NaN: unknown, an earlier prior is
+            kept); used until the client reports a measured duration.
 
         Returns
         -------
@@ -166,7 +166,8 @@ class OortSelector(Selector[OortState]):
         prior = state.prior_duration_s
         if hints is not None:
             prior = prior.copy()
-            prior[: len(hints)] = hints
+            given = np.isfinite(hints)
+            prior[: len(hints)][given] = hints[given]
         return replace(state, num_samples=counts, prior_duration_s=prior)
 
     def exploration(self, round_idx: int) -> float:

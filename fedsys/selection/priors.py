@@ -4,12 +4,13 @@ Oort ranks unexplored clients by sample count and expected speed; power-of-choic
 samples candidates proportionally to data size. Neither needs these priors to work
 (unknown sizes count as the mean known size), but both select better with them.
 
-A runtime feeds priors once, right after :meth:`Selector.init_state`, without
-branching on the selector's type::
+A client's priors reach the selector when it is first a candidate, as a real server
+learns of a device only once it connects: before each selection the runtime feeds
+what it knows of the available clients (:func:`feed_priors`); the simulator does
+the same with its traces, so both select from the same knowledge::
 
-    state = selector.init_state()
-    if isinstance(selector, UsesClientPriors):
-        state = selector.with_priors(state, num_samples, expected_duration_s)
+    state = feed_priors(selector, state, available, num_samples, expected_duration_s)
+    picked, state = selector.select(state, round_idx, available, k, now_s)
 """
 
 from __future__ import annotations
@@ -42,3 +43,35 @@ class UsesClientPriors(Protocol):
             indexed by client id; NaN when unknown; ``None`` when no hint at all.
         """
         ...
+
+
+def feed_priors(
+    selector: object,
+    state: Any,
+    available: np.ndarray,
+    num_samples: np.ndarray,
+    expected_duration_s: np.ndarray,
+) -> Any:
+    """``state`` told the priors of the ``available`` clients (unchanged for other selectors).
+
+    Parameters
+    ----------
+    selector
+        Any selector; only a :class:`UsesClientPriors` one is fed.
+    state
+        Its current state (measured values and earlier priors of others are kept).
+    available
+        Client ids about to be offered to ``select``.
+    num_samples, expected_duration_s
+        Their sample counts and expected round times, aligned with ``available``
+        (NaN where unknown).
+    """
+    ids = np.asarray(available, dtype=np.int64)
+    if not isinstance(selector, UsesClientPriors) or len(ids) == 0:
+        return state
+    size = int(ids.max()) + 1
+    sizes = np.full(size, np.nan)
+    sizes[ids] = np.asarray(num_samples, dtype=np.float64)
+    hints = np.full(size, np.nan)
+    hints[ids] = np.asarray(expected_duration_s, dtype=np.float64)
+    return selector.with_priors(state, sizes, hints)

@@ -298,6 +298,7 @@ def build_simulator(config: RunConfig) -> Simulator:
         secure_cost=secure_cost_model(config),
         server_round_s=config.clock.server_round_s,
         server_update_s=config.clock.server_update_s,
+        client_task_s=config.clock.client_task_s,
     )
 
 

@@ -20,13 +20,13 @@ from torch import nn
 from fedsys.aggregation.base import Strategy
 from fedsys.aggregation.compression import Compressor, NoCompression
 from fedsys.aggregation.validation import InvalidUpdateError, UpdateValidator, filter_valid
-from fedsys.core.training import EvalResult, LocalTrainer, evaluate
+from fedsys.core.training import EvalResult, LocalTrainer, evaluate, fold_seed
 from fedsys.core.update import ClientId, ClientReport, ClientUpdate, ReportOutcome
 from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
 from fedsys.secure.cost import SecureCostModel
 from fedsys.selection.base import Selector
-from fedsys.selection.priors import UsesClientPriors
+from fedsys.selection.priors import feed_priors
 from fedsys.sim.backends.base import BackendSession, TrainingParts, TrainJob
 from fedsys.sim.backends.sequential import SequentialSession
 from fedsys.sim.device import weights_on
@@ -58,6 +58,8 @@ class EngineParts:
     """Server seconds a round costs besides its clients' (calibrated, ``clock`` section)."""
     server_update_s: float = 0.0
     """Server seconds each aggregated update costs (calibrated, ``clock`` section)."""
+    client_task_s: float = 0.0
+    """Seconds each task costs a client beyond its profile (calibrated, ``clock`` section)."""
 
 
 def training_parts(parts: EngineParts) -> TrainingParts:
@@ -112,10 +114,8 @@ class Engine:
         """What a round mode keeps across aggregations (async snapshots), checkpointed."""
         self.compresses = not isinstance(parts.compressor, NoCompression)
         self.update_bytes = wire_bytes(parts.compressor, self.weights)
-        if isinstance(parts.selector, UsesClientPriors):
-            self.selector_state = parts.selector.with_priors(
-                self.selector_state, sizes.astype(np.float64), self.expected_durations()
-            )
+        self.expected_s = self.expected_durations()
+        """Each client's round time by its profile: its prior once it is first available."""
 
     def snapshot(self) -> dict[str, Any]:
         """Everything that evolves during a run, as values a checkpoint can hold."""
@@ -185,6 +185,10 @@ class Engine:
         self.last_population = len(available)
         if len(available) == 0 or k <= 0:
             return []
+        sizes = self.parts.dataset.client_sizes[available].astype(np.float64)
+        self.selector_state = feed_priors(
+            self.parts.selector, self.selector_state, available, sizes, self.expected_s[available]
+        )
         chosen, self.selector_state = self.parts.selector.select(
             self.selector_state, round_idx, available, k, self.clock.now_s
         )
@@ -276,6 +280,7 @@ class Engine:
             compute_s = compute_s + secure.client_compute_s
             latency_s = secure.round_trips * self.parts.secure_cost.round_trip_s  # type: ignore[union-attr]
             upload_s = upload_s + latency_s + secure.server_compute_s
+        upload_s = upload_s + self.parts.client_task_s  # the task's messages end with its verdict
         offline_s = self.parts.fleet.online_until(ids, now)
         sizes = self.parts.dataset.client_sizes
         launches = []
@@ -358,10 +363,10 @@ class Engine:
         """
         compressor = self.parts.compressor
         client = launch.client_id
-        encoded, residual = compressor.encode(
+        encoded, residual = compressor.encode(  # the seed a deployed client gets for this task
             delta,
             self.residuals.get(client),
-            seed=[self.parts.seed, launch.version, client, launch.serial],
+            seed=fold_seed([self.parts.seed, launch.version, client, launch.serial]),
         )
         if residual is None:
             self.residuals.pop(client, None)

@@ -95,6 +95,9 @@ class Simulator:
         Server time charged per sync or deadline round and per aggregated update
         (dispatch, receive, aggregate, evaluate), as ``fedsys fidelity --calibrate``
         measures it on a real deployment; 0 by default.
+    client_task_s
+        Time charged to every client's task beyond its device profile (the
+        protocol's messages), measured the same way; 0 by default.
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class Simulator:
         secure_cost: SecureCostModel | None = None,
         server_round_s: float = 0.0,
         server_update_s: float = 0.0,
+        client_task_s: float = 0.0,
     ) -> None:
         self.dataset = dataset
         self.model = model
@@ -147,6 +151,7 @@ class Simulator:
         self.secure_cost = secure_cost
         self.server_round_s = server_round_s
         self.server_update_s = server_update_s
+        self.client_task_s = client_task_s
 
     @classmethod
     def from_config(cls, config: RunConfig) -> Simulator:
@@ -212,6 +217,7 @@ class Simulator:
             secure_cost=self.secure_cost,
             server_round_s=self.server_round_s,
             server_update_s=self.server_update_s,
+            client_task_s=self.client_task_s,
         )
         backend = self.backend or SequentialBackend()
         with backend.open(training_parts(parts)) as session:

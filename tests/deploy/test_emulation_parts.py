@@ -10,8 +10,14 @@ import pytest
 from torch import nn
 
 from fedsys.config.schema import DevicesConfig
+from fedsys.deploy import emulation
 from fedsys.deploy.device_host import parse_profiles
-from fedsys.deploy.emulation import AvailabilitySchedule, PacedLink, profile_for
+from fedsys.deploy.emulation import (
+    AvailabilitySchedule,
+    PacedLink,
+    follow_availability,
+    profile_for,
+)
 from fedsys.traces import DeviceFleet, save_fleet
 
 
@@ -92,3 +98,33 @@ def test_parse_profiles_reads_ids_ranges_and_lists() -> None:
     assert parse_profiles("0-2,7") == [0, 1, 2, 7]
     with pytest.raises(ValueError, match="not a device id"):
         parse_profiles("2-1")
+
+
+def test_a_device_whose_link_gives_up_tries_again_then_finishes(monkeypatch) -> None:
+    # Prepare: always online; the first two sessions give up on the server.
+    monkeypatch.setattr(emulation, "RETRY_PAUSE_S", 0.001)
+    schedule = AvailabilitySchedule(_one_device([(0.0, 10.0)], period_s=10.0))
+    calls: list[int] = []
+
+    async def session() -> str:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise ConnectionError("gave up after 20 attempts")
+        return "training complete"
+
+    # Act
+    reason = asyncio.run(follow_availability(session, schedule, lambda: 1.0))
+    # Assert
+    assert reason == "training complete"
+    assert len(calls) == 3
+
+
+def test_a_device_with_no_server_at_all_ends_with_the_error(monkeypatch) -> None:
+    monkeypatch.setattr(emulation, "RETRY_PAUSE_S", 0.001)
+    schedule = AvailabilitySchedule(_one_device([(0.0, 10.0)], period_s=10.0))
+
+    async def session() -> str:
+        raise ConnectionError("gave up after 20 attempts")
+
+    with pytest.raises(ConnectionError, match="gave up"):
+        asyncio.run(follow_availability(session, schedule, lambda: 1.0))

@@ -11,12 +11,15 @@ import torch
 
 from fedsys.aggregation import FedAvg
 from fedsys.config.schema import RunConfig
+from fedsys.core.training import fold_seed
 from fedsys.core.update import ClientUpdate, LossStats
 from fedsys.core.weights import ModelWeights
 from fedsys.deploy.checkpoint import CheckpointError, ServerCheckpoint, config_hash
 from fedsys.deploy.feed import StreamingAggregation
 from fedsys.deploy.registry import Assignment, ClientRegistry, UnknownClientError
 from fedsys.deploy.round_state import Arrival, LiveRound
+from fedsys.deploy.server import task_seed
+from fedsys.deploy.service import device_speed
 from fedsys.wire.protos import deploy_pb2
 
 
@@ -110,3 +113,20 @@ def test_checkpoint_round_trips_and_refuses_another_config(tmp_path):
         ServerCheckpoint.load(tmp_path, RunConfig.model_validate({"seed": 1}))
     with pytest.raises(CheckpointError, match="no checkpoint"):
         ServerCheckpoint.load(tmp_path / "none", config)
+
+
+def test_device_speed_known_only_when_every_speed_is_given():
+    speed = deploy_pb2.DeviceSpeed(
+        compute_s_per_sample=0.01, down_bytes_per_s=1e6, up_bytes_per_s=2e5
+    )
+    assert device_speed(speed) == (0.01, 1e6, 2e5)
+    assert device_speed(deploy_pb2.DeviceSpeed(compute_s_per_sample=0.01)) is None
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        device_speed(deploy_pb2.DeviceSpeed(compute_s_per_sample=-1.0))
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        device_speed(deploy_pb2.DeviceSpeed(down_bytes_per_s=float("nan")))
+
+
+def test_task_seed_is_the_simulators_launch_seed():
+    assert task_seed(0, 3, 7, 41) == fold_seed([0, 3, 7, 41])
+    assert task_seed(0, 3, 7, 41) != task_seed(0, 3, 7, 42)

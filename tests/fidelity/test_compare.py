@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedsys.fidelity.compare import TERMS, calibrate, compare, round_periods
+from fedsys.fidelity.compare import TERMS, calibrate, calibrate_task, compare, round_periods
 from fedsys.metrics.records import RoundRecord
 
 EXPECTED_S = np.array([1.0, 2.0, 3.0, 4.0])
@@ -76,3 +76,14 @@ def test_calibration_without_varying_participants_is_the_median() -> None:
     real = [_real(i, 3.0 * i, 3.0 * i + 2.5, {0: 2.0 + 0.1 * i}, 0.1) for i in range(3)]
 
     assert calibrate(real) == (pytest.approx(0.9), 0.0)
+
+
+def test_task_calibration_is_the_median_time_beyond_the_profile() -> None:
+    real = [
+        _real(0, 0.0, 2.3, {0: 1.02, 1: 2.03}, 0.1),
+        _real(1, 2.5, 4.6, {2: 3.01, 3: 4.05}, 0.2),
+    ]
+
+    assert calibrate_task(real, EXPECTED_S) == pytest.approx(0.025)
+    assert calibrate_task([_real(0, 0.0, 1.0, {0: 0.9}, 0.1)], EXPECTED_S) == 0.0
+    assert calibrate_task([], EXPECTED_S) == 0.0

@@ -11,6 +11,7 @@ import pytest
 from fedsys.core.update import ClientReport, LossStats
 from fedsys.selection.oort import OortSelector
 from fedsys.selection.oort_state import OortState, apply_reports
+from fedsys.selection.priors import feed_priors
 
 
 def test_utility_uses_every_trained_sample_not_the_last_batch() -> None:
@@ -172,3 +173,16 @@ def test_negative_client_ids_are_rejected() -> None:
     with pytest.raises(ValueError, match=">= 0"):
         OortSelector().select(OortSelector().init_state(), 0, np.array([-1, 2]), 1, 0.0)
     assert math.isinf(OortSelector().preferred_duration_s(OortState.empty(30.0, 2)))
+
+
+def test_feed_priors_tells_only_the_candidates_and_keeps_what_was_known() -> None:
+    selector = OortSelector()
+    state = feed_priors(
+        selector, selector.init_state(), np.array([0, 2]), np.array([10, 30]), np.array([1.0, 3.0])
+    )
+    # Act: client 2 is offline now, client 1 shows up.
+    state = feed_priors(selector, state, np.array([1]), np.array([20]), np.array([2.0]))
+    # Assert
+    np.testing.assert_allclose(state.num_samples, [10.0, 20.0, 30.0])
+    np.testing.assert_allclose(state.known_duration_s(), [1.0, 2.0, 3.0])
+    assert feed_priors(object(), "same", np.array([1]), np.ones(1), np.ones(1)) == "same"

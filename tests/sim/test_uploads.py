@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -146,8 +147,16 @@ def test_dp_settings_default_to_the_run_sampling() -> None:
     assert (filled.clients_per_round, filled.population_size) == (7, 70)
 
 
-def test_oort_gets_sample_counts_and_trace_durations_before_the_first_round() -> None:
+def test_oort_learns_sample_counts_and_trace_durations_of_clients_once_available() -> None:
+    # Prepare: client 3 is never online, as a device that never connects to a real server.
     fleet = DeviceFleet.always_available(4, compute_s_per_sample=np.array([1.0, 2.0, 3.0, 4.0]))
+    fleet = replace(
+        fleet,
+        period_s=np.full(4, 100.0),
+        avail_offsets=np.array([0, 1, 2, 3, 3]),
+        avail_starts=np.zeros(3),
+        avail_ends=np.full(3, 100.0),
+    )
     selector = OortSelector(seed=0)
     engine = Engine(
         EngineParts(
@@ -160,7 +169,11 @@ def test_oort_gets_sample_counts_and_trace_durations_before_the_first_round() ->
             seed=0,
         )
     )
-
+    assert engine.selector_state.num_clients == 0
+    # Act
+    engine.select(0, 2)
+    # Assert
     state = engine.selector_state
-    np.testing.assert_array_equal(state.num_samples[:4], [12, 12, 12, 12])
-    assert np.all(np.diff(state.prior_duration_s[:4]) > 0)
+    assert state.num_clients == 3  # nothing known of client 3
+    np.testing.assert_array_equal(state.num_samples, [12, 12, 12])
+    assert np.all(np.diff(state.prior_duration_s) > 0)

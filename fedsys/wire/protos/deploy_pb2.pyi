@@ -27,12 +27,24 @@ class RegisterReply(_message.Message):
     def __init__(self, client_id: _Optional[int] = ..., session_id: _Optional[str] = ..., run_config_json: _Optional[str] = ..., layout: _Optional[_Union[_common_pb2.Layout, _Mapping]] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("session_id", "num_samples")
+    __slots__ = ("session_id", "num_samples", "device")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     num_samples: int
-    def __init__(self, session_id: _Optional[str] = ..., num_samples: _Optional[int] = ...) -> None: ...
+    device: DeviceSpeed
+    def __init__(self, session_id: _Optional[str] = ..., num_samples: _Optional[int] = ..., device: _Optional[_Union[DeviceSpeed, _Mapping]] = ...) -> None: ...
+
+class DeviceSpeed(_message.Message):
+    __slots__ = ("compute_s_per_sample", "down_bytes_per_s", "up_bytes_per_s")
+    COMPUTE_S_PER_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    DOWN_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    UP_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    compute_s_per_sample: float
+    down_bytes_per_s: float
+    up_bytes_per_s: float
+    def __init__(self, compute_s_per_sample: _Optional[float] = ..., down_bytes_per_s: _Optional[float] = ..., up_bytes_per_s: _Optional[float] = ...) -> None: ...
 
 class Instruction(_message.Message):
     __slots__ = ("train", "ping", "finish", "secure")

@@ -106,18 +106,22 @@ def _clamped(arg: str | None, clamp: tuple[float, float] | None) -> str | None:
     return f"LEAST(GREATEST(({arg})::DOUBLE, {clamp[0]!r}), {clamp[1]!r})"
 
 
-def sketch_of(spec: AggSpec, values: Sequence[Any] | None) -> bytes:
+def sketch_of(spec: AggSpec, values: Sequence[Any] | np.ndarray | None) -> bytes:
     """Serialize the site's sketch of ``values`` (KLL for quantiles, HLL for distinct)."""
     import datasketches as ds
 
     if spec.kind == "quantile":
         kll = ds.kll_doubles_sketch(KLL_K)
-        if values:
-            kll.update(np.asarray(values, dtype=np.float64))
+        if values is not None and len(values):
+            kll.update(np.ascontiguousarray(values, dtype=np.float64))
         return bytes(kll.serialize())
     hll = ds.hll_sketch(HLL_LG_K)
-    for value in values or ():
-        hll.update(value if isinstance(value, (int, float, str)) else str(value))
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iuf":
+        for number in values.tolist():  # Python ints and floats, hashed as the SQL values
+            hll.update(number)
+    else:
+        for value in values if values is not None else ():
+            hll.update(value if isinstance(value, (int, float, str)) else str(value))
     return bytes(hll.serialize_compact())
 
 
@@ -158,9 +162,9 @@ def finalize_sums(spec: AggSpec, sums: Sequence[Any]) -> Any:
 
 
 def finalize(spec: AggSpec, sketch: Any) -> Any:
-    """The estimate of a merged sketch."""
+    """The estimate of a merged sketch (no values: quantile NULL, distinct count 0, as SQL)."""
     if sketch is None or sketch.is_empty():
-        return None
+        return 0 if spec.kind == "distinct" else None
     if spec.kind == "quantile":
         return float(sketch.get_quantile(spec.q))
     return round(sketch.get_estimate())

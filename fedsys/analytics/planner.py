@@ -70,6 +70,18 @@ class QueryPlan:
     aggregates: tuple[AggSpec, ...]
     final_sql: str
 
+    def column_sources(self, clamps: dict[int, tuple[float, float]] | None = None
+                       ) -> tuple[int, ...]:
+        """For each aggregate slot, the slot whose plain partial columns it merges.
+
+        Aggregates with identical partials share them (``APPROX_QUANTILE(x, 0.5)`` and
+        ``(x, 0.99)`` one KLL sketch, ``SUM(x)`` and ``AVG(x)`` one sum and count), so a
+        site computes and sends each partial once.
+        """
+        first: dict[tuple[str, ...], int] = {}
+        return tuple(first.setdefault(tuple(partial_sql(spec, (clamps or {}).get(slot))), slot)
+                     for slot, spec in enumerate(self.aggregates))
+
     def site_sql(self, row_range: tuple[int, int] | None = None, secure: bool = False,
                  clamps: dict[int, tuple[float, float]] | None = None) -> str:
         """The partial-aggregate SQL a site runs on its rows ``row_range`` (by rowid).
@@ -77,7 +89,10 @@ class QueryPlan:
         ``secure``: summable partials only; ``clamps``: per-aggregate clamping bounds.
         """
         columns = [f"{key} AS _k{i}" for i, key in enumerate(self.keys)]
+        sources = None if secure else self.column_sources(clamps)
         for slot, spec in enumerate(self.aggregates):
+            if sources is not None and sources[slot] != slot:
+                continue  # reads an earlier slot's partial columns
             clamp = (clamps or {}).get(slot)
             exprs = secure_sql(spec, clamp) if secure else partial_sql(spec, clamp)
             columns += [f"{e} AS _a{slot}_{j}" for j, e in enumerate(exprs)]

@@ -169,12 +169,13 @@ class FederatedQueryEngine:
             for row in rows:
                 groups.setdefault(tuple(_hashable(v) for v in row[:nkeys]), []).append(row)
         slots = _slot_columns(tables[0][0], nkeys)
+        sources = plan.column_sources()
         merged = []
         for key, rows in groups.items():
-            values = [merge_partials(spec, [[row[c] for c in slots[i]] for row in rows])
+            values = [merge_partials(spec, [[row[c] for c in slots[sources[i]]] for row in rows])
                       for i, spec in enumerate(plan.aggregates)]
             merged.append([*key, *values])
-        types = [*key_types, *(result_type(s, agg_types.get(i))
+        types = [*key_types, *(result_type(s, agg_types.get(sources[i]))
                                for i, s in enumerate(plan.aggregates))]
         columns, rows = finish(plan, types, merged)
         return QueryResult(columns, rows, result.duration_s, job_bytes(result))

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fedsys.analytics import masking
 from fedsys.analytics.aggregates import sketch_of, summable_vector
 from fedsys.analytics.catalog import site_database, table_rows
@@ -22,6 +24,9 @@ from fedsys.analytics.planner import QueryPlan, plan_query
 from fedsys.silo.registry import Output, TaskContext, task
 
 __all__ = ["site_keys"]
+
+_SKETCHED = ("quantile", "distinct")
+"""Aggregates whose partial is a sketch built from the listed values."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -57,21 +62,48 @@ def partial(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence[Output
     catalog = _catalog(ctx)
     plan = _plan(str(params["query"]))
     part, parts = int(params.get("part", 0)), int(params.get("parts", 1))
-    sql = plan.site_sql(_row_range(catalog, plan, part, parts),
-                        secure=bool(params.get("secure", False)), clamps=_clamps(params))
-    cursor = site_database(catalog).execute(sql)
-    columns = [d[0] for d in cursor.description]
-    types = [str(d[1]) for d in cursor.description]
-    rows = [list(r) for r in cursor.fetchall()]
-    if not params.get("secure"):
-        for i, column in enumerate(columns):
-            if column.startswith("_a"):
-                spec = plan.aggregates[int(column[2:].split("_")[0])]
-                if spec.kind in ("quantile", "distinct"):
-                    types[i] = "BLOB"
-                    for row in rows:
-                        row[i] = sketch_of(spec, row[i])
+    secure = bool(params.get("secure", False))
+    sql = plan.site_sql(_row_range(catalog, plan, part, parts), secure=secure,
+                        clamps=_clamps(params))
+    columns, types, rows = _partial_rows(site_database(catalog), plan, sql, secure)
     return Output(encode_table(columns, types, rows), {"rows": len(rows)})
+
+
+def _partial_rows(con: Any, plan: QueryPlan, sql: str, secure: bool
+                  ) -> tuple[list[str], list[str], list[list[Any]]]:
+    """Columns, types and rows of a partial query, its value lists replaced by sketches.
+
+    The lists a sketch is built from are fetched as NumPy arrays (a sketch takes a whole
+    array at once) from a temporary copy of the result, the other columns as Python
+    values: converting every listed value to a Python object cost more than the scan.
+    """
+    if secure or not any(spec.kind in _SKETCHED for spec in plan.aggregates):
+        cursor = con.execute(sql)
+        return ([d[0] for d in cursor.description], [str(d[1]) for d in cursor.description],
+                [list(r) for r in cursor.fetchall()])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _fedsys_partial AS {sql}")
+    try:
+        cursor = con.execute("SELECT * FROM _fedsys_partial LIMIT 0")
+        columns = [d[0] for d in cursor.description]
+        types = [str(d[1]) for d in cursor.description]
+        sketched = {i: plan.aggregates[int(c[2:].split("_")[0])] for i, c in enumerate(columns)
+                    if c.startswith("_a")
+                    and plan.aggregates[int(c[2:].split("_")[0])].kind in _SKETCHED}
+        plain = [c for i, c in enumerate(columns) if i not in sketched]
+        rows = [list(r)[:len(plain)] for r in con.execute(
+            f"SELECT {', '.join(plain) or 'NULL'} FROM _fedsys_partial").fetchall()]
+        lists = con.execute(f"SELECT {', '.join(columns[i] for i in sketched)} "
+                            f"FROM _fedsys_partial").fetchnumpy()
+    finally:
+        con.execute("DROP TABLE IF EXISTS _fedsys_partial")
+    for i, spec in sketched.items():
+        values = lists[columns[i]]
+        missing = np.ma.getmaskarray(values)
+        for row_index, row in enumerate(rows):
+            row.insert(i, sketch_of(spec, None if missing[row_index]
+                                    else np.ma.getdata(values)[row_index]))
+        types[i] = "BLOB"
+    return columns, types, rows
 
 
 def site_keys(ctx: TaskContext) -> masking.KeyPair:

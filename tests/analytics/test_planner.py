@@ -76,3 +76,15 @@ def test_variance_merge_equals_the_variance_of_the_union():
                                union.var(ddof=1), rtol=1e-10)
     np.testing.assert_allclose(merge_partials(plan.aggregates[1], partials), union.std(),
                                rtol=1e-10)
+
+
+def test_aggregates_with_equal_partials_read_one_set_of_site_columns():
+    plan = plan_query("SELECT APPROX_QUANTILE(x, 0.5), APPROX_QUANTILE(x, 0.99), SUM(x), "
+                      "AVG(x), APPROX_QUANTILE(v, 0.5) FROM data")
+    assert plan.column_sources() == (0, 0, 2, 2, 4)
+    site = plan.site_sql()
+    assert site.count("LIST((x)::DOUBLE)") == 1 and site.count("LIST((v)::DOUBLE)") == 1
+    assert "_a1_" not in site and "_a3_" not in site
+    # Secure (summable) partials keep one set of columns per slot, as the masks expect.
+    summable = plan_query("SELECT SUM(x), AVG(x) FROM data")
+    assert summable.site_sql(secure=True).count("AS _a1_") == 2

@@ -76,6 +76,16 @@ def test_sketches_are_within_their_error_bounds(federation):
         assert abs(days - days_t) <= 3 * 1.04 / np.sqrt(2**12) * days_t
 
 
+def test_sketches_of_groups_without_values_are_null_and_zero(federation):
+    # Rows with x NULL: every group's value list is empty, as the central answer shows.
+    sql = ("SELECT label, APPROX_QUANTILE(x, 0.5) AS med, APPROX_COUNT_DISTINCT(x) AS n, "
+           "COUNT(*) AS rows FROM data WHERE x IS NULL GROUP BY label ORDER BY label")
+    result = federation.query(sql, QueryOptions(parts=2))
+    truth = central(federation.files, sql)
+    assert truth and all(row[1] is None and row[2] == 0 for row in truth)
+    assert result.rows == truth
+
+
 def test_unsupported_queries_get_a_clear_error(federation):
     with pytest.raises(UnsupportedQueryError, match="MEDIAN"):
         federation.query("SELECT MEDIAN(x) FROM data")

@@ -29,6 +29,8 @@ def test_merged_hll_distinct_counts_are_within_three_standard_errors():
     assert abs(estimate - truth) <= 3 * relative_se * truth
 
 
-def test_empty_sites_merge_to_null():
+def test_empty_sites_merge_to_null_quantiles_and_zero_distinct_counts():
     spec = AggSpec("quantile", "x", "APPROX_QUANTILE", "x", 0.5)
     assert merge_partials(spec, [[sketch_of(spec, [])], [None]]) is None
+    distinct = AggSpec("distinct", "x", "APPROX_COUNT_DISTINCT", "x")
+    assert merge_partials(distinct, [[sketch_of(distinct, [])], [None]]) == 0

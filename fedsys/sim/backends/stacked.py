@@ -4,6 +4,10 @@ Client ``c``'s weights are row ``c`` of one ``[clients, params]`` matrix laid ou
 ``ModelWeights.flat``. ``torch.func.vmap`` over ``grad`` of a ``functional_call`` gives
 every client's gradient of its own masked mini-batch loss in one call; the SGD update
 (momentum, weight decay, FedProx term) is then a handful of whole-matrix operations.
+The gradient is taken with respect to each state entry's column block of that matrix
+(a strided view per entry), not the whole row: a row's gradient would be assembled
+from one zero-filled ``[clients, params]`` matrix per entry, which cost as much as the
+backward pass itself.
 Python and autograd overhead is paid once per step for all clients instead of once per
 step per client, which is what dominates small-model federated simulation.
 """
@@ -84,21 +88,41 @@ class StackedModel:
         return mask
 
     def step_fn(self) -> StepFn:
-        """``(rows, x, y, mask, count) -> (grads, per-sample losses)`` for all clients."""
+        """``(rows, x, y, mask, count) -> (grads, per-sample losses)`` for all clients.
+
+        ``rows`` and ``grads`` are ``[clients, params]`` matrices.
+        """
         layout = self.layout()
         model, loss_fn = self.model, self.loss_fn
 
         def client_loss(
-            row: torch.Tensor, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor, n: torch.Tensor
+            entries: tuple[torch.Tensor, ...],
+            x: torch.Tensor,
+            y: torch.Tensor,
+            m: torch.Tensor,
+            n: torch.Tensor,
         ) -> tuple[torch.Tensor, torch.Tensor]:
-            state = {}
-            for name, shape, begin, end, dtype in layout:
-                view = row[begin:end].view(shape)
-                state[name] = view if dtype == torch.float32 else view.to(dtype)
+            state = {
+                name: entry if dtype == torch.float32 else entry.to(dtype)
+                for (name, _, _, _, dtype), entry in zip(layout, entries, strict=True)
+            }
             per_sample = loss_fn(functional_call(model, state, (x,)), y)
             return (per_sample * m).sum() / n.clamp(min=1.0), per_sample.detach()
 
-        return vmap(grad(client_loss, has_aux=True), randomness="different")
+        batched = vmap(grad(client_loss, has_aux=True), randomness="different")
+
+        def step(
+            rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor, n: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            clients = rows.shape[0]
+            entries = tuple(
+                rows.narrow(1, begin, end - begin).view(clients, *shape)
+                for _, shape, begin, end, _ in layout
+            )
+            grads, per_sample = batched(entries, x, y, m, n)
+            return torch.cat([g.reshape(clients, -1) for g in grads], dim=1), per_sample
+
+        return step
 
 
 def train_stacked(

@@ -2,8 +2,9 @@
 
 The unit costs are measured on the real implementation by :func:`calibrate`
 (``benchmarks/secagg.py`` runs it and prints the figures); :data:`MEASURED` holds the
-constants it produced on the reference machine (2 shared x86 cores with AES-NI, under
-load from other jobs: a conservative, slowish reference). A round's
+constants it produced on the reference machine (2 x86 cores with AES-NI, nothing else
+running; in the same run the protocol's measured compute was 0.5-1x this model's for a
+client and 0.7-1.7x for the server, at 50-200 clients and 0.1-1M parameters). A round's
 cost then follows from the protocol's structure: each client agrees ``2k`` keys,
 shares two secrets among ``k + 1`` holders, expands ``k + 1`` masks of the update's
 length and sends keys, ``k`` encrypted shares, the masked vector and ``k + 1`` revealed
@@ -49,11 +50,11 @@ class UnitCosts:
 
 
 MEASURED = UnitCosts(
-    mask_s_per_value=1.447e-09,
-    quantize_s_per_value=1.521e-07,
-    agree_s=6.191e-04,
-    share_s_per_holder=1.741e-05,
-    recover_s=1.034e-04,
+    mask_s_per_value=9.743e-10,
+    quantize_s_per_value=1.599e-08,
+    agree_s=7.182e-05,
+    share_s_per_holder=7.436e-06,
+    recover_s=4.395e-05,
 )
 """Produced by :func:`calibrate` on the reference machine (see ``benchmarks/secagg.py``)."""
 

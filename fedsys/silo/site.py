@@ -91,6 +91,8 @@ class _JobState:
     pending: deque[silo_pb2.TaskAssignment] = field(default_factory=deque)
     inputs: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     partial: dict[str, Reassembler] = field(default_factory=dict)
+    refused: set[str] = field(default_factory=set)
+    """Pushed inputs this site refused: their tasks pull them whole instead."""
 
 
 class SiteManager:
@@ -287,7 +289,7 @@ class SiteManager:
                 job.inputs[key] = (assembler.result(part.sealed_sha256), part.meta_json)
                 self._wake.set()
             except PayloadError as exc:
-                _LOGGER.error("streamed input %s refused: %s", key, exc)
+                self._refuse_input(key, f"streamed input {key} refused: {exc}")
             return
         assembler = job.partial.get(key)
         if part.chunk.offset == 0:  # a new push replaces an abandoned stream
@@ -301,15 +303,27 @@ class SiteManager:
                 del job.partial[key]
                 self._wake.set()
         except PayloadError as exc:
-            _LOGGER.error("input %s refused: %s", key, exc)
             del job.partial[key]
+            self._refuse_input(key, f"input {key} refused: {exc}")
+
+    def _refuse_input(self, key: str, reason: str) -> None:
+        """A pushed input failed its checks: the tasks waiting for it pull it instead.
+
+        The pull fetches the coordinator's whole copy (a corrupted stream heals); one
+        that fails again fails the task, which the coordinator re-runs or reports, so
+        the job never waits for an input that will not come.
+        """
+        _LOGGER.error("%s; its tasks will fetch it whole", reason)
+        self._job.refused.add(key)
+        self._wake.set()
 
     # ------------------------------------------------------------ execution
 
     def _runnable(self) -> silo_pb2.TaskAssignment | None:
         job = self._job
         for index, task in enumerate(job.pending):
-            if not task.inputs_pushed or all(k in job.inputs for k in task.inputs):
+            if not task.inputs_pushed or all(k in job.inputs or k in job.refused
+                                             for k in task.inputs):
                 del job.pending[index]
                 return task
         return None

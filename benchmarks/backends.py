@@ -13,9 +13,13 @@ round (median of rounds 2..R) and in total of:
   ``flower_env.sh`` builds on first use (Flower pins protobuf<7 and rich<15).
 
 "total" runs from building the run (partition, model, simulator; Ray start-up where a
-Ray cluster is used) to the end of the last round; interpreter start-up and imports are
-not counted for anyone. Prints the table, writes ``results/backends.json``, and ends
-with ``speedup:`` = Flower total / fedsys vectorized total at K=100 with the MLP.
+Ray cluster is used) to the end of the last round. Every row runs in a fresh process:
+interpreter start-up and the script's imports are not counted for anyone, but what the
+run itself loads is (PyTorch imports ``torch._dynamo`` on the first optimizer step or
+``torch.func.grad``, about a second on this machine, so each row pays it as a user's run
+would; rows sharing one process would leave it all to the first). Prints the table,
+writes ``results/backends.json``, and ends with ``speedup:`` = Flower total / fedsys
+vectorized total at K=100 with the MLP.
 Targets: that speedup >= 25, and vectorized >= 3x faster than the floor per steady
 round at K=100 (printed as a row).
 
@@ -133,6 +137,21 @@ def run_flower(model_name: str, k: int, rounds: int, workdir: Path, timeout_s: f
     return json.loads(out.read_text())
 
 
+def in_fresh_process(system: str, model_name: str, k: int, rounds: int) -> dict:
+    """``run_floor`` or ``run_fedsys`` in a new interpreter (see the module docstring)."""
+    completed = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--row", system, model_name, str(k),
+         str(rounds)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"{system} row failed: {completed.stderr.strip()[-2000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
 def retried(measure: Callable[[], dict], attempts: int = 3) -> dict:
     """Run ``measure`` again when Ray fails to start (its raylet waits only 30 s on a busy host).
 
@@ -192,11 +211,11 @@ def measure(rounds: int, quick: bool, flower_timeout_s: float) -> dict[str, dict
                     "flower": retried(
                         partial(run_flower, model_name, k, rounds, Path(tmp), flower_timeout_s)
                     ),
-                    "floor": run_floor(model_name, k, rounds),
+                    "floor": in_fresh_process("floor", model_name, k, rounds),
                 }
                 for backend in ("sequential", "vectorized", "ray"):
                     results[key][backend] = retried(
-                        partial(run_fedsys, backend, model_name, k, rounds)
+                        partial(in_fresh_process, backend, model_name, k, rounds)
                     )
                 print("\n".join(table({key: results[key]})[1:]), flush=True)
                 RESULTS.mkdir(parents=True, exist_ok=True)
@@ -244,7 +263,20 @@ def main() -> None:
     parser.add_argument(
         "--report", type=Path, help="only print the table of a results/backends.partial.json"
     )
+    parser.add_argument(
+        "--row",
+        nargs=4,
+        metavar=("SYSTEM", "MODEL", "K", "ROUNDS"),
+        help="internal: measure one floor or fedsys row in this process, print its JSON",
+    )
     args = parser.parse_args()
+    if args.row is not None:
+        torch.set_num_threads(1)
+        system, model_name, k, rounds = args.row[0], args.row[1], int(args.row[2]), int(args.row[3])
+        row = run_floor(model_name, k, rounds) if system == "floor" else run_fedsys(
+            system, model_name, k, rounds)
+        print(json.dumps(row))
+        return
     if args.report is not None:
         report(json.loads(args.report.read_text()), args.rounds)
         return

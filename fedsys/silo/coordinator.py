@@ -395,7 +395,7 @@ class SiloCoordinator:
 
     def _on_done(self, site: str, done: silo_pb2.TaskDone) -> None:
         if done.error:
-            self._fail(f"task {done.task_id!r} failed on site {site!r}: {done.error}")
+            self._handle(lambda r: r.on_task_failed(site, done.task_id, done.error))
             return
         if not done.inline:
             return

@@ -137,7 +137,8 @@ class JobRun:
         self.unstreamed: set[str] = set()
         self.stats = {"binds": 0, "requests": 0, "pushes": 0, "duplicates": 0,
                       "unassigned": 0, "reruns": 0, "reclaimed": 0, "lost_sites": 0,
-                      "skipped": 0, "streamed_merges": 0, "abandoned_streams": 0}
+                      "skipped": 0, "streamed_merges": 0, "abandoned_streams": 0,
+                      "stale_failures": 0}
 
     def _consumers(self) -> dict[str, list[str]]:
         consumers: dict[str, list[str]] = {}
@@ -496,6 +497,23 @@ class JobRun:
         self.stats["abandoned_streams"] += 1
         for site in stream.receivers:
             self.slot(site).pushed.discard(stream.merge.task_id)
+
+    def on_task_failed(self, site: str, task_id: str, error: str) -> list[Action]:
+        """A site reports that ``task_id`` failed there (its code raised, or its output
+        could not be sent).
+
+        A report about a task already done, or bound elsewhere since (re-run after the
+        site was lost and came back), is stale: counted and ignored.
+
+        Raises
+        ------
+        JobFailedError
+            Naming the task and the site, for a task still bound to that site.
+        """
+        if task_id in self.done or self.bound_to.get(task_id) != site:
+            self.stats["stale_failures"] += 1
+            return []
+        raise JobFailedError(f"task {task_id!r} failed on site {site!r}: {error}")
 
     def on_site_lost(self, site: str) -> list[Action]:
         """Handle a site that disconnected mid-job, per the failure policy.

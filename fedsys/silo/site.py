@@ -412,7 +412,12 @@ class SiteManager:
             try:
                 await self._upload(header, payload)
             except (grpc.aio.AioRpcError, TimeoutError) as exc:
-                _LOGGER.warning("upload of %s failed: %s", header.task_id, exc)
+                # The coordinator must hear of it, or the job waits for this output until
+                # its timeout (a report about a task re-bound elsewhere meanwhile is ignored).
+                _LOGGER.warning("upload of %s failed: %s", header.task_id, _describe(exc))
+                self._send(silo_pb2.SiteMessage(done=silo_pb2.TaskDone(
+                    task_id=header.task_id, attempt=header.attempt, job_id=header.job_id,
+                    error=f"output upload failed: {_describe(exc)}")))
 
     async def _upload(self, header: silo_pb2.OutputHeader, payload: bytes) -> bool:
         assert self._stub is not None

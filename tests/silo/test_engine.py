@@ -148,6 +148,24 @@ def test_lost_site_tasks_rerun_where_their_data_is_or_the_job_fails_naming_it():
         run.on_site_lost("a")
 
 
+def test_a_task_failure_fails_the_job_unless_the_task_was_rerun_elsewhere_meanwhile():
+    sites = _sites(("a", 1, ("d0",)), ("b", 1, ("d0", "d1")))
+    run = JobRun(_spin_job(3), EngineMode.sol(max_degree=2), sites)
+    run.start()
+    on_a = sorted(t for t, s in run.bound_to.items() if s == "a")
+    on_b = sorted(t for t, s in run.bound_to.items() if s == "b")
+    with pytest.raises(JobFailedError, match=rf"task '{on_b[0]}' failed on site 'b': boom"):
+        run.on_task_failed("b", on_b[0], "boom")
+    # Site a is lost, its tasks are re-bound; its late report of one of them is stale.
+    sites["a"].alive = False
+    run.on_site_lost("a")
+    assert run.on_task_failed("a", on_a[0], "output upload failed: UNAVAILABLE") == []
+    done = on_b[0]
+    run.on_output("b", done, Output(b"", {"value": 1}), _record(done, "b"))
+    assert run.on_task_failed("b", done, "late") == []  # already counted
+    assert run.stats["stale_failures"] == 2
+
+
 def test_a_site_that_falls_behind_has_queued_tasks_reclaimed():
     sites = _sites(("slow", 1, ("d0",)), ("fast", 1, ("d0",)))
     for view in sites.values():

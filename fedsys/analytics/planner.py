@@ -107,6 +107,11 @@ class QueryPlan:
         return sql
 
 
+def slot_of(column: str) -> int:
+    """The aggregate slot of a site partial column ``_a{slot}_{j}`` (see ``site_sql``)."""
+    return int(column[2:].split("_")[0])
+
+
 def plan_query(sql: str) -> QueryPlan:
     """Plan ``sql`` for federated execution.
 

@@ -30,7 +30,13 @@ from fedsys.analytics.aggregates import (
 from fedsys.analytics.dp import NoisyMeasure, PrivacySpec, calibrate
 from fedsys.analytics.encoding import decode_table, to_json_value
 from fedsys.analytics.ledger import PrivacyLedger
-from fedsys.analytics.planner import MERGED_TABLE, QueryPlan, UnsupportedQueryError, plan_query
+from fedsys.analytics.planner import (
+    MERGED_TABLE,
+    QueryPlan,
+    UnsupportedQueryError,
+    plan_query,
+    slot_of,
+)
 from fedsys.silo.coordinator import JobResult, SiloCoordinator
 from fedsys.silo.engine import EngineMode, JobFailedError
 from fedsys.silo.job import JobBuilder
@@ -165,7 +171,7 @@ class FederatedQueryEngine:
         for columns, types, rows in tables:
             key_types = types[:nkeys]
             for column, typ in zip(columns[nkeys:], types[nkeys:], strict=True):
-                agg_types.setdefault(int(column[2:].split("_")[0]), typ)
+                agg_types.setdefault(slot_of(column), typ)
             for row in rows:
                 groups.setdefault(tuple(_hashable(v) for v in row[:nkeys]), []).append(row)
         slots = _slot_columns(tables[0][0], nkeys)
@@ -306,7 +312,7 @@ def _finishing_database() -> Any:
 def _slot_columns(columns: Sequence[str], nkeys: int) -> dict[int, list[int]]:
     slots: dict[int, list[int]] = {}
     for index, column in enumerate(columns[nkeys:], start=nkeys):
-        slots.setdefault(int(column[2:].split("_")[0]), []).append(index)
+        slots.setdefault(slot_of(column), []).append(index)
     return slots
 
 

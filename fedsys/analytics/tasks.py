@@ -20,7 +20,7 @@ from fedsys.analytics import masking
 from fedsys.analytics.aggregates import sketch_of, summable_vector
 from fedsys.analytics.catalog import site_database, table_rows
 from fedsys.analytics.encoding import encode_table
-from fedsys.analytics.planner import QueryPlan, plan_query
+from fedsys.analytics.planner import QueryPlan, plan_query, slot_of
 from fedsys.silo.registry import Output, TaskContext, task
 
 __all__ = ["site_keys"]
@@ -86,9 +86,9 @@ def _partial_rows(con: Any, plan: QueryPlan, sql: str, secure: bool
         cursor = con.execute("SELECT * FROM _fedsys_partial LIMIT 0")
         columns = [d[0] for d in cursor.description]
         types = [str(d[1]) for d in cursor.description]
-        sketched = {i: plan.aggregates[int(c[2:].split("_")[0])] for i, c in enumerate(columns)
-                    if c.startswith("_a")
-                    and plan.aggregates[int(c[2:].split("_")[0])].kind in _SKETCHED}
+        specs = {i: plan.aggregates[slot_of(c)] for i, c in enumerate(columns)
+                 if c.startswith("_a")}
+        sketched = {i: spec for i, spec in specs.items() if spec.kind in _SKETCHED}
         plain = [c for i, c in enumerate(columns) if i not in sketched]
         rows = [list(r)[:len(plain)] for r in con.execute(
             f"SELECT {', '.join(plain) or 'NULL'} FROM _fedsys_partial").fetchall()]
@@ -97,11 +97,10 @@ def _partial_rows(con: Any, plan: QueryPlan, sql: str, secure: bool
     finally:
         con.execute("DROP TABLE IF EXISTS _fedsys_partial")
     for i, spec in sketched.items():
-        values = lists[columns[i]]
-        missing = np.ma.getmaskarray(values)
+        missing = np.ma.getmaskarray(lists[columns[i]])
+        values = np.ma.getdata(lists[columns[i]])
         for row_index, row in enumerate(rows):
-            row.insert(i, sketch_of(spec, None if missing[row_index]
-                                    else np.ma.getdata(values)[row_index]))
+            row.insert(i, sketch_of(spec, None if missing[row_index] else values[row_index]))
         types[i] = "BLOB"
     return columns, types, rows
 

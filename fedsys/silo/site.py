@@ -378,16 +378,18 @@ class SiteManager:
                 self._comm.put_nowait((header, result.payload))
         except (grpc.aio.AioRpcError, TimeoutError, PayloadError) as exc:
             _LOGGER.warning("task %s lost its transfer: %s", task.task_id, exc)
-            self._report_failure(task, job, f"transfer failed: {exc}")
+            self._report_failure(task.task_id, task.attempt, job.job_id,
+                                 f"transfer failed: {exc}")
         except Exception as exc:  # e.g. a worker process died: the coordinator must know
             _LOGGER.exception("task %s could not run", task.task_id)
-            self._report_failure(task, job, f"{type(exc).__name__}: {exc}")
+            self._report_failure(task.task_id, task.attempt, job.job_id,
+                                 f"{type(exc).__name__}: {exc}")
         finally:
             self._release(job)
 
-    def _report_failure(self, task: silo_pb2.TaskAssignment, job: _JobState, error: str) -> None:
+    def _report_failure(self, task_id: str, attempt: int, job_id: str, error: str) -> None:
         self._send(silo_pb2.SiteMessage(done=silo_pb2.TaskDone(
-            task_id=task.task_id, attempt=task.attempt, job_id=job.job_id, error=error)))
+            task_id=task_id, attempt=attempt, job_id=job_id, error=error)))
 
     async def _input(self, job: _JobState, key: str) -> tuple[bytes, str]:
         """An input: pushed already, or pulled from the coordinator (baseline)."""
@@ -415,9 +417,8 @@ class SiteManager:
                 # The coordinator must hear of it, or the job waits for this output until
                 # its timeout (a report about a task re-bound elsewhere meanwhile is ignored).
                 _LOGGER.warning("upload of %s failed: %s", header.task_id, _describe(exc))
-                self._send(silo_pb2.SiteMessage(done=silo_pb2.TaskDone(
-                    task_id=header.task_id, attempt=header.attempt, job_id=header.job_id,
-                    error=f"output upload failed: {_describe(exc)}")))
+                self._report_failure(header.task_id, header.attempt, header.job_id,
+                                     f"output upload failed: {_describe(exc)}")
 
     async def _upload(self, header: silo_pb2.OutputHeader, payload: bytes) -> bool:
         assert self._stub is not None

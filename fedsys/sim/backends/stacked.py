@@ -1,8 +1,10 @@
 """Local SGD of many clients as one batched computation over stacked weight rows.
 
 Client ``c``'s weights are row ``c`` of one ``[clients, params]`` matrix laid out as
-``ModelWeights.flat``. ``torch.func.vmap`` over ``grad`` of a ``functional_call`` gives
-every client's gradient of its own masked mini-batch loss in one call; the SGD update
+``ModelWeights.flat``. Every client's gradient of its own masked mini-batch loss comes
+from one call: for a model of common layers, a batched forward pass
+(:mod:`fedsys.sim.backends.layers`) and one ``torch.autograd.grad``; for any other
+model, ``torch.func.vmap`` over ``grad`` of a ``functional_call``. The SGD update
 (momentum, weight decay, FedProx term) is then a handful of whole-matrix operations.
 The gradient is taken with respect to each state entry's column block of that matrix
 (a strided view per entry), not the whole row: a row's gradient would be assembled
@@ -14,7 +16,7 @@ step per client, which is what dominates small-model federated simulation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +25,7 @@ from torch.func import functional_call, grad, vmap
 
 from fedsys.core.training import PerSampleLoss, TrainConfig
 from fedsys.core.weights import ModelWeights
+from fedsys.sim.backends.layers import layered_forward
 from fedsys.sim.backends.plans import ChunkPlan
 
 StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
@@ -61,12 +64,27 @@ class StackedModel:
         Weights of that layout (names, shapes, storage order).
     loss_fn
         Per-sample loss, as ``LocalTrainer.loss_fn``.
+    layered
+        Use the batched common layers when the model is built of them; ``False``
+        forces the general ``vmap`` path.
     """
 
-    def __init__(self, model: nn.Module, like: ModelWeights, loss_fn: PerSampleLoss) -> None:
+    def __init__(
+        self, model: nn.Module, like: ModelWeights, loss_fn: PerSampleLoss, layered: bool = True
+    ) -> None:
         self.model = model
         self.loss_fn = loss_fn
         self.like = like
+        self.forward = layered_forward(model) if layered else None
+
+    @property
+    def path(self) -> str:
+        """``"layers"`` or ``"vmap"``: how gradients are taken."""
+        return "vmap" if self.forward is None else "layers"
+
+    def with_vmap(self) -> StackedModel:
+        """The same model on the general ``vmap`` path."""
+        return StackedModel(self.model, self.like, self.loss_fn, layered=False)
 
     def layout(self) -> list[tuple[str, tuple[int, ...], int, int, torch.dtype]]:
         """(name, shape, begin, end, dtype) of each state entry inside a row."""
@@ -78,21 +96,55 @@ class StackedModel:
             begin = end
         return entries
 
-    def trainable(self, device: torch.device) -> torch.Tensor:
-        """``[params]`` 1.0 where the optimizer steps (parameters with ``requires_grad``)."""
-        learned = {name for name, p in self.model.named_parameters() if p.requires_grad}
-        mask = torch.zeros(self.like.num_params, device=device)
-        for name, _, begin, end, _ in self.layout():
-            if name in learned:
-                mask[begin:end] = 1.0
-        return mask
+    def learned(self) -> list[bool]:
+        """Per layout entry: whether the optimizer steps it (a parameter with
+        ``requires_grad``; buffers and frozen parameters stay as they start)."""
+        names = {name for name, p in self.model.named_parameters() if p.requires_grad}
+        return [name in names for name, *_ in self.layout()]
+
+    def entries(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """Each layout entry of every row as a ``[clients, *shape]`` view of ``rows``."""
+        clients = rows.shape[0]
+        return [
+            rows.narrow(1, begin, end - begin).view(clients, *shape)
+            for _, shape, begin, end, _ in self.layout()
+        ]
 
     def step_fn(self) -> StepFn:
-        """``(rows, x, y, mask, count) -> (grads, per-sample losses)`` for all clients.
+        """``(entries, x, y, mask, count) -> (grads, per-sample losses)`` for all clients.
 
-        ``rows`` and ``grads`` are ``[clients, params]`` matrices.
+        ``entries`` are :meth:`entries` of the current rows; ``grads`` holds the
+        gradient of each learned entry, in layout order.
         """
-        layout = self.layout()
+        return self._vmap_step() if self.forward is None else self._layered_step()
+
+    def _layered_step(self) -> StepFn:
+        names = [name for name, *_ in self.layout()]
+        learned, forward, loss_fn = self.learned(), self.forward, self.loss_fn
+        assert forward is not None
+
+        def step(
+            entries: Sequence[torch.Tensor],
+            x: torch.Tensor,
+            y: torch.Tensor,
+            m: torch.Tensor,
+            n: torch.Tensor,
+        ) -> tuple[list[torch.Tensor], torch.Tensor]:
+            state, leaves = {}, []
+            for name, entry, learns in zip(names, entries, learned, strict=True):
+                if learns:
+                    entry = entry.detach().requires_grad_()
+                    leaves.append(entry)
+                state[name] = entry
+            clients = x.shape[0]
+            per_sample = loss_fn(forward(state, x).flatten(0, 1), y.flatten()).view(clients, -1)
+            loss = ((per_sample * m).sum(dim=1) / n.clamp(min=1.0)).sum()
+            return list(torch.autograd.grad(loss, leaves)), per_sample.detach()
+
+        return step
+
+    def _vmap_step(self) -> StepFn:
+        layout, learned = self.layout(), self.learned()
         model, loss_fn = self.model, self.loss_fn
 
         def client_loss(
@@ -112,15 +164,14 @@ class StackedModel:
         batched = vmap(grad(client_loss, has_aux=True), randomness="different")
 
         def step(
-            rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor, n: torch.Tensor
-        ) -> tuple[torch.Tensor, torch.Tensor]:
-            clients = rows.shape[0]
-            entries = tuple(
-                rows.narrow(1, begin, end - begin).view(clients, *shape)
-                for _, shape, begin, end, _ in layout
-            )
-            grads, per_sample = batched(entries, x, y, m, n)
-            return torch.cat([g.reshape(clients, -1) for g in grads], dim=1), per_sample
+            entries: Sequence[torch.Tensor],
+            x: torch.Tensor,
+            y: torch.Tensor,
+            m: torch.Tensor,
+            n: torch.Tensor,
+        ) -> tuple[list[torch.Tensor], torch.Tensor]:
+            grads, per_sample = batched(tuple(entries), x, y, m, n)
+            return [g for g, learns in zip(grads, learned, strict=True) if learns], per_sample
 
         return step
 
@@ -137,34 +188,45 @@ def train_stacked(
 
     Matches ``LocalTrainer.train`` step for step: mean loss over the real samples of
     each mini-batch, the FedProx term ``mu/2 ||w - w0||^2``, then PyTorch SGD's
-    weight decay and momentum; a client whose steps ran out is left untouched.
+    weight decay and momentum; a client whose steps ran out is left untouched. Each
+    learned entry is stepped in place in its block of the weight rows.
     """
     device = starts.device
-    model = stacked.model
-    model.train()
+    stacked.model.train()
     step_fn = stacked.step_fn()
-    trainable = stacked.trainable(device)
-    frozen = not bool(trainable.all())
+    learned = stacked.learned()
     weights = starts.clone()
-    momentum: torch.Tensor | None = None
+    entries = stacked.entries(weights)
+    stepped = [entry for entry, learns in zip(entries, learned, strict=True) if learns]
+    origins = [o for o, learns in zip(stacked.entries(starts), learned, strict=True) if learns]
+    momentum: list[torch.Tensor] | None = None
     sums = torch.zeros(starts.shape[0], 2, dtype=torch.float64, device=device)
     finished = (plan.counts == 0).any(dim=1).tolist()
     rows, mask, counts = (t.to(device) for t in (plan.rows, plan.mask, plan.counts))
     for step in range(rows.shape[0]):
         x, y = features[rows[step]], labels[rows[step]]
-        grads, per_sample = step_fn(weights, x, y, mask[step], counts[step])
-        if frozen:  # buffers and frozen parameters are not stepped
-            grads = grads * trainable
+        grads, per_sample = step_fn(entries, x, y, mask[step], counts[step])
         if config.proximal_mu > 0:
-            grads = grads + config.proximal_mu * (weights - starts) * trainable
+            grads = [
+                g.add(w - o, alpha=config.proximal_mu)
+                for g, w, o in zip(grads, stepped, origins, strict=True)
+            ]
         if config.weight_decay > 0:
-            grads = grads.add(weights * trainable, alpha=config.weight_decay)
+            grads = [
+                g.add(w, alpha=config.weight_decay) for g, w in zip(grads, stepped, strict=True)
+            ]
         if config.momentum > 0:
-            momentum = grads if momentum is None else momentum.mul_(config.momentum).add_(grads)
+            if momentum is None:
+                momentum = [g.clone() for g in grads]
+            else:
+                for buffer, g in zip(momentum, grads, strict=True):
+                    buffer.mul_(config.momentum).add_(g)
             grads = momentum
         if finished[step]:  # clients whose steps ran out stay where they are
-            grads = grads * (counts[step] > 0).to(weights.dtype).unsqueeze(1)
-        weights = weights.add(grads, alpha=-config.lr)
+            active = (counts[step] > 0).to(weights.dtype)
+            grads = [g * active.view(-1, *(1,) * (g.dim() - 1)) for g in grads]
+        for w, g in zip(stepped, grads, strict=True):
+            w.add_(g, alpha=-config.lr)
         losses = per_sample.double() * mask[step]
         sums[:, 0] += losses.sum(dim=1)
         sums[:, 1] += (losses * per_sample.double()).sum(dim=1)

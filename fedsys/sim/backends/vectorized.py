@@ -12,9 +12,11 @@ cross entropy mean, the proximal gradient written out) may round differently fro
 per-client ones, and updates reach aggregation in bucket order. Differences are of the
 order of float32 rounding, ~1e-7 relative per step; after a few rounds of SGD the final
 weights agree to ``rtol=1e-4, atol=1e-5`` and the loss statistics to ``rtol=1e-4``
-(checked by tests/sim/backends/test_vectorized.py). A model ``vmap`` cannot batch
-(BatchNorm in train mode, data-dependent control flow) or a trainer that overrides
-``LocalTrainer.train`` falls back to sequential, with the reason logged.
+(checked by tests/sim/backends/test_vectorized.py). A model built of common layers
+trains on batched layers and plain autograd (:mod:`fedsys.sim.backends.layers`), any
+other on ``torch.func.vmap``; a model neither can batch (BatchNorm, data-dependent
+control flow) or a trainer that overrides ``LocalTrainer.train`` falls back to
+sequential, with the reason logged.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from fedsys.core.training import TrainResult
 from fedsys.core.update import LossStats
 from fedsys.core.weights import ModelWeights
 from fedsys.sim.backends.base import BackendSession, TrainingBackend, TrainingParts, TrainJob
-from fedsys.sim.backends.compat import vmap_obstacle
+from fedsys.sim.backends.compat import batched_model
 from fedsys.sim.backends.plans import ClientPlan, bucket_key, client_plan, pad_chunk
 from fedsys.sim.backends.sequential import SequentialSession
 from fedsys.sim.backends.stacked import StackedModel, StackedResult, train_stacked
@@ -40,12 +42,10 @@ LOG = logging.getLogger(__name__)
 class VectorizedSession(BackendSession):
     """Trains jobs ``chunk_size`` at a time as stacked weight rows."""
 
-    def __init__(self, parts: TrainingParts, chunk_size: int) -> None:
+    def __init__(self, parts: TrainingParts, chunk_size: int, stacked: StackedModel) -> None:
         self.parts = parts
         self.chunk_size = chunk_size
-        self.stacked = StackedModel(
-            parts.model, ModelWeights.from_module(parts.model), parts.trainer.loss_fn
-        )
+        self.stacked = stacked
 
     def train(self, jobs: Sequence[TrainJob]) -> Iterator[tuple[int, TrainResult]]:
         """Yield ``(i, result)`` chunk by chunk, in bucket order."""
@@ -108,7 +108,7 @@ def _split(result: StackedResult, jobs: list[TrainJob], sizes: np.ndarray) -> It
 
 
 class VectorizedBackend(TrainingBackend):
-    """``sim.backend: vectorized``: batched ``torch.func`` training, sequential fallback.
+    """``sim.backend: vectorized``: batched training, sequential fallback.
 
     Parameters
     ----------
@@ -123,11 +123,11 @@ class VectorizedBackend(TrainingBackend):
 
     def open(self, parts: TrainingParts) -> BackendSession:
         """A batched session, or a sequential one when the model cannot be batched."""
-        reason = vmap_obstacle(parts)
-        if reason is not None:
-            LOG.warning("vectorized backend falls back to sequential: %s", reason)
-            return FallbackSession(parts, reason)
-        return VectorizedSession(parts, self.chunk_size)
+        stacked = batched_model(parts)
+        if isinstance(stacked, str):
+            LOG.warning("vectorized backend falls back to sequential: %s", stacked)
+            return FallbackSession(parts, stacked)
+        return VectorizedSession(parts, self.chunk_size, stacked)
 
 
 class FallbackSession(SequentialSession):

@@ -29,14 +29,12 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_each_client_trains_as_sequential_with_ragged_sizes(name: str) -> None:
-    parts = training_parts(small_mlp(), CONFIGS[name])
+def _assert_trains_as_sequential(parts, chunk_size: int = 5) -> VectorizedSession:  # type: ignore[no-untyped-def]
     clients = list(range(len(SIZES)))
     jobs = jobs_for(parts.model, clients)
 
     reference = dict(SequentialBackend().open(parts).train(jobs))
-    session = VectorizedBackend(chunk_size=5).open(parts)
+    session = VectorizedBackend(chunk_size=chunk_size).open(parts)
     batched = list(session.train(jobs))
 
     assert isinstance(session, VectorizedSession)
@@ -50,6 +48,66 @@ def test_each_client_trains_as_sequential_with_ragged_sizes(name: str) -> None:
         assert result.loss.samples_seen == expected.loss.samples_seen
         np.testing.assert_allclose(result.loss.mean_loss, expected.loss.mean_loss, rtol=RTOL)
         np.testing.assert_allclose(result.loss.sum_sq_loss, expected.loss.sum_sq_loss, rtol=RTOL)
+    return session
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_each_client_trains_as_sequential_with_ragged_sizes(name: str) -> None:
+    session = _assert_trains_as_sequential(training_parts(small_mlp(), CONFIGS[name]))
+    assert session.stacked.path == "layers"
+
+
+class _ResidualMlp(nn.Module):
+    """A custom ``forward``: the batched common layers do not know it, ``vmap`` does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.inner = nn.Linear(6, 6)
+            self.out = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(x + torch.tanh(self.inner(x)))
+
+
+def _conv_net() -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return nn.Sequential(
+            nn.Unflatten(1, (1, 6)),
+            nn.Conv1d(1, 4, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Flatten(),
+            nn.LayerNorm(12),
+            nn.Linear(12, 3),
+        )
+
+
+def _partly_frozen_mlp() -> nn.Module:
+    model = small_mlp()
+    model[1].weight.requires_grad_(False)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("model", "path"),
+    [(_conv_net, "layers"), (_partly_frozen_mlp, "layers"), (_ResidualMlp, "vmap")],
+)
+def test_both_batched_paths_train_as_sequential(model, path: str) -> None:  # type: ignore[no-untyped-def]
+    parts = training_parts(model(), CONFIGS["momentum-decay-prox"])
+    session = _assert_trains_as_sequential(parts)
+    assert session.stacked.path == path
+
+
+def test_frozen_parameters_stay_where_they_start() -> None:
+    parts = training_parts(_partly_frozen_mlp(), CONFIGS["momentum-decay-prox"])
+    results = dict(VectorizedBackend().open(parts).train(jobs_for(parts.model, [3, 7])))
+    for result in results.values():
+        state = result.delta.to_dict()
+        assert torch.count_nonzero(state["1.weight"]) == 0
+        assert torch.count_nonzero(state["1.bias"]) > 0
 
 
 def test_jobs_from_different_starts_train_from_their_own_weights() -> None:

@@ -10,6 +10,7 @@ import torch
 
 from fedsys.data.builtin import (
     CentralDataset,
+    _digits_arrays,
     load_digits,
     load_mnist1d,
     partition_central,
@@ -60,6 +61,17 @@ def test_digits_shapes_scale_and_stratified_split(digits: CentralDataset) -> Non
     test_counts = np.bincount(digits.y_test, minlength=10)
     # Every class loses 20% of its samples to the test set, up to rounding.
     np.testing.assert_allclose(test_counts, 0.2 * (train_counts + test_counts), atol=1.0)
+
+
+def test_digits_read_from_sklearns_file_are_sklearns_digits() -> None:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    pixels, labels = _digits_arrays()
+    bunch = sklearn_digits()
+
+    np.testing.assert_array_equal(pixels, bunch.data)
+    np.testing.assert_array_equal(labels, bunch.target)
+    assert labels.dtype == np.int64
 
 
 def test_digits_split_is_seeded(digits: CentralDataset) -> None:

@@ -75,9 +75,12 @@ CONVOLUTIONS = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
 
 def layered_forward(model: nn.Module) -> BatchedForward | None:
     """``model``'s forward pass for many clients at once; ``None`` when it has a layer
-    (or hook, buffer, non-float32 weight) this module does not know."""
+    (or hook, buffer, weight shared between layers, non-float32 weight) this module
+    does not know."""
     if any(True for _ in model.buffers()):
         return None
+    if len(list(model.named_parameters(remove_duplicate=False))) != len(list(model.parameters())):
+        return None  # tied weights: each name would be stepped on its own
     if any(p.dtype != torch.float32 for p in model.parameters()):
         return None
     layers = _compile(model, "")

@@ -89,9 +89,16 @@ def _hooked() -> nn.Module:
     return model
 
 
+def _tied() -> nn.Module:
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    model[2].weight = model[0].weight
+    return model
+
+
 @pytest.mark.parametrize(
     "model",
     [
+        pytest.param(_tied(), id="tied-weights"),
         pytest.param(_Residual(), id="custom-forward"),
         pytest.param(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)), id="buffers"),
         pytest.param(nn.Sequential(nn.Linear(4, 4).double()), id="float64"),

@@ -28,7 +28,8 @@ from fedsys.core.weights import ModelWeights
 from fedsys.sim.backends.layers import layered_forward
 from fedsys.sim.backends.plans import ChunkPlan
 
-StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+StepFn = Callable[..., tuple[list[torch.Tensor], torch.Tensor]]
+"""``(entries, x, y, mask, count) -> (grads of the learned entries, per-sample losses)``."""
 
 
 @dataclass(frozen=True)
@@ -124,12 +125,9 @@ class StackedModel:
         assert forward is not None
 
         def step(
-            entries: Sequence[torch.Tensor],
-            x: torch.Tensor,
-            y: torch.Tensor,
-            m: torch.Tensor,
-            n: torch.Tensor,
+            entries: Sequence[torch.Tensor], *batch: torch.Tensor
         ) -> tuple[list[torch.Tensor], torch.Tensor]:
+            x, y, m, n = batch
             state, leaves = {}, []
             for name, entry, learns in zip(names, entries, learned, strict=True):
                 if learns:
@@ -164,13 +162,9 @@ class StackedModel:
         batched = vmap(grad(client_loss, has_aux=True), randomness="different")
 
         def step(
-            entries: Sequence[torch.Tensor],
-            x: torch.Tensor,
-            y: torch.Tensor,
-            m: torch.Tensor,
-            n: torch.Tensor,
+            entries: Sequence[torch.Tensor], *batch: torch.Tensor
         ) -> tuple[list[torch.Tensor], torch.Tensor]:
-            grads, per_sample = batched(tuple(entries), x, y, m, n)
+            grads, per_sample = batched(tuple(entries), *batch)
             return [g for g, learns in zip(grads, learned, strict=True) if learns], per_sample
 
         return step

@@ -145,7 +145,7 @@ class PrivacyAccountant:
         if rdp is None:
             accountant = self.new_rdp_accountant().compose(self.round_event(), rounds)
             return float(accountant.get_epsilon(delta))
-        return float(_compute_epsilon(orders, rounds * rdp, delta))
+        return _compute_epsilon(orders, rounds * rdp, delta)
 
     def epsilon_of_draws(self, draws: Sequence[Draw], delta: float) -> float:
         """Epsilon after one round per draw ``(population, sampled)``, at ``delta``.
@@ -193,7 +193,7 @@ def _epsilon_of_draws(accountant: PrivacyAccountant, draws: Sequence[Draw], delt
         return float(rdp_accountant.get_epsilon(delta))
     orders = next(iter(curves.values()))[0]
     total = sum(count * curves[draw][1] for draw, count in counts.items())
-    return float(_compute_epsilon(orders, total, delta))
+    return _compute_epsilon(orders, total, delta)
 
 
 def _compute_epsilon(orders: np.ndarray, rdp: np.ndarray, delta: float) -> float:

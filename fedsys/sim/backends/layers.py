@@ -140,8 +140,9 @@ def _sample_wise(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _linear(weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """``weight @ x^T``, so that the weight's gradient comes out in its own layout.
 
-    (``x @ weight^T`` gives it transposed, and copying it into the weight rows then
-    costs a strided pass as long as the backward pass itself.)
+    (``x @ weight^T`` gives it transposed, and every use of it against the weight's
+    block, the in-place step included, is then a strided pass: copied into the rows it
+    cost as long as the backward pass itself.)
     """
     weight = weights["weight"]  # [clients, out, in]
     columns = x.reshape(x.shape[0], -1, x.shape[-1]).transpose(1, 2)

@@ -4,12 +4,12 @@ Client ``c``'s weights are row ``c`` of one ``[clients, params]`` matrix laid ou
 ``ModelWeights.flat``. Every client's gradient of its own masked mini-batch loss comes
 from one call: for a model of common layers, a batched forward pass
 (:mod:`fedsys.sim.backends.layers`) and one ``torch.autograd.grad``; for any other
-model, ``torch.func.vmap`` over ``grad`` of a ``functional_call``. The SGD update
-(momentum, weight decay, FedProx term) is then a handful of whole-matrix operations.
-The gradient is taken with respect to each state entry's column block of that matrix
-(a strided view per entry), not the whole row: a row's gradient would be assembled
-from one zero-filled ``[clients, params]`` matrix per entry, which cost as much as the
-backward pass itself.
+model, ``torch.func.vmap`` over ``grad`` of a ``functional_call``. The gradient is
+taken with respect to each state entry's column block of that matrix (a strided view
+per entry), not the whole row: a row's gradient would be assembled from one
+zero-filled ``[clients, params]`` matrix per entry, which cost as much as the backward
+pass itself. The SGD update (momentum, weight decay, FedProx term) is then a handful of
+operations per learned entry, stepping its block of the matrix in place.
 Python and autograd overhead is paid once per step for all clients instead of once per
 step per client, which is what dominates small-model federated simulation.
 """

@@ -52,9 +52,9 @@ from backends_workload import BATCH_SIZE, LOCAL_STEPS, LR, bare_loop, build_mode
 from fedsys.aggregation.fedavg import FedAvg
 from fedsys.config.schema import DatasetConfig, IidPartition
 from fedsys.core.training import LocalTrainer, TrainConfig
+from fedsys.parts.builders import build_dataset
 from fedsys.selection.random import RandomSelector
 from fedsys.sim.backends import make_backend
-from fedsys.sim.build import build_dataset
 from fedsys.sim.rounds.sync import SyncRounds
 from fedsys.sim.simulator import Simulator
 from fedsys.traces.fleet import DeviceFleet

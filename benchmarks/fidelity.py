@@ -162,11 +162,10 @@ def main() -> None:
         run = run_fidelity(
             config,
             args.work_dir / name,
-            console,
             calibrate_clock=clock is None,
             devices_per_process=args.devices_per_process,
             warmup_s=args.warmup_s,
-            quiet=True,
+            note=lambda text: console.print(text, highlight=False),
         )
         if run.calibration is not None:
             clock = run.calibration

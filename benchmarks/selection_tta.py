@@ -182,7 +182,7 @@ def simulators(cell: Cell, seed: int) -> Iterator[tuple[str, Any]]:
     initialised model (same seed, so same weights) and its own recorded config.
     """
     from fedsys.config import parse_config
-    from fedsys.sim.build import build_model
+    from fedsys.parts.builders import build_model
     from fedsys.sim.simulator import Simulator
 
     base = None

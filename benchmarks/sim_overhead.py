@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from fedsys.config import parse_config
 from fedsys.data.federated import FederatedDataset
-from fedsys.sim.build import build_model
+from fedsys.parts.builders import build_model
 from fedsys.sim.simulator import Simulator
 
 RESULTS = Path(__file__).parent / "results"

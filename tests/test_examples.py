@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fedsys.config.loader import load_config
-from fedsys.sim.build import build_model
+from fedsys.parts.builders import build_model
 from fedsys.sim.simulator import Simulator
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

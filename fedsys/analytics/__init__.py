@@ -6,7 +6,7 @@ computes where the data is (:mod:`~fedsys.analytics.planner`), merged at the coo
 differentially private with OpenDP under a durable budget (:mod:`~fedsys.analytics.dp`,
 :mod:`~fedsys.analytics.ledger`) or summed under pairwise masking
 (:mod:`~fedsys.analytics.masking`). Device-population statistics for the simulator live
-in :mod:`~fedsys.analytics.device_stats`.
+in :mod:`~fedsys.data.device_stats`.
 
 Exports load on first use, so the simulator can use the pure parts (DP, device
 statistics) without importing the silo runtime.
@@ -28,7 +28,7 @@ _EXPORTS = {
     "SiteSpec": "fedsys.analytics.catalog",
     "SitesFile": "fedsys.analytics.catalog",
     "UnsupportedQueryError": "fedsys.analytics.planner",
-    "label_histograms": "fedsys.analytics.device_stats",
+    "label_histograms": "fedsys.data.device_stats",
     "load_sites": "fedsys.analytics.catalog",
     "plan_query": "fedsys.analytics.planner",
 }

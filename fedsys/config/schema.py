@@ -118,7 +118,7 @@ def _refuse_unused(
 
 
 class ModelConfig(Settings):
-    """A built-in reference model, or your own by ``factory`` (see ``fedsys.sim.factories``)."""
+    """A built-in reference model, or your own by ``factory`` (see ``fedsys.parts.factories``)."""
 
     name: Literal["mlp", "logreg", "cnn1d"] = "mlp"
     hidden: tuple[int, ...] = (64,)
@@ -272,7 +272,7 @@ class EvalConfig(Settings):
     category_counts: Literal["truth", "reported"] = Field(
         "truth",
         description="category: per-class counts the selector plans with: the ground truth, "
-        "or each device's reported label histogram (fedsys.analytics.device_stats)",
+        "or each device's reported label histogram (fedsys.data.device_stats)",
     )
     counts_epsilon: float | None = Field(
         None, gt=0, description="reported: local-DP epsilon of each device's histogram"

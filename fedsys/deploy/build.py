@@ -1,6 +1,6 @@
 """A run config turned into a server's parts and a client's data: the registry at the edge.
 
-Both sides build from the same config sections as the simulator (``fedsys.sim.build``),
+Both sides build from the same config sections as the simulator (``fedsys.parts.builders``),
 so a deployment trains the same model on the same shards as its simulation.
 """
 
@@ -16,7 +16,7 @@ from fedsys.data import fedscale, leaf
 from fedsys.data.federated import FederatedDataset
 from fedsys.deploy.client import DataProvider, LocalData
 from fedsys.deploy.server import ServerParts
-from fedsys.sim.build import build_dataset, build_model, build_trainer, complete_strategy
+from fedsys.parts.builders import build_dataset, build_model, build_trainer, complete_strategy
 from fedsys.wire.transport import ChannelSecurity, ServerSecurity
 
 

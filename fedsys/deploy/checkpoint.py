@@ -16,8 +16,8 @@ from typing import Any
 
 from fedsys.config.schema import RunConfig
 from fedsys.core.weights import ModelWeights
-from fedsys.sim.checkpoint import CheckpointError as StoredCheckpointError
-from fedsys.sim.checkpoint import load_checkpoint, save_checkpoint
+from fedsys.parts.checkpoint import CheckpointError as StoredCheckpointError
+from fedsys.parts.checkpoint import load_checkpoint, save_checkpoint
 
 CHECKPOINT_FILE = "checkpoint.pt"
 _VOLATILE_KEYS = ("deploy", "output_dir", "sim")

@@ -9,7 +9,6 @@ exactly as many independent clients.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import time
@@ -19,39 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # heavy (torch, grpc): imported when a device is built, not by the CLI parser
-    from rich.console import Console
-
     from fedsys.config.schema import RunConfig
     from fedsys.data.federated import FederatedDataset
     from fedsys.deploy.client import DataProvider, DeployClient, LocalData
     from fedsys.deploy.emulation import AvailabilitySchedule
     from fedsys.traces.fleet import DeviceFleet
     from fedsys.wire.transport import ChannelSecurity
-
-
-def add_emulation_arguments(client: argparse.ArgumentParser) -> None:
-    """The ``fedsys client`` flags that turn it into emulated traced devices."""
-    group = client.add_argument_group("device emulation")
-    group.add_argument(
-        "--profile", help="emulate device ID of --traces (or a range A-B, or a comma list)"
-    )
-    group.add_argument("--traces", type=Path, help="device traces: fedsys CSV or FedScale folder")
-    group.add_argument(
-        "--config", type=Path, help="the run's config (devices section, data, model)"
-    )
-    epoch = group.add_mutually_exclusive_group()
-    epoch.add_argument(
-        "--epoch", type=float, help="unix time at which the trace's clock reads 0 (default: now)"
-    )
-    epoch.add_argument(
-        "--epoch-file", type=Path, help="say ready beside this file, then read the epoch from it"
-    )
-    group.add_argument("--latency-ms", type=float, default=0.0, help="one-way link latency")
-    group.add_argument("--timings", type=Path, help="append each task's timings as JSON lines")
-    group.add_argument(
-        "--token-dir", type=Path, help="several profiles: tokens at DIR/<prefix>NNNN.token"
-    )
-    group.add_argument("--token-prefix", default="client-", help="token file names' prefix")
 
 
 @dataclass(frozen=True)
@@ -155,7 +127,7 @@ def shared_shards(config: RunConfig) -> Callable[[int], DataProvider]:
         (when a provider is called) If the dataset has no client of that index.
     """
     from fedsys.deploy.client import LocalData
-    from fedsys.sim.build import build_dataset, build_model
+    from fedsys.parts.builders import build_dataset, build_model
 
     built: list[FederatedDataset] = []
 
@@ -182,73 +154,104 @@ def default_epoch() -> float:
     return time.time()
 
 
-def run_from_args(args: argparse.Namespace, console: Console) -> int:
-    """``fedsys client --profile ...``: build the devices, run them, report how they ended."""
-    from fedsys.cli import resolve_config
-    from fedsys.deploy.build import channel_security, folder_provider
-    from fedsys.deploy.cli import _run_until_signal, client_name
-    from fedsys.deploy.client import ClientRefusedError
-    from fedsys.deploy.emulation import load_traces, ready_marker, wait_for_epoch
-    from fedsys.deploy.logs import setup_logging
-    from fedsys.wire.auth import read_token
+@dataclass(frozen=True)
+class DeviceHostOptions:
+    """What ``fedsys client --profile`` was asked to emulate, typed.
 
-    profiles = parse_profiles(args.profile)
-    if args.traces is None or args.config is None:
-        raise ValueError("--profile needs --traces FILE and --config RUN.yaml")
-    single = len(profiles) == 1
-    if not single and (args.token_dir is None or args.data is not None):
+    ``profiles`` are device ids of ``traces``; each device reads its token from
+    ``token_file`` (one device) or ``token_dir/<prefix>NNNN.token`` and trains on the
+    run's shard of its id (or ``data_index`` / ``data`` for one device).
+    """
+
+    profiles: tuple[int, ...]
+    traces: Path
+    config: RunConfig
+    server: str
+    security: ChannelSecurity
+    token_file: Path | None = None
+    token_dir: Path | None = None
+    token_prefix: str = "client-"
+    data_index: int | None = None
+    data: Path | None = None
+    latency_ms: float = 0.0
+    timings: Path | None = None
+    epoch: float | None = None
+    epoch_file: Path | None = None
+    max_attempts: int = 20
+
+
+def check_host_options(options: DeviceHostOptions) -> None:
+    """Refuse option sets that cannot name each device's token and data.
+
+    Raises
+    ------
+    ValueError
+        Naming the missing or conflicting option.
+    """
+    single = len(options.profiles) == 1
+    if not single and (options.token_dir is None or options.data is not None):
         raise ValueError("several --profile devices need --token-dir (and take shard = profile)")
-    if single and args.token_dir is None and args.token_file is None:
+    if single and options.token_dir is None and options.token_file is None:
         raise ValueError("--profile needs --token-file (or --token-dir)")
-    if args.latency_ms < 0:
-        raise ValueError(f"--latency-ms must be >= 0, got {args.latency_ms}")
-    setup_logging()
-    config = resolve_config(str(args.config), {})
-    fleet = load_traces(args.traces, config.devices)
+    if options.latency_ms < 0:
+        raise ValueError(f"--latency-ms must be >= 0, got {options.latency_ms}")
+
+
+def run_device_host(options: DeviceHostOptions) -> list[str] | None:
+    """Build the devices, run them until the server finishes; their reasons.
+
+    ``None`` when SIGINT/SIGTERM stopped the host.
+    """
+    from fedsys.deploy.build import folder_provider
+    from fedsys.deploy.emulation import load_traces, ready_marker, wait_for_epoch
+    from fedsys.wire.auth import client_name, read_token
+    from fedsys.wire.lifecycle import run_until_signal
+
+    check_host_options(options)
+    config = options.config
+    profiles = list(options.profiles)
+    single = len(profiles) == 1
+    fleet = load_traces(options.traces, config.devices)
     shard = shared_shards(config)
     devices = []
     for profile in profiles:
         token_path = (
-            args.token_file
-            if args.token_dir is None
-            else args.token_dir / f"{client_name(args.token_prefix, profile)}.token"
+            options.token_file
+            if options.token_dir is None
+            else options.token_dir / f"{client_name(options.token_prefix, profile)}.token"
         )
-        if single and args.data is not None:
-            data = folder_provider(args.data)
+        assert token_path is not None
+        if single and options.data is not None:
+            data = folder_provider(options.data)
         else:
-            index = args.data_index if single and args.data_index is not None else profile
+            index = options.data_index if single and options.data_index is not None else profile
             data = shard(index)
         devices.append(EmulatedDevice(profile, read_token(token_path), data))
-    security = channel_security(args.ca, args.cert, args.key, args.insecure)
     clients = [
         build_device_client(
             device,
             config,
             fleet,
-            args.server,
-            security,
+            options.server,
+            options.security,
             0.0,
-            args.latency_ms / 1000.0,
-            args.timings,
-            args.max_attempts,
+            options.latency_ms / 1000.0,
+            options.timings,
+            options.max_attempts,
         )
         for device in devices
     ]
 
     async def main() -> list[str]:
-        if args.epoch_file is not None:
-            ready_marker(args.epoch_file, profiles[0]).write_text(f"{os.getpid()}\n")
-            epoch = await wait_for_epoch(args.epoch_file)
+        if options.epoch_file is not None:
+            ready_marker(options.epoch_file, profiles[0]).write_text(f"{os.getpid()}\n")
+            epoch = await wait_for_epoch(options.epoch_file)
         else:
-            epoch = args.epoch if args.epoch is not None else default_epoch()
+            epoch = options.epoch if options.epoch is not None else default_epoch()
         for client, _ in clients:
             assert client.emulation is not None
             client.emulation.epoch = epoch
         return await run_devices(clients)
 
-    try:
-        reasons = _run_until_signal(main())
-    except (ClientRefusedError, ConnectionError, TimeoutError) as exc:
-        console.print(f"[bold red]error[/]: {exc}", highlight=False)
-        return 1
-    return 130 if reasons is None else 0
+    reasons: list[str] | None = run_until_signal(main())
+    return reasons

@@ -106,7 +106,7 @@ def profile_for(
     ``traces`` is a trace file or a fleet already loaded from one (a host of many
     devices reads the file once).
     """
-    from fedsys.sim.build import charge_transfers, cost_ratio_of, shape_fleet
+    from fedsys.parts.builders import charge_transfers, cost_ratio_of, shape_fleet
 
     fleet = load_traces(traces, devices) if isinstance(traces, Path) else traces
     if not 0 <= client_id < fleet.num_clients:

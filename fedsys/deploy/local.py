@@ -7,19 +7,20 @@ as ``fedsys run`` from the server's ``rounds.jsonl``, and always ends its childr
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
-from rich.console import Console
 
 from fedsys.config.schema import RunConfig
-from fedsys.metrics.records import RunResult
+from fedsys.metrics.records import RoundRecord, RunResult, record_from_json
 from fedsys.metrics.writers import atomic_write_text
 
 PORT_WAIT_S = 180.0
@@ -27,24 +28,65 @@ HOSTS_WAIT_S = 900.0
 """Longest wait for emulated-device processes to build their data and say ready."""
 
 
-def run_local(args: argparse.Namespace, console: Console) -> int:
-    """Run the deployment; exit status of the server (130 on Ctrl-C)."""
-    from fedsys.cli import _parse_overrides, _progress, _summary_table, resolve_config
-    from fedsys.deploy.cli import client_name
-    from fedsys.deploy.server import record_from_json
-    from fedsys.wire import auth, tls
+@dataclass(frozen=True)
+class LocalOptions:
+    """How ``fedsys deploy local`` lays out a deployment on this machine.
 
-    if args.clients < 1:
+    Attributes
+    ----------
+    clients
+        Client processes (or emulated devices with ``traces``).
+    output_dir
+        Run folder (default: the config's ``output_dir`` + ``-deploy``).
+    traces
+        A fleet trace to emulate devices from (``None``: one process per client).
+    devices_per_process
+        Emulated devices per host process.
+    warmup_s
+        Lead between every device host being ready and round 0.
+    """
+
+    clients: int = 8
+    output_dir: Path | None = None
+    traces: Path | None = None
+    devices_per_process: int = 50
+    warmup_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class LocalOutcome:
+    """How a local deployment ended: the server's exit status and where its results are."""
+
+    exit_code: int
+    output_dir: Path
+    result: RunResult | None = None
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def run_local(
+    config: RunConfig,
+    options: LocalOptions,
+    note: Callable[[str], None] = lambda text: None,
+    on_round: Callable[[RoundRecord], None] = lambda record: None,
+) -> LocalOutcome:
+    """Run the deployment; its children always end, whatever ends it.
+
+    ``note`` receives one-line remarks for a person (what was adjusted), ``on_round``
+    each round record as the server writes it.
+    """
+    from fedsys.wire import auth, tls
+    from fedsys.wire.auth import client_name
+
+    if options.clients < 1:
         raise ValueError("--clients must be at least 1")
-    overrides = _parse_overrides(args.overrides)
-    config = resolve_config(args.config, overrides)
-    output_dir = Path(args.output_dir or f"{config.output_dir}-deploy")
-    config = _fit_to_clients(config, args.clients, output_dir, console)
-    traces = getattr(args, "traces", None)
+    output_dir = Path(options.output_dir or f"{config.output_dir}-deploy")
+    config = _fit_to_clients(config, options.clients, output_dir, note)
+    traces = options.traces
     if traces is not None:
-        config = with_traces(config, Path(traces))
+        config = with_traces(config, traces)
     pki = output_dir / "pki"
-    names = [client_name("client-", i) for i in range(args.clients)]
+    names = [client_name("client-", i) for i in range(options.clients)]
     tls.provision(pki, names)
     auth.issue_tokens(pki, names)
     launch = output_dir / "launch.yaml"
@@ -54,13 +96,6 @@ def run_local(args: argparse.Namespace, console: Console) -> int:
     (output_dir / "rounds.jsonl").unlink(missing_ok=True)
     logs = output_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    console.print(
-        f"[bold]fedsys deploy local[/]: aggregator + {args.clients} "
-        f"{'client processes' if traces is None else 'emulated devices'} on "
-        f"loopback (TLS, per-client tokens), {config.clients_per_round}/round, "
-        f"{config.rounds} rounds, selector={config.selector.name}",
-        highlight=False,
-    )
     children: list[subprocess.Popen[bytes]] = []
     server_args = ["server", str(launch), "--port", "0", "--port-file", str(port_file)]
     epoch_file = output_dir / "epoch"
@@ -77,52 +112,40 @@ def run_local(args: argparse.Namespace, console: Console) -> int:
                 arguments = client_arguments(port, pki, name, index)
                 children.append(_spawn(arguments, logs / f"{name}.out"))
         else:
-            groups = device_groups(args.clients, args.devices_per_process)
+            groups = device_groups(options.clients, options.devices_per_process)
             for first, last in groups:
                 arguments = [
-                    *device_host_arguments(port, pki, first, last, Path(traces), launch),
+                    *device_host_arguments(port, pki, first, last, traces, launch),
                     *["--epoch-file", str(epoch_file)],
                     *["--timings", str(output_dir / "timings.jsonl")],
                 ]
                 children.append(_spawn(arguments, logs / f"devices-{first:04d}-{last:04d}.out"))
-            _start_trace_clock(epoch_file, len(groups), children, args.warmup_s)
+            _start_trace_clock(epoch_file, len(groups), children, options.warmup_s)
         rounds_file = output_dir / "rounds.jsonl"
-        with _progress(console, config.rounds, disable=args.quiet) as progress:
-            task = progress.add_task("deploying", total=config.rounds, acc="-", vtime="0 s")
-            seen = 0
-            while server.poll() is None:
-                rows = _read_rows(rounds_file)
-                for row in rows[seen:]:
-                    fields = {"vtime": f"{row['end_s']:.1f} s"}
-                    if row.get("accuracy") is not None:
-                        fields["acc"] = f"{row['accuracy']:.3f}"
-                    progress.update(task, completed=row["round_idx"] + 1, **fields)
-                seen = max(seen, len(rows))
-                time.sleep(0.2)
+        seen = 0
+        while server.poll() is None:
+            rows = _read_rows(rounds_file)
+            for row in rows[seen:]:
+                on_round(record_from_json(row))
+            seen = max(seen, len(rows))
+            time.sleep(0.2)
         if server.returncode != 0:
-            console.print(
-                f"[bold red]error[/]: the aggregator exited with {server.returncode}; "
-                f"see {logs / 'server.out'}",
-                highlight=False,
+            error = (
+                f"the aggregator exited with {server.returncode}; see {logs / 'server.out'}"
             )
-            return int(server.returncode or 1)
-    except KeyboardInterrupt:
-        return 130
+            return LocalOutcome(int(server.returncode or 1), output_dir, error=error)
     except (RuntimeError, TimeoutError) as exc:
-        console.print(f"[bold red]error[/]: {exc}; see {logs / 'server.out'}", highlight=False)
-        return 1
+        return LocalOutcome(1, output_dir, error=f"{exc}; see {logs / 'server.out'}")
     finally:
         _end(children)
     records = tuple(record_from_json(row) for row in _read_rows(output_dir / "rounds.jsonl"))
     result = RunResult(records, config.model_dump(mode="json"))
     summary = json.loads((output_dir / "summary.json").read_text())
-    console.print(_summary_table(result, summary))
-    console.print(f"results in [bold]{output_dir}[/] (wall-clock seconds)", highlight=False)
-    return 0
+    return LocalOutcome(0, output_dir, result, summary)
 
 
 def _fit_to_clients(
-    config: RunConfig, clients: int, output_dir: Path, console: Console
+    config: RunConfig, clients: int, output_dir: Path, note: Callable[[str], None]
 ) -> RunConfig:
     """Point the run at ``output_dir``, split the data over the ``clients`` processes.
 
@@ -133,18 +156,14 @@ def _fit_to_clients(
     data = config.model_dump(mode="json")
     if config.dataset.name in ("digits", "mnist1d", "synthetic"):
         if config.dataset.num_clients != clients:
-            console.print(
+            note(
                 f"note: splitting {config.dataset.name} over the {clients} client processes "
-                f"(dataset.num_clients was {config.dataset.num_clients})",
-                highlight=False,
+                f"(dataset.num_clients was {config.dataset.num_clients})"
             )
         data["dataset"]["num_clients"] = clients
     if config.clients_per_round > clients:
-        console.print(
-            f"note: clients_per_round {config.clients_per_round} > {clients} clients; "
-            f"using {clients}",
-            highlight=False,
-        )
+        note(f"note: clients_per_round {config.clients_per_round} > {clients} clients; "
+             f"using {clients}")
         update["clients_per_round"] = clients
     data.update(update)
     return RunConfig.model_validate(data)

@@ -28,7 +28,7 @@ from fedsys.aggregation.compression import Compressor, NoCompression
 from fedsys.aggregation.validation import UpdateValidator
 from fedsys.config.deploy import DeployConfig
 from fedsys.config.schema import DeadlineRounds, RunConfig, SyncRounds
-from fedsys.core.training import TrainConfig, evaluate, fold_seed
+from fedsys.core.training import TrainConfig, evaluate
 from fedsys.core.update import ClientUpdate
 from fedsys.core.weights import ModelWeights
 from fedsys.deploy.checkpoint import ServerCheckpoint, config_hash
@@ -45,12 +45,12 @@ from fedsys.deploy.registry import Assignment, ClientRegistry, Session
 from fedsys.deploy.round_state import Arrival, LiveRound
 from fedsys.deploy.secure_round import SecureRound, SecureService
 from fedsys.deploy.service import AggregatorService, LateUpdateError, straggler_reason
-from fedsys.metrics.records import RoundRecord, RunResult
+from fedsys.metrics.records import RoundRecord, RunResult, record_from_json
+from fedsys.parts.rules import ceil_overcommit, task_seed, wire_bytes
 from fedsys.secure.errors import SecureAggregationError
 from fedsys.secure.plan import SecurePlan, plan_for
 from fedsys.selection.base import Selector
 from fedsys.selection.priors import feed_priors
-from fedsys.sim.engine import ceil_overcommit, wire_bytes
 from fedsys.wire import auth
 from fedsys.wire.chunks import sha256_hex
 from fedsys.wire.protos import deploy_pb2, deploy_pb2_grpc
@@ -581,39 +581,3 @@ class AggregatorServer:
             test_loss=test_loss,
             extra=extra,
         )
-
-
-def task_seed(seed: int, round_idx: int, client_id: int, serial: int) -> int:
-    """Mini-batch and codec seed of one task: the simulator's for the same launch.
-
-    The simulator trains launch ``serial`` (tasks handed out before it in the run) of
-    ``client_id`` in round ``round_idx`` with seed ``[seed, round_idx, client_id,
-    serial]``; sending its folded value makes a real client train on the same
-    mini-batches, so both sides learn the same losses (and Oort picks alike).
-    """
-    return fold_seed([seed, round_idx, client_id, serial])
-
-
-_RECORD_FIELDS = {
-    "round_idx",
-    "start_s",
-    "end_s",
-    "wall_s",
-    "selected",
-    "participants",
-    "dropouts",
-    "stragglers",
-    "rejected",
-    "bytes_down",
-    "bytes_up",
-    "train_loss",
-    "accuracy",
-    "test_loss",
-}
-
-
-def record_from_json(row: dict[str, Any]) -> RoundRecord:
-    """A round record back from its ``to_json`` form."""
-    fields = {k: v for k, v in row.items() if k in _RECORD_FIELDS}
-    extra = {k: v for k, v in row.items() if k not in _RECORD_FIELDS and k != "duration_s"}
-    return RoundRecord(**fields, extra=extra)

@@ -8,15 +8,14 @@ processes (:mod:`fedsys.deploy.emulation`) whose trace clock starts with round 0
 
 from __future__ import annotations
 
-import argparse
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
-from rich.console import Console
 
 from fedsys.config.schema import RunConfig
 from fedsys.fidelity.compare import FidelityReport, calibrate, calibrate_task, compare
@@ -47,7 +46,7 @@ def prepare(config: RunConfig, output_dir: Path) -> RunConfig:
     whoever is connected, as a simulated one with whoever is online: unless the
     config says otherwise, ``deploy.min_clients`` is 1.
     """
-    from fedsys.sim.build import build_dataset, build_fleet
+    from fedsys.parts.builders import build_dataset, build_fleet
     from fedsys.traces import save_fleet
 
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -69,8 +68,8 @@ def simulate(config: RunConfig) -> tuple[tuple[RoundRecord, ...], np.ndarray]:
     That is the profile's download + compute + upload, plus ``clock.client_task_s``.
     """
     from fedsys.core.weights import ModelWeights
-    from fedsys.sim.build import build_simulator
-    from fedsys.sim.engine import wire_bytes
+    from fedsys.parts.rules import wire_bytes
+    from fedsys.sim.assemble import build_simulator
     from fedsys.traces import client_round_time
 
     simulator = build_simulator(config)
@@ -93,10 +92,10 @@ def simulate(config: RunConfig) -> tuple[tuple[RoundRecord, ...], np.ndarray]:
 def deploy(
     config: RunConfig,
     output_dir: Path,
-    console: Console,
     devices_per_process: int = 10,
     warmup_s: float = 10.0,
-    quiet: bool = False,
+    on_round: Callable[[RoundRecord], None] = lambda record: None,
+    note: Callable[[str], None] = lambda text: None,
 ) -> tuple[tuple[RoundRecord, ...], tuple[dict[str, Any], ...]]:
     """Run ``config`` as a real deployment of emulated devices; records and task timings.
 
@@ -105,28 +104,26 @@ def deploy(
     RuntimeError
         If the deployment does not complete.
     """
-    from fedsys.deploy.local import run_local
-    from fedsys.deploy.server import record_from_json
+    from fedsys.deploy.local import LocalOptions, run_local
+    from fedsys.metrics.records import record_from_json
 
     output_dir.mkdir(parents=True, exist_ok=True)
     launch = output_dir / "fidelity.yaml"
     atomic_write_text(launch, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     timings_file = output_dir / "timings.jsonl"
     timings_file.unlink(missing_ok=True)
-    args = argparse.Namespace(
-        config=str(launch),
+    options = LocalOptions(
         clients=config.dataset.num_clients,
-        overrides=[],
-        output_dir=str(output_dir),
-        quiet=quiet,
-        traces=str(config.devices.path),
+        output_dir=output_dir,
+        traces=Path(str(config.devices.path)),
         devices_per_process=devices_per_process,
         warmup_s=warmup_s,
     )
-    status = run_local(args, console)
-    if status != 0:
+    outcome = run_local(config, options, note=note, on_round=on_round)
+    if outcome.exit_code != 0:
         raise RuntimeError(
-            f"the real deployment ended with status {status}; see {output_dir / 'logs'}"
+            f"the real deployment ended with status {outcome.exit_code} ({outcome.error}); "
+            f"see {output_dir / 'logs'}"
         )
     rows = (output_dir / "rounds.jsonl").read_text().splitlines()
     records = tuple(record_from_json(json.loads(line)) for line in rows if line.strip())
@@ -141,12 +138,12 @@ def deploy(
 def run_fidelity(
     config: RunConfig,
     output_dir: Path,
-    console: Console,
     *,
     calibrate_clock: bool = False,
     devices_per_process: int = 10,
     warmup_s: float = 10.0,
-    quiet: bool = False,
+    on_round: Callable[[RoundRecord], None] = lambda record: None,
+    note: Callable[[str], None] = lambda text: None,
 ) -> FidelityRun:
     """Simulate, deploy, compare; with ``calibrate_clock`` also fit the ``clock`` terms.
 
@@ -157,7 +154,7 @@ def run_fidelity(
     config = prepare(config, output_dir)
     sim, expected = simulate(config)
     real, timings = deploy(
-        config, output_dir / "deploy", console, devices_per_process, warmup_s, quiet
+        config, output_dir / "deploy", devices_per_process, warmup_s, on_round, note
     )
     target = config.target_accuracy
     report = compare(sim, real, expected, timings, target)

@@ -132,3 +132,28 @@ class RunResult:
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
+
+
+_RECORD_FIELDS = {
+    "round_idx",
+    "start_s",
+    "end_s",
+    "wall_s",
+    "selected",
+    "participants",
+    "dropouts",
+    "stragglers",
+    "rejected",
+    "bytes_down",
+    "bytes_up",
+    "train_loss",
+    "accuracy",
+    "test_loss",
+}
+
+
+def record_from_json(row: dict[str, Any]) -> RoundRecord:
+    """A round record back from its ``to_json`` form."""
+    fields = {k: v for k, v in row.items() if k in _RECORD_FIELDS}
+    extra = {k: v for k, v in row.items() if k not in _RECORD_FIELDS and k != "duration_s"}
+    return RoundRecord(**fields, extra=extra)

@@ -7,7 +7,6 @@ train the ones whose updates count, aggregate, evaluate, and tell the selector.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from fedsys.core.training import EvalResult, LocalTrainer, evaluate, fold_seed
 from fedsys.core.update import ClientId, ClientReport, ClientUpdate, ReportOutcome
 from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
+from fedsys.parts.rules import wire_bytes
 from fedsys.secure.cost import SecureCostModel
 from fedsys.selection.base import Selector
 from fedsys.selection.priors import feed_priors
@@ -495,18 +495,6 @@ def _chain_first(first: ClientUpdate, rest: Iterator[ClientUpdate]) -> Iterator[
     yield from rest
 
 
-def wire_bytes(compressor: Compressor, weights: ModelWeights) -> int:
-    """Upload size of one update; every codec's size depends only on the layout."""
-    if isinstance(compressor, NoCompression):
-        return weights.num_bytes
-    encoded, _ = compressor.encode(weights.zeros_like(), None, seed=0)
-    return encoded.num_bytes
-
 
 _POISSON_STREAM = 0x9015
 """Stream key of Poisson participation, apart from the selectors' ``[seed, round]``."""
-
-
-def ceil_overcommit(k: int, overcommit: float) -> int:
-    """Clients to select so that ``k`` are likely to finish."""
-    return max(k, math.ceil(overcommit * k - 1e-9))

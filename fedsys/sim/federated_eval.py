@@ -112,7 +112,7 @@ class FederatedEvaluator:
         Seed of the random draw of ``deviation`` mode.
     category_counts
         Per-client test samples per class that ``category`` mode plans with, as the
-        devices reported them (:func:`fedsys.analytics.device_stats.label_histograms`,
+        devices reported them (:func:`fedsys.data.device_stats.label_histograms`,
         possibly noisy); ``None``: the ground truth. Quotas are then taken from the
         clients' real data, so a noisy report can yield fewer samples than planned.
 

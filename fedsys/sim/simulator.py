@@ -17,11 +17,11 @@ from fedsys.core.training import LocalTrainer
 from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
 from fedsys.metrics.records import RoundRecord, RunResult
+from fedsys.parts.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fedsys.secure.cost import SecureCostModel
 from fedsys.selection.base import Selector
 from fedsys.sim.backends.base import TrainingBackend
 from fedsys.sim.backends.sequential import SequentialBackend
-from fedsys.sim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fedsys.sim.device import dataset_on, model_on, resolve_device
 from fedsys.sim.engine import Engine, EngineParts, WallTimer, training_parts
 from fedsys.sim.federated_eval import FederatedEvaluator
@@ -156,7 +156,7 @@ class Simulator:
     @classmethod
     def from_config(cls, config: RunConfig) -> Simulator:
         """Build every component a :class:`RunConfig` describes."""
-        from fedsys.sim.build import build_simulator
+        from fedsys.sim.assemble import build_simulator
 
         return build_simulator(config)
 

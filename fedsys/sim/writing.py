@@ -22,7 +22,7 @@ from fedsys.metrics.plots import plot_accuracy_vs_time, plot_round_durations
 from fedsys.metrics.records import RoundRecord, RunResult
 from fedsys.metrics.tables import CsvRoundWriter, TensorBoardRoundWriter
 from fedsys.metrics.writers import JsonlRoundWriter, atomic_write_text, write_summary
-from fedsys.sim.checkpoint import CHECKPOINT_NAME
+from fedsys.parts.checkpoint import CHECKPOINT_NAME
 
 CONFIG_NAME = "config.yaml"
 RUN_FILES = (

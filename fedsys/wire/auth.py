@@ -57,6 +57,11 @@ def write_tokens(path: Path, entries: Sequence[TokenEntry]) -> None:
     path.chmod(0o600)
 
 
+def client_name(prefix: str, index: int) -> str:
+    """The name ``fedsys certs`` gives client ``index``: its certificate and token file."""
+    return f"{prefix}{index:04d}"
+
+
 def issue_tokens(out_dir: Path, names: Sequence[str]) -> dict[str, str]:
     """Make one token per client name: ``clients/<name>.token`` and the server's ``tokens.json``.
 

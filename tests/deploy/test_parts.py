@@ -18,8 +18,8 @@ from fedsys.deploy.checkpoint import CheckpointError, ServerCheckpoint, config_h
 from fedsys.deploy.feed import StreamingAggregation
 from fedsys.deploy.registry import Assignment, ClientRegistry, UnknownClientError
 from fedsys.deploy.round_state import Arrival, LiveRound
-from fedsys.deploy.server import task_seed
 from fedsys.deploy.service import device_speed
+from fedsys.parts.rules import task_seed
 from fedsys.wire.protos import deploy_pb2
 
 

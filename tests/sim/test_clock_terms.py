@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fedsys.config.schema import RunConfig
-from fedsys.sim.build import build_simulator
+from fedsys.sim.assemble import build_simulator
 from fedsys.traces import generate_fleet
 
 BASE = {

@@ -104,7 +104,7 @@ def test_deviation_mode_reports_the_bound_and_both_measured_deviations(digits) -
 
 
 def test_category_mode_plans_with_device_reported_counts(digits) -> None:
-    from fedsys.analytics.device_stats import label_histograms
+    from fedsys.data.device_stats import label_histograms
 
     model, weights = _model(digits)
     truth = digits.test_label_counts()

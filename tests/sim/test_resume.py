@@ -12,8 +12,8 @@ import torch
 from fedsys.aggregation.compression import TopK
 from fedsys.aggregation.fedopt import FedAdam, FedOptSettings
 from fedsys.metrics.records import RunResult
+from fedsys.parts.checkpoint import CheckpointError, load_checkpoint
 from fedsys.selection.oort import OortSelector
-from fedsys.sim.checkpoint import CheckpointError, load_checkpoint
 from fedsys.sim.rounds.base import RoundMode
 from fedsys.sim.rounds.buffered import BufferedAsyncRounds
 from fedsys.sim.rounds.deadline import DeadlineRounds

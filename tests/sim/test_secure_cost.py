@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from fedsys.config.schema import RunConfig
+from fedsys.parts.builders import secure_cost_model
 from fedsys.secure.cost import MEASURED, SecureCostModel
-from fedsys.sim.build import build_simulator, secure_cost_model
+from fedsys.sim.assemble import build_simulator
 from fedsys.sim.rounds.sync import SyncRounds
 from fedsys.traces.fleet import DeviceFleet
 

@@ -135,7 +135,7 @@ def test_dp_fedavg_reports_growing_epsilon_every_round() -> None:
 
 def test_dp_settings_default_to_the_run_sampling() -> None:
     from fedsys.config.loader import parse_config
-    from fedsys.sim.build import complete_strategy
+    from fedsys.parts.builders import complete_strategy
 
     config = parse_config(
         {"clients_per_round": 7, "dataset": {"num_clients": 70}, "strategy": {"name": "dp_fedavg"}}

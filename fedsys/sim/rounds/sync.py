@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from fedsys.metrics.records import RoundRecord
-from fedsys.sim.engine import Engine, WallTimer, ceil_overcommit
+from fedsys.parts.rules import ceil_overcommit
+from fedsys.sim.engine import Engine, WallTimer
 from fedsys.sim.rounds.base import RoundMode, aggregate_round, play_round
 
 

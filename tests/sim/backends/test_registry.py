@@ -6,8 +6,8 @@ import pytest
 
 from fedsys.config import parse_config
 from fedsys.config.loader import ConfigError
+from fedsys.sim.assemble import build_simulator
 from fedsys.sim.backends import RayBackend, SequentialBackend, VectorizedBackend, make_backend
-from fedsys.sim.build import build_simulator
 
 SMALL = {"rounds": 1, "clients_per_round": 2, "dataset": {"num_clients": 4}}
 

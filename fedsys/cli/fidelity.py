@@ -46,7 +46,8 @@ def add_fidelity_command(commands: Any) -> None:
 
 
 def _cmd_fidelity(args: argparse.Namespace, console: Console) -> int:
-    from fedsys.cli import _parse_overrides, resolve_config
+    from fedsys.cli.console import progress_bar, round_updater
+    from fedsys.config.resolve import parse_overrides, resolve_config
     from fedsys.fidelity.report import (
         plot_overlay,
         rounds_table,
@@ -58,17 +59,21 @@ def _cmd_fidelity(args: argparse.Namespace, console: Console) -> int:
 
     if args.warmup_s < 0:
         raise ValueError(f"--warmup-s must be >= 0, got {args.warmup_s}")
-    config = resolve_config(args.config, _parse_overrides(args.overrides))
+    config = resolve_config(args.config, parse_overrides(args.overrides))
     output_dir = Path(args.output_dir or f"{config.output_dir}-fidelity")
-    run = run_fidelity(
-        config,
-        output_dir,
-        console,
-        calibrate_clock=args.calibrate,
-        devices_per_process=args.devices_per_process,
-        warmup_s=args.warmup_s,
-        quiet=args.quiet,
-    )
+    with progress_bar(console, config.rounds, disable=args.quiet) as progress:
+        task = progress.add_task("deploying", total=config.rounds, acc="-", vtime="0 s")
+        on_round = round_updater(progress, task)
+
+        run = run_fidelity(
+            config,
+            output_dir,
+            calibrate_clock=args.calibrate,
+            devices_per_process=args.devices_per_process,
+            warmup_s=args.warmup_s,
+            on_round=on_round,
+            note=lambda text: progress.console.print(text, highlight=False),
+        )
     console.print(rounds_table(run.report))
     console.print(terms_table(run.report))
     console.print(totals_table(run.report))

@@ -6,7 +6,7 @@ import pytest
 from torch import nn
 
 from fedsys.config.loader import ConfigError
-from fedsys.sim.factories import call_factory, load_factory
+from fedsys.parts.factories import call_factory, load_factory
 
 
 def test_a_factory_is_imported_and_called() -> None:

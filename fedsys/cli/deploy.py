@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from fedsys.deploy.checkpoint import CheckpointError
-from fedsys.deploy.device_host import add_emulation_arguments
+from fedsys.cli.console import progress_bar, round_updater, summary_table
+from fedsys.config.resolve import parse_overrides, resolve_config
 
 _EXIT_FAILED = 1
 
@@ -97,13 +96,10 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def client_name(prefix: str, index: int) -> str:
-    """The name ``fedsys certs`` gives client ``index``."""
-    return f"{prefix}{index:04d}"
-
 
 def _cmd_certs(args: argparse.Namespace, console: Console) -> int:
     from fedsys.wire import auth, tls
+    from fedsys.wire.auth import client_name
 
     if args.clients < 1:
         raise ValueError("--clients must be at least 1")
@@ -119,9 +115,7 @@ def _cmd_certs(args: argparse.Namespace, console: Console) -> int:
 
 
 def _server_config(args: argparse.Namespace) -> tuple[Any, Path]:
-    from fedsys.cli import _parse_overrides, resolve_config
-
-    overrides = _parse_overrides(args.overrides)
+    overrides = parse_overrides(args.overrides)
     if args.resume:
         if args.output_dir and Path(args.output_dir) != Path(args.resume):
             raise ValueError("--resume DIR continues in DIR; do not also pass --output-dir")
@@ -141,9 +135,11 @@ def _server_config(args: argparse.Namespace) -> tuple[Any, Path]:
 
 def _cmd_server(args: argparse.Namespace, console: Console) -> int:
     from fedsys.deploy.build import server_parts, server_security, tokens_path
+    from fedsys.deploy.checkpoint import CheckpointError
     from fedsys.deploy.logs import setup_logging
     from fedsys.deploy.server import AggregatorServer, DeployError
     from fedsys.wire.auth import TokenStore
+    from fedsys.wire.lifecycle import run_until_signal
 
     config, output_dir = _server_config(args)
     setup_logging(output_dir / "server.log")
@@ -157,7 +153,7 @@ def _cmd_server(args: argparse.Namespace, console: Console) -> int:
         start_at=args.start_at if args.start_at is not None else args.start_at_file,
     )
     try:
-        result = _run_until_signal(server.serve(args.port_file))
+        result = run_until_signal(server.serve(args.port_file))
     except (DeployError, CheckpointError) as exc:
         console.print(f"[bold red]error[/]: {exc}", highlight=False)
         return _EXIT_FAILED
@@ -168,33 +164,17 @@ def _cmd_server(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _run_until_signal(coroutine: Any) -> Any:
-    """Run ``coroutine``; SIGINT/SIGTERM cancel it and return ``None``."""
-
-    async def main() -> Any:
-        task = asyncio.ensure_future(coroutine)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            return await task
-        except asyncio.CancelledError:
-            return None
-
-    return asyncio.run(main())
-
 
 def _cmd_client(args: argparse.Namespace, console: Console) -> int:
     from fedsys.deploy.build import channel_security, folder_provider, shard_provider
     from fedsys.deploy.client import ClientRefusedError, DeployClient
     from fedsys.deploy.logs import setup_logging
     from fedsys.wire.auth import read_token
+    from fedsys.wire.lifecycle import run_until_signal
     from fedsys.wire.transport import Backoff
 
     if args.profile is not None:
-        from fedsys.deploy.device_host import run_from_args
-
-        return run_from_args(args, console)
+        return _run_device_host(args, console)
     if args.token_file is None or (args.data_index is None and args.data is None):
         raise ValueError("fedsys client needs --token-file and one of --data-index, --data")
     setup_logging()
@@ -211,7 +191,7 @@ def _cmd_client(args: argparse.Namespace, console: Console) -> int:
         backoff=Backoff(base_s=0.5, cap_s=10.0, max_attempts=args.max_attempts),
     )
     try:
-        reason = _run_until_signal(client.run())
+        reason = run_until_signal(client.run())
     except (ClientRefusedError, ConnectionError) as exc:
         console.print(f"[bold red]error[/]: {exc}", highlight=False)
         return _EXIT_FAILED
@@ -259,6 +239,99 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_deploy_local(args: argparse.Namespace, console: Console) -> int:
-    from fedsys.deploy.local import run_local
+    from fedsys.deploy.local import LocalOptions, run_local
 
-    return run_local(args, console)
+    config = resolve_config(args.config, parse_overrides(args.overrides))
+    options = LocalOptions(
+        clients=args.clients,
+        output_dir=Path(args.output_dir) if args.output_dir else None,
+        traces=Path(args.traces) if args.traces else None,
+        devices_per_process=args.devices_per_process,
+        warmup_s=args.warmup_s,
+    )
+    console.print(
+        f"[bold]fedsys deploy local[/]: aggregator + {args.clients} "
+        f"{'client processes' if options.traces is None else 'emulated devices'} on "
+        f"loopback (TLS, per-client tokens), {min(config.clients_per_round, args.clients)}/round, "
+        f"{config.rounds} rounds, selector={config.selector.name}",
+        highlight=False,
+    )
+    with progress_bar(console, config.rounds, disable=args.quiet) as progress:
+        task = progress.add_task("deploying", total=config.rounds, acc="-", vtime="0 s")
+        on_round = round_updater(progress, task)
+
+        def note(text: str) -> None:
+            progress.console.print(text, highlight=False)
+
+        try:
+            outcome = run_local(config, options, note=note, on_round=on_round)
+        except KeyboardInterrupt:
+            return 130
+    if outcome.error is not None:
+        console.print(f"[bold red]error[/]: {outcome.error}", highlight=False)
+        return outcome.exit_code
+    assert outcome.result is not None and outcome.summary is not None
+    console.print(summary_table(outcome.result, outcome.summary))
+    console.print(f"results in [bold]{outcome.output_dir}[/] (wall-clock seconds)", highlight=False)
+    return 0
+
+
+def add_emulation_arguments(client: argparse.ArgumentParser) -> None:
+    """The ``fedsys client`` flags that turn it into emulated traced devices."""
+    group = client.add_argument_group("device emulation")
+    group.add_argument(
+        "--profile", help="emulate device ID of --traces (or a range A-B, or a comma list)"
+    )
+    group.add_argument("--traces", type=Path, help="device traces: fedsys CSV or FedScale folder")
+    group.add_argument(
+        "--config", type=Path, help="the run's config (devices section, data, model)"
+    )
+    epoch = group.add_mutually_exclusive_group()
+    epoch.add_argument(
+        "--epoch", type=float, help="unix time at which the trace's clock reads 0 (default: now)"
+    )
+    epoch.add_argument(
+        "--epoch-file", type=Path, help="say ready beside this file, then read the epoch from it"
+    )
+    group.add_argument("--latency-ms", type=float, default=0.0, help="one-way link latency")
+    group.add_argument("--timings", type=Path, help="append each task's timings as JSON lines")
+    group.add_argument(
+        "--token-dir", type=Path, help="several profiles: tokens at DIR/<prefix>NNNN.token"
+    )
+    group.add_argument("--token-prefix", default="client-", help="token file names' prefix")
+
+
+def _run_device_host(args: argparse.Namespace, console: Console) -> int:
+    """``fedsys client --profile ...``: emulated devices in this one process."""
+    from fedsys.deploy.build import channel_security
+    from fedsys.deploy.client import ClientRefusedError
+    from fedsys.deploy.device_host import DeviceHostOptions, parse_profiles, run_device_host
+    from fedsys.deploy.logs import setup_logging
+
+    profiles = parse_profiles(args.profile)
+    if args.traces is None or args.config is None:
+        raise ValueError("--profile needs --traces FILE and --config RUN.yaml")
+    options = DeviceHostOptions(
+        profiles=tuple(profiles),
+        traces=args.traces,
+        config=resolve_config(str(args.config), {}),
+        server=args.server,
+        security=channel_security(args.ca, args.cert, args.key, args.insecure),
+        token_file=args.token_file,
+        token_dir=args.token_dir,
+        token_prefix=args.token_prefix,
+        data_index=args.data_index,
+        data=args.data,
+        latency_ms=args.latency_ms,
+        timings=args.timings,
+        epoch=args.epoch,
+        epoch_file=args.epoch_file,
+        max_attempts=args.max_attempts,
+    )
+    setup_logging()
+    try:
+        reasons = run_device_host(options)
+    except (ClientRefusedError, ConnectionError, TimeoutError) as exc:
+        console.print(f"[bold red]error[/]: {exc}", highlight=False)
+        return 1
+    return 130 if reasons is None else 0

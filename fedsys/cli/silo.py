@@ -1,6 +1,6 @@
 """``fedsys silo ...``: coordinator, site manager, WAN shaper and a one-line local demo.
 
-Registered in ``fedsys/cli.py`` with :func:`add_silo_commands`. Handlers take the
+Registered in :mod:`fedsys.cli` with :func:`add_silo_commands`. Handlers take the
 parsed arguments and a rich console, and return an exit status.
 """
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from fedsys.analytics.device_stats import feature_summary, label_histograms
-from fedsys.analytics.dp import laplace_tail
+from fedsys.aggregation.noise import laplace_tail
+from fedsys.data.device_stats import feature_summary, label_histograms
 
 
 def _counts():

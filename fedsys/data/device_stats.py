@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedsys.analytics.dp import Mechanism, make_noise
+from fedsys.aggregation.noise import Mechanism, make_noise
 
 __all__ = ["FeatureSummary", "LabelStats", "feature_summary", "label_histograms"]
 

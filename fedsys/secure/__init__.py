@@ -9,7 +9,7 @@ move the messages; the simulator charges the measured costs.
 from fedsys.secure.client import SecAggClient
 from fedsys.secure.errors import ProtocolViolationError, SecureAggregationError
 from fedsys.secure.graph import default_degree, neighbour_graph
-from fedsys.secure.local import STEPS, StepTimes, secure_sum
+from fedsys.secure.in_process import STEPS, StepTimes, secure_sum
 from fedsys.secure.messages import (
     EncryptedShare,
     KeyAdvert,

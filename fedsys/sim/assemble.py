@@ -29,7 +29,7 @@ from fedsys.parts.builders import (
     cost_ratio_of,
     secure_cost_model,
 )
-from fedsys.sim.backends.registry import make_backend
+from fedsys.sim.backends.by_name import make_backend
 from fedsys.sim.device import resolve_device
 from fedsys.sim.federated_eval import FederatedEvaluator
 from fedsys.sim.rounds.base import RoundMode

@@ -47,7 +47,7 @@ class RayTrainer:
     """The actor: opens a local backend on the parts it was sent and trains shares."""
 
     def __init__(self, parts: TrainingParts, worker_backend: str, chunk_size: int) -> None:
-        from fedsys.sim.backends.registry import make_backend
+        from fedsys.sim.backends.by_name import make_backend
 
         torch.set_num_threads(1)
         backend = make_backend(worker_backend, chunk_size=chunk_size)

@@ -156,6 +156,12 @@ BROKEN = {
         "from fedsys.wire import transport\n",
         1,
     ),
+    "secure imports a runtime": (
+        "secure",
+        "secure/plan.py",
+        "def f():\n    import fedsys.sim\n",
+        2,
+    ),
     "runtime imports analytics": (
         "runtime-up",
         "deploy/stats.py",

@@ -109,6 +109,7 @@ def test_the_server_never_requests_both_shares_of_a_client() -> None:
 
     requests = server.close_inputs()
 
+    assert sorted(requests) == [0, 1, 3, 4, 6]  # one request per survivor
     for request in requests.values():
         assert not set(request.survivors) & set(request.dropped)
         assert not {2, 5} & set(request.survivors)

@@ -138,6 +138,7 @@ def test_decoupled_sends_overlap_compute(cluster):
         base = runner.run(c.coordinator.run_job(job(), MODES["baseline"]))
     finally:
         c.set_link(LinkSettings.symmetric(RTT_S))
+    assert len(sol.records) == len(base.records) == 6 * len(c.datasets)
     assert all(r.payload_bytes == 320_000 for r in sol.records + base.records)
     # Coupled: a worker is held until its output is acknowledged, so a site never has
     # more computations and sends in progress than workers (2).
@@ -210,6 +211,7 @@ def test_fedavg_streams_each_round_merge_to_the_next_rounds_sites_with_the_same_
     finally:
         c.set_link(LinkSettings.symmetric(RTT_S))
     sol, base = results["sol"], results["baseline"]
+    assert len(sol.records) == 3 * len(c.datasets)  # one training task per site and round
     assert all(r.payload_bytes > 64 * 1024 for r in sol.records)
     assert sol.stats["streamed_merges"] == 3 and sol.stats["abandoned_streams"] == 0
     assert base.stats["streamed_merges"] == 0

@@ -110,6 +110,7 @@ def test_async_rounds_divide_and_account_by_the_updates_aggregated() -> None:
 
     assert simulator.strategy.accountant.clients_per_round == 3
     draws = [tuple(r.extra["draw"]) for r in result.records]
+    assert len(draws) == raw["rounds"] == 8
     assert all(m == 3 == r.participants for (_, m), r in zip(draws, result.records, strict=True))
     events = [
         dp_accounting.SampledWithoutReplacementDpEvent(n, m, dp_accounting.GaussianDpEvent(Z / 2))

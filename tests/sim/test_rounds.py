@@ -105,6 +105,7 @@ def test_async_aggregates_every_buffer_and_cuts_off_stale_updates(speeds_fleet) 
 
     result = sim.run()
 
+    assert len(result.records) == 4
     assert all(r.participants == 2 for r in result.records)
     assert all(r.extra["max_staleness"] == 0 for r in result.records)
     assert sum(r.stragglers for r in result.records) > 0

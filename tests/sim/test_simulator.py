@@ -65,6 +65,7 @@ def test_eval_selection_reports_participant_accuracy_next_to_the_population() ->
 
     records = Simulator.from_config(config).run().records
 
+    assert len(records) == 2
     for record in records:
         assert record.accuracy is not None
         assert 0.0 <= record.extra["participant_accuracy"] <= 1.0

@@ -30,6 +30,7 @@ def test_a_backend_starts_its_own_cluster_and_each_update_is_identical() -> None
         results = list(session.train(jobs))
 
     assert not ray.is_initialized()
+    assert len(results) == len(reference) == len(SIZES)
     assert [i for i, _ in results] == [i for i, _ in reference]
     for (_, mine), (_, theirs) in zip(results, reference, strict=True):
         assert torch.equal(mine.delta.flat, theirs.delta.flat)

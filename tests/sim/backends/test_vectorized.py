@@ -104,6 +104,7 @@ def test_both_batched_paths_train_as_sequential(model, path: str) -> None:  # ty
 def test_frozen_parameters_stay_where_they_start() -> None:
     parts = training_parts(_partly_frozen_mlp(), CONFIGS["momentum-decay-prox"])
     results = dict(VectorizedBackend().open(parts).train(jobs_for(parts.model, [3, 7])))
+    assert sorted(results) == [0, 1]
     for result in results.values():
         state = result.delta.to_dict()
         assert torch.count_nonzero(state["1.weight"]) == 0
@@ -125,8 +126,9 @@ def test_jobs_from_different_starts_train_from_their_own_weights() -> None:
         )
 
 
-def _assert_runs_agree(sequential, vectorized) -> None:
+def _assert_runs_agree(sequential, vectorized, rounds: int) -> None:
     seq, vec = sequential.run(), vectorized.run()
+    assert len(seq.records) == len(vec.records) == rounds
     assert [r.extra["clients"] for r in vec.records] == [r.extra["clients"] for r in seq.records]
     torch.testing.assert_close(
         vectorized.weights_.flat, sequential.weights_.flat, rtol=RTOL, atol=ATOL
@@ -143,6 +145,7 @@ def test_sync_runs_agree_with_sequential() -> None:
     _assert_runs_agree(
         simulator(SequentialBackend(), config=config),
         simulator(VectorizedBackend(chunk_size=3), config=config),
+        rounds=4,
     )
 
 
@@ -153,6 +156,7 @@ def test_async_runs_agree_with_sequential() -> None:
     _assert_runs_agree(
         simulator(SequentialBackend(), round_mode=mode(), rounds=6),
         simulator(VectorizedBackend(), round_mode=mode(), rounds=6),
+        rounds=6,
     )
 
 
@@ -207,6 +211,7 @@ def test_a_model_vmap_cannot_batch_falls_back_with_the_reason(
     assert reason in session.reason
     assert reason in caplog.text and "falls back to sequential" in caplog.text
     reference = dict(SequentialBackend().open(parts).train(jobs))
+    assert sorted(results) == sorted(reference) == [0, 1, 2]
     for index, result in results.items():
         assert torch.equal(result.delta.flat, reference[index].delta.flat)
 

@@ -36,8 +36,3 @@ def cnn1d(input_shape: Sequence[int], num_classes: int, channels: int = 16) -> n
         nn.Flatten(),
         nn.Linear(channels * ((length + 1) // 2), num_classes),
     )
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable scalars, used to scale per-sample compute time."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -40,8 +40,8 @@ from fedsys.silo.engine import (
     TaskRecord,
 )
 from fedsys.silo.job import Job
-from fedsys.silo.registry import Output
 from fedsys.silo.servicer import CoordinatorServicer
+from fedsys.silo.task_registry import Output
 from fedsys.wire.auth import TokenAuthInterceptor, TokenStore, caller_name
 from fedsys.wire.chunks import DEFAULT_CHUNK_BYTES, Reassembler, sha256_hex, split
 from fedsys.wire.protos import common_pb2, silo_pb2, silo_pb2_grpc

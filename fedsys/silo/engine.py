@@ -28,8 +28,8 @@ from typing import Any
 from fedsys.silo.actions import Action, Bind, Evict, Push, PushPart, Reclaim, Seal, TaskRecord
 from fedsys.silo.job import Job, Merge, SiteTask
 from fedsys.silo.mode import EngineMode, FailurePolicy, JobFailedError
-from fedsys.silo.registry import Output
 from fedsys.silo.streams import Source, Stream
+from fedsys.silo.task_registry import Output
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fedsys.silo.job import Merge, merge_blocks
-from fedsys.silo.registry import Output
+from fedsys.silo.task_registry import Output
 
 
 @dataclass

@@ -16,9 +16,9 @@ from fedsys.silo.engine import (
     SiteView,
     TaskRecord,
 )
-from fedsys.silo.job import JobBuilder, histogram_job
-from fedsys.silo.registry import Output
-from fedsys.silo.tasks import sum_count_outputs
+from fedsys.silo.histogram_job import histogram_job, sum_count_outputs
+from fedsys.silo.job import JobBuilder
+from fedsys.silo.task_registry import Output
 
 TASKS = frozenset({"silo.spin", "silo.histogram", "silo.sum_counts"})
 

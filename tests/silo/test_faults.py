@@ -11,7 +11,7 @@ import pytest
 
 from fedsys.silo.engine import EngineMode, JobFailedError
 from fedsys.silo.job import JobBuilder
-from fedsys.silo.registry import Output
+from fedsys.silo.task_registry import Output
 
 
 def _spin_job(per_dataset, **params):

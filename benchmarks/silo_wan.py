@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from fedsys.aggregation import FedAvg
-from fedsys.silo.engine import EngineMode
 from fedsys.silo.histogram_job import histogram_job
 from fedsys.silo.job import Job
 from fedsys.silo.local import LocalCluster
+from fedsys.silo.mode import EngineMode
 from fedsys.silo.shaper import LinkSettings
 from fedsys.silo.training_job import fedavg_job, model_from_spec
 

@@ -38,8 +38,8 @@ from fedsys.analytics.planner import (
     slot_of,
 )
 from fedsys.silo.coordinator import JobResult, SiloCoordinator
-from fedsys.silo.engine import EngineMode, JobFailedError
 from fedsys.silo.job import JobBuilder
+from fedsys.silo.mode import EngineMode, JobFailedError
 
 __all__ = ["FederatedQueryEngine", "QueryOptions", "QueryResult", "check_options"]
 

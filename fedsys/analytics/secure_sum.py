@@ -20,8 +20,8 @@ from fedsys.analytics import masking
 from fedsys.analytics.encoding import to_json_value
 from fedsys.analytics.planner import QueryPlan
 from fedsys.silo.coordinator import JobResult
-from fedsys.silo.engine import JobFailedError
 from fedsys.silo.job import JobBuilder
+from fedsys.silo.mode import JobFailedError
 
 if TYPE_CHECKING:
     from fedsys.analytics.query import FederatedQueryEngine

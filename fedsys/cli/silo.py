@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from fedsys.silo.engine import EngineMode, JobFailedError
+from fedsys.silo.mode import EngineMode, JobFailedError
 from fedsys.silo.shaper import LinkSettings
 
 JOBS = ("histogram", "fedavg")

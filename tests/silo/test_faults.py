@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from fedsys.silo.engine import EngineMode, JobFailedError
 from fedsys.silo.job import JobBuilder
+from fedsys.silo.mode import EngineMode, JobFailedError
 from fedsys.silo.task_registry import Output
 
 

@@ -17,9 +17,9 @@ from fedsys.aggregation import FedAvg
 from fedsys.core.training import LocalTrainer, TrainConfig
 from fedsys.core.update import ClientUpdate
 from fedsys.core.weights import ModelWeights
-from fedsys.silo.engine import EngineMode
 from fedsys.silo.histogram_job import histogram_counts, sum_count_outputs
 from fedsys.silo.job import JobBuilder
+from fedsys.silo.mode import EngineMode
 from fedsys.silo.shaper import LinkSettings
 from fedsys.silo.task_registry import Output
 from fedsys.silo.training_job import fedavg_job, model_from_spec

@@ -41,10 +41,10 @@ from fedsys.analytics.local import local_cluster
 from fedsys.analytics.planner import plan_query
 from fedsys.analytics.query import FederatedQueryEngine, QueryOptions
 from fedsys.analytics.tpch import QUERIES, generate_sites
-from fedsys.silo.engine import EngineMode
 from fedsys.silo.job import JobBuilder
-from fedsys.silo.registry import Output, TaskContext, task
+from fedsys.silo.mode import EngineMode
 from fedsys.silo.shaper import LinkSettings
+from fedsys.silo.task_registry import Output, TaskContext, task
 
 RESULTS = Path(__file__).parent / "results"
 TARGET = 4.0

@@ -40,11 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from fedsys.aggregation import FedAvg
-from fedsys.silo.engine import EngineMode
-from fedsys.silo.fl import build_model, fedavg_job
-from fedsys.silo.job import Job, histogram_job
+from fedsys.silo.histogram_job import histogram_job
+from fedsys.silo.job import Job
 from fedsys.silo.local import LocalCluster
+from fedsys.silo.mode import EngineMode
 from fedsys.silo.shaper import LinkSettings
+from fedsys.silo.training_job import fedavg_job, model_from_spec
 
 RESULTS = Path(__file__).parent / "results"
 FL_MODEL = {"kind": "mlp", "input_shape": [64], "num_classes": 10, "hidden": [1024, 448]}
@@ -161,7 +162,7 @@ def main() -> None:
     args = parser.parse_args()
     args.rtts = [float(x) for x in args.rtts.split(",")]
     args.rates = [float(x) for x in args.rates.split(",")]
-    model_bytes = 4 * sum(p.numel() for p in build_model(FL_MODEL).parameters())
+    model_bytes = 4 * sum(p.numel() for p in model_from_spec(FL_MODEL).parameters())
     print(f"silo_wan: {args.sites} sites x {args.workers} workers, analytics "
           f"{args.parts} tasks/site, FedAvg {args.rounds} rounds of a "
           f"{model_bytes / 1e6:.1f} MB model; {'plaintext' if args.insecure else 'TLS'}; "

@@ -15,8 +15,8 @@ from fedsys.analytics.catalog import SitesFile, write_catalog
 from fedsys.analytics.ledger import PrivacyLedger
 from fedsys.analytics.query import FederatedQueryEngine
 from fedsys.silo.coordinator import CoordinatorSettings
-from fedsys.silo.engine import EngineMode
 from fedsys.silo.local import LocalCluster
+from fedsys.silo.mode import EngineMode
 from fedsys.silo.shaper import LinkSettings
 
 __all__ = ["TASK_MODULE", "local_cluster", "local_engine"]

@@ -37,9 +37,10 @@ from fedsys.analytics.planner import (
     plan_query,
     slot_of,
 )
+from fedsys.analytics.secure_sum import job_bytes
 from fedsys.silo.coordinator import JobResult, SiloCoordinator
-from fedsys.silo.engine import EngineMode, JobFailedError
-from fedsys.silo.job import JobBuilder
+from fedsys.silo.job import Job, JobBuilder
+from fedsys.silo.mode import EngineMode, JobFailedError
 
 __all__ = ["FederatedQueryEngine", "QueryOptions", "QueryResult", "check_options"]
 
@@ -162,7 +163,7 @@ class FederatedQueryEngine:
                              {"query": plan.sql, "part": part, "parts": options.parts},
                              dataset=self.dataset, site=site)
                for site in sites for part in range(max(1, options.parts))]
-        result = await self.coordinator.run_job(job.build(ids), self.mode, self.job_timeout_s)
+        result = await self._run_job(job.build(ids))
         tables = [decode_table(result.outputs[i].payload) for i in ids]
         nkeys = len(plan.keys)
         groups: dict[tuple[Any, ...], list[list[Any]]] = {}
@@ -198,8 +199,11 @@ class FederatedQueryEngine:
             self.ledger.charge(self.dataset, options.privacy.epsilon, options.privacy.delta,
                                plan.sql)
         if options.secure:
-            sums, duration_s, moved, dropped = await secure_sum.secure_sums(
-                self, plan, clamps, domains, sites)
+            keys = await self.public_keys(sites)
+            summed = await secure_sum.secure_sums(self._run_job, self.dataset, plan, clamps,
+                                                  domains, sites, keys, self.max_dropouts)
+            sums, duration_s = summed.total, summed.duration_s
+            moved, dropped = summed.bytes_moved, summed.dropped
         else:
             sums, duration_s, moved = await self._plain_sums(plan, clamps, domains, sites)
             dropped = []
@@ -234,7 +238,7 @@ class FederatedQueryEngine:
                   "clamps": {str(k): list(v) for k, v in clamps.items()}}
         ids = [job.site_task(site, "analytics.partial", params, dataset=self.dataset,
                              site=site) for site in sites]
-        result = await self.coordinator.run_job(job.build(ids), self.mode, self.job_timeout_s)
+        result = await self._run_job(job.build(ids))
         total: np.ndarray | None = None
         for i in ids:
             columns, _, rows = decode_table(result.outputs[i].payload)
@@ -245,7 +249,15 @@ class FederatedQueryEngine:
 
     async def public_keys(self, sites: Sequence[str]) -> dict[str, bytes]:
         """The sites' X25519 public keys (asked once per site, then kept)."""
-        return await secure_sum.public_keys(self, sites)
+        missing = [s for s in sites if s not in self.keys_]
+        if missing:
+            self.keys_.update(
+                await secure_sum.fetch_public_keys(self._run_job, self.dataset, missing))
+        return {s: self.keys_[s] for s in sites}
+
+    async def _run_job(self, job: Job) -> JobResult:
+        """Run ``job`` on the coordinator in this engine's mode, within its deadline."""
+        return await self.coordinator.run_job(job, self.mode, self.job_timeout_s)
 
 
 def check_options(plan: QueryPlan, options: QueryOptions) -> list[list[Any]]:
@@ -348,8 +360,3 @@ def _key_types(domains: Sequence[Sequence[Any]]) -> list[str]:
 
 def _label(spec: Any) -> str:
     return f"{spec.name}({spec.arg or '*'})"
-
-
-def job_bytes(result: JobResult) -> int:
-    """Payload bytes the sites sent for a job."""
-    return sum(len(o.payload) for o in result.outputs.values())

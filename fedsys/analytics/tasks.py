@@ -21,7 +21,7 @@ from fedsys.analytics.aggregates import sketch_of, summable_vector
 from fedsys.analytics.catalog import site_database, table_rows
 from fedsys.analytics.encoding import encode_table
 from fedsys.analytics.planner import QueryPlan, plan_query, slot_of
-from fedsys.silo.registry import Output, TaskContext, task
+from fedsys.silo.task_registry import Output, TaskContext, task
 
 __all__ = ["site_keys"]
 

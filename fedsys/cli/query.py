@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from fedsys.silo.engine import EngineMode
+from fedsys.silo.mode import EngineMode
 from fedsys.silo.shaper import LinkSettings
 
 if TYPE_CHECKING:  # the analytics extra (duckdb, sqlglot, ...) loads only when used

@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from fedsys.silo.engine import EngineMode, JobFailedError
+from fedsys.silo.mode import EngineMode, JobFailedError
 from fedsys.silo.shaper import LinkSettings
 
 JOBS = ("histogram", "fedavg")
@@ -143,11 +143,11 @@ def modes_from_args(args: argparse.Namespace) -> list[tuple[str, EngineMode]]:
 def build_job(args: argparse.Namespace, datasets: Sequence[str]) -> Any:
     """The built-in job named by ``--job`` over ``datasets``."""
     if args.job == "histogram":
-        from fedsys.silo.job import histogram_job
+        from fedsys.silo.histogram_job import histogram_job
 
         return histogram_job(datasets, args.parts, lo=-5.0, hi=5.0, passes=args.passes)
     from fedsys.aggregation import FedAvg
-    from fedsys.silo.fl import fedavg_job
+    from fedsys.silo.training_job import fedavg_job
 
     spec = {"kind": "mlp", "input_shape": [64], "num_classes": 10, "hidden": [args.hidden]}
     return fedavg_job(datasets, args.rounds, spec, {"local_steps": 5, "batch_size": 32},

@@ -1,14 +1,17 @@
 """What the engine asks the coordinator to do, and what it records of each task.
 
-:class:`~fedsys.silo.engine.JobRun` answers events with these plain values; the
-coordinator turns them into protocol messages.
+:class:`~fedsys.silo.jobrun.JobRun` answers events with these plain values; the
+coordinator turns them into protocol messages, and runs a :class:`RunMerge`'s
+computation in a worker thread (it grows with the data), off its event loop.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fedsys.silo.job import SiteTask
+from fedsys.silo.task_registry import Output
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,22 @@ class Evict:
     key: str
 
 
-Action = Bind | Push | PushPart | Seal | Reclaim | Evict
+@dataclass(frozen=True)
+class RunMerge:
+    """Run merge ``key``'s computation (off the event loop: it grows with the data) and
+    hand its output to :meth:`~fedsys.silo.jobrun.JobRun.on_merged`.
+
+    ``compute`` reads only values captured when the merge became ready, never the run's
+    state, so it may run in any thread. ``sealed``: the merge was streamed, so its
+    output's checksum will be sent (:class:`Seal`).
+    """
+
+    key: str
+    compute: Callable[[], Output]
+    sealed: bool = False
+
+
+Action = Bind | Push | PushPart | Seal | Reclaim | Evict | RunMerge
 
 
 @dataclass(frozen=True)

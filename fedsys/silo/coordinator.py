@@ -2,13 +2,15 @@
 
 Sites connect with ``Connect`` (one bidirectional stream each, authenticated by token;
 the token's name is the site's name). The coordinator drives a
-:class:`~fedsys.silo.engine.JobRun` with what arrives on those streams and turns its
+:class:`~fedsys.silo.jobrun.JobRun` with what arrives on those streams and turns its
 actions into messages: ``Assign`` (a batch of tasks), ``InputPart`` (a pushed input),
 ``Reclaim``. Large outputs arrive on ``PutOutput``; their progress feeds merges that
 stream (Sol), whose blocks go down as ``InputPart`` messages without a checksum and then
 one that seals them. Baseline sites pull inputs with ``FetchInput``. The coordinator
 pings every site to measure its RTT (which sets the pipelining degree) and to notice a
 silent one.
+Merges run in a worker thread (:mod:`~fedsys.silo.merge_worker`); their outputs go back
+to the run on the loop.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any
 
 import grpc
 
-from fedsys.silo.engine import (
+from fedsys.silo.job import Job
+from fedsys.silo.jobrun import (
     Action,
     Bind,
     EngineMode,
@@ -35,13 +38,14 @@ from fedsys.silo.engine import (
     Push,
     PushPart,
     Reclaim,
+    RunMerge,
     Seal,
     SiteView,
     TaskRecord,
 )
-from fedsys.silo.job import Job
-from fedsys.silo.registry import Output
+from fedsys.silo.merge_worker import MergeWorker
 from fedsys.silo.servicer import CoordinatorServicer
+from fedsys.silo.task_registry import Output
 from fedsys.wire.auth import TokenAuthInterceptor, TokenStore, caller_name
 from fedsys.wire.chunks import DEFAULT_CHUNK_BYTES, Reassembler, sha256_hex, split
 from fedsys.wire.protos import common_pb2, silo_pb2, silo_pb2_grpc
@@ -160,6 +164,7 @@ class SiloCoordinator:
         self._joined: asyncio.Event | None = None
         self._assign_messages = 0
         self._parts_cache: dict[str, list[silo_pb2.InputPart]] = {}
+        self._merge_worker = MergeWorker()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -254,6 +259,7 @@ class SiloCoordinator:
         finally:
             self._run = None
             self._parts_cache.clear()
+            self._merge_worker.forget()
         stats = dict(run.stats, assign_messages=self._assign_messages)
         outputs = {key: run.outputs[key] for key in job.results}
         return JobResult(run.job_id, outputs, time.perf_counter() - started, stats, run.records)
@@ -292,6 +298,8 @@ class SiloCoordinator:
                         job_id=run.job_id,
                     )
                 )
+            elif isinstance(action, RunMerge):
+                self._start_merge(run, action)
             else:
                 rest.append(action)
         for site, tasks in binds.items():
@@ -309,9 +317,11 @@ class SiloCoordinator:
                 seal = seals.get(action.key)
                 if seal is None:
                     output = run.outputs[action.key]
+                    digest = (self._merge_worker.digests.get(action.key)
+                              or sha256_hex(output.payload))
                     seal = seals[action.key] = silo_pb2.InputPart(
                         job_id=run.job_id, key=action.key, meta_json=output.meta_json(),
-                        streamed=True, sealed_sha256=sha256_hex(output.payload))
+                        streamed=True, sealed_sha256=digest)
                 self._send(action.site, silo_pb2.CoordinatorMessage(input=seal))
             elif isinstance(action, Reclaim):
                 message = silo_pb2.Reclaim(task_ids=list(action.task_ids), job_id=run.job_id)
@@ -321,8 +331,22 @@ class SiloCoordinator:
                 self._send(action.site, silo_pb2.CoordinatorMessage(evict=evict))
         for key in [k for k in self._parts_cache if k not in run.outputs]:
             del self._parts_cache[key]  # released by the run: no task needs it again
+        self._merge_worker.forget(keep=run.outputs.__contains__)
         if run.complete and self._done is not None:
             self._done.set()
+
+    def _start_merge(self, run: JobRun, action: RunMerge) -> None:
+        """Compute a merge off the loop; its output goes back to ``run`` (if still current)."""
+
+        def merged(output: Output) -> None:
+            if self._run is run:
+                self._handle(lambda r: r.on_merged(action.key, output))
+
+        def failed(exc: Exception) -> None:
+            if self._run is run:
+                self._fail(f"merge {action.key!r} failed: {type(exc).__name__}: {exc}")
+
+        self._merge_worker.start(action, merged, failed)
 
     def _parts(self, run: JobRun, key: str) -> list[silo_pb2.InputPart]:
         """Output ``key`` cut into checksummed parts once, however many sites get it."""

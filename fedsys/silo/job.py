@@ -7,7 +7,9 @@ rounds) are unrolled: round ``r``'s tasks consume round ``r-1``'s merge. Every t
 a stable id, and the engine accepts exactly one output per id, so a merge never counts
 an output twice however often a task was run.
 
-Example: a two-stage analytics job::
+This module holds the types only; task libraries (:mod:`~fedsys.silo.histogram_job`,
+:mod:`~fedsys.silo.training_job`) import them to build their jobs. Example: a two-stage
+analytics job::
 
     job = JobBuilder("hist")
     parts = [job.site_task(f"part/{s}/{i}", "silo.histogram", params, dataset=s)
@@ -23,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from fedsys.silo.registry import Output
+from fedsys.silo.task_registry import Output
 
 MergeFn = Callable[[Sequence[Output]], Output]
 """A coordinator merge: outputs of its inputs, in the order declared -> one output."""
@@ -242,48 +244,3 @@ class JobBuilder:
             self.name, tuple(self._tasks), tuple(self._merges), dict(self._constants),
             tuple(results),
         )
-
-
-def histogram_job(
-    datasets: Sequence[str],
-    parts_per_dataset: int,
-    lo: float,
-    hi: float,
-    bins: int = 32,
-    passes: int = 1,
-    merge_site: str | None = None,
-    name: str = "histogram",
-) -> Job:
-    """A two-stage analytics job: per-partition histograms at the sites, then one merge.
-
-    Parameters
-    ----------
-    datasets
-        One dataset per site (tasks run where their dataset is).
-    parts_per_dataset
-        Short tasks per dataset.
-    lo, hi, bins
-        Histogram range and bin count.
-    passes
-        Scans per task (task weight).
-    merge_site
-        Merge at this site (a bound-early ``silo.sum_counts`` task) instead of at the
-        coordinator.
-    name
-        Job name.
-    """
-    from fedsys.silo.tasks import sum_count_outputs
-
-    job = JobBuilder(name)
-    parts = []
-    for dataset in datasets:
-        for part in range(parts_per_dataset):
-            params = {"part": part, "parts": parts_per_dataset, "bins": bins,
-                      "lo": lo, "hi": hi, "passes": passes}
-            parts.append(job.site_task(f"part/{dataset}/{part}", "silo.histogram", params,
-                                       dataset=dataset))
-    if merge_site is None:
-        job.merge("total", sum_count_outputs, parts)
-    else:
-        job.site_task("total", "silo.sum_counts", {}, parts, site=merge_site)
-    return job.build(results=["total"])

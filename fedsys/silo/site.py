@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from fedsys.silo.registry import load_task_modules
+from fedsys.silo.task_registry import load_task_modules
 from fedsys.silo.worker import WorkResult, make_pool, run_task
 from fedsys.wire.auth import bearer_metadata
 from fedsys.wire.chunks import PayloadError, Reassembler, split

@@ -16,7 +16,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedsys.silo.registry import REGISTRY, Output, TaskContext, load_task_modules
+from fedsys.silo.task_registry import (
+    BUILTIN_TASK_MODULES,
+    REGISTRY,
+    Output,
+    TaskContext,
+    load_task_modules,
+)
 
 _SITE = ""
 _DATASETS: dict[str, Path] = {}
@@ -100,7 +106,7 @@ def make_pool(
     # torch imports its compiler stack (torch._dynamo, seconds of CPU) lazily at the first
     # optimizer use; importing it once in the fork server spares every worker that cost.
     context.set_forkserver_preload(
-        ["fedsys.silo.worker", "fedsys.silo.tasks", "fedsys.silo.fl", "torch._dynamo", *modules]
+        ["fedsys.silo.worker", *BUILTIN_TASK_MODULES, "torch._dynamo", *modules]
     )
     return ProcessPoolExecutor(
         max_workers=workers,

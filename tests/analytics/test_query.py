@@ -14,7 +14,7 @@ from fedsys.analytics.dp import PrivacySpec
 from fedsys.analytics.ledger import BudgetExceededError
 from fedsys.analytics.planner import UnsupportedQueryError
 from fedsys.analytics.query import QueryOptions
-from fedsys.silo.engine import EngineMode, JobFailedError
+from fedsys.silo.mode import EngineMode, JobFailedError
 
 from .conftest import central
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from fedsys.silo.engine import EngineMode, JobFailedError
 from fedsys.silo.job import JobBuilder
-from fedsys.silo.registry import Output
+from fedsys.silo.mode import EngineMode, JobFailedError
+from fedsys.silo.task_registry import Output
 
 
 def _spin_job(per_dataset, **params):

@@ -17,12 +17,12 @@ from fedsys.aggregation import FedAvg
 from fedsys.core.training import LocalTrainer, TrainConfig
 from fedsys.core.update import ClientUpdate
 from fedsys.core.weights import ModelWeights
-from fedsys.silo.engine import EngineMode
-from fedsys.silo.fl import build_model, fedavg_job
+from fedsys.silo.histogram_job import histogram_counts, sum_count_outputs
 from fedsys.silo.job import JobBuilder
-from fedsys.silo.registry import Output
+from fedsys.silo.mode import EngineMode
 from fedsys.silo.shaper import LinkSettings
-from fedsys.silo.tasks import histogram_counts, sum_count_outputs
+from fedsys.silo.task_registry import Output
+from fedsys.silo.training_job import fedavg_job, model_from_spec
 from fedsys.wire import auth
 from fedsys.wire.protos import silo_pb2, silo_pb2_grpc
 from fedsys.wire.tensors import layout_of, weights_from_bytes
@@ -164,7 +164,7 @@ def test_a_late_binding_job_right_after_a_coupled_upload_gets_its_workers(cluste
 
 def _reference_fedavg(c, spec, train, rounds):
     """The same FedAvg computed in this process, site by site."""
-    model = build_model(spec)
+    model = model_from_spec(spec)
     weights = ModelWeights.from_module(model)
     strategy = FedAvg()
     for round_idx in range(rounds):
@@ -189,11 +189,11 @@ def test_cross_silo_fedavg_is_the_same_in_both_modes_and_matches_fedavg(cluster)
         result = runner.run(c.coordinator.run_job(job, mode))
         finals[name] = result.outputs["round/2/global"].payload
     assert finals["baseline"] == finals["sol"]
-    layout = layout_of(ModelWeights.from_module(build_model(spec)))
+    layout = layout_of(ModelWeights.from_module(model_from_spec(spec)))
     got = weights_from_bytes(finals["sol"], layout)
     expected = _reference_fedavg(c, spec, train, 3)
     np.testing.assert_allclose(got.flat.numpy(), expected.flat.numpy(), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(got.flat.numpy(), ModelWeights.from_module(build_model(spec)).flat)
+    assert not np.allclose(got.flat.numpy(), ModelWeights.from_module(model_from_spec(spec)).flat)
 
 
 def test_fedavg_streams_each_round_merge_to_the_next_rounds_sites_with_the_same_result(cluster):
@@ -216,7 +216,7 @@ def test_fedavg_streams_each_round_merge_to_the_next_rounds_sites_with_the_same_
     assert sol.stats["streamed_merges"] == 3 and sol.stats["abandoned_streams"] == 0
     assert base.stats["streamed_merges"] == 0
     assert sol.outputs["round/2/global"] == base.outputs["round/2/global"]
-    layout = layout_of(ModelWeights.from_module(build_model(spec)))
+    layout = layout_of(ModelWeights.from_module(model_from_spec(spec)))
     got = weights_from_bytes(sol.outputs["round/2/global"].payload, layout)
     np.testing.assert_allclose(got.flat.numpy(), _reference_fedavg(c, spec, train, 3).flat,
                                rtol=1e-5, atol=1e-6)
@@ -230,7 +230,7 @@ def test_streamed_merge_overlaps_the_next_rounds_download_with_this_rounds_uploa
     # whole download. Sol: the new model went down while the deltas came up, so the
     # next round starts half an RTT and one upload chunk after the last delta is in.
     spec = {"kind": "mlp", "input_shape": [16], "num_classes": 10, "hidden": [1024, 64]}
-    transfer_s = 4 * sum(p.numel() for p in build_model(spec).parameters()) * 8 / 20e6
+    transfer_s = 4 * sum(p.numel() for p in model_from_spec(spec).parameters()) * 8 / 20e6
     c.set_link(LinkSettings.symmetric(RTT_S, rate_bps=20e6))
     try:
         results = {name: runner.run(c.coordinator.run_job(

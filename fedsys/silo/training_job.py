@@ -1,4 +1,8 @@
-"""Cross-silo federated learning as a silo job: local training at sites, a Strategy merge.
+"""The federated training task library: local training at sites, a Strategy merge.
+
+Registers ``silo.train`` (a site's local training from the global weights) and builds the
+cross-silo FL job (:func:`fedavg_job`). Every site imports this module (see
+:data:`~fedsys.silo.task_registry.BUILTIN_TASK_MODULES`).
 
 Round ``r`` runs one ``silo.train`` task per site dataset, each consuming the global
 weights of round ``r-1``; the coordinator merges their deltas with any fedsys
@@ -28,11 +32,22 @@ from fedsys.aggregation.fedprox import FedProx
 from fedsys.core.update import ClientUpdate
 from fedsys.core.weights import ModelWeights, TensorSpec
 from fedsys.silo.job import Job, JobBuilder
-from fedsys.silo.registry import Output
+from fedsys.silo.task_registry import Output, TaskContext, task
 from fedsys.wire.tensors import layout_of, weights_from_bytes, weights_to_bytes
 
+__all__ = [
+    "BLOCKWISE_STRATEGIES",
+    "BLOCK_BYTES",
+    "StrategyBlocks",
+    "StrategyMerge",
+    "fedavg_job",
+    "model_from_spec",
+    "train",
+    "weights_from_output",
+]
 
-def build_model(spec: Mapping[str, Any]) -> nn.Module:
+
+def model_from_spec(spec: Mapping[str, Any]) -> nn.Module:
     """A model from a JSON spec: ``{"kind": "mlp", "input_shape": [256], "num_classes": 10,
     "hidden": [512], "seed": 0}`` (kinds: ``mlp``, ``logistic_regression``, ``cnn1d``).
 
@@ -66,6 +81,28 @@ def weights_from_output(output: Output, model: nn.Module) -> ModelWeights:
     return weights_from_bytes(output.payload, layout)
 
 
+@task("silo.train")
+def train(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence[Output]) -> Output:
+    """Local training for cross-silo FL: the delta from the global weights in ``inputs[0]``.
+
+    Params: ``model`` (``{"kind": "mlp", "input_shape": [...], "num_classes": n,
+    "hidden": [...]}``), ``train`` (:class:`~fedsys.core.training.TrainConfig` fields),
+    ``seed`` and ``round``. The site's dataset holds ``x`` (float32) and ``y`` (int64).
+    """
+    from fedsys.core.training import LocalTrainer, TrainConfig
+
+    model = model_from_spec(params["model"])
+    start = weights_from_output(inputs[0], model)
+    arrays = ctx.arrays()
+    features = torch.from_numpy(np.asarray(arrays["x"], dtype=np.float32))
+    labels = torch.from_numpy(np.asarray(arrays["y"], dtype=np.int64))
+    trainer = LocalTrainer(TrainConfig(**params.get("train", {})))
+    seed = [int(params.get("seed", 0)), int(params.get("round", 0))]
+    result = trainer.train(model, start, features, labels, seed=seed)
+    meta = {"num_samples": result.num_samples, "mean_loss": result.loss.mean_loss}
+    return Output(weights_to_bytes(result.delta), meta)
+
+
 class StrategyMerge:
     """A coordinator merge applying a fedsys Strategy to one round's site deltas.
 
@@ -85,7 +122,7 @@ class StrategyMerge:
         self.strategy = strategy
         self.model_spec = dict(model_spec)
         self.states_: dict[int, Any] = {}
-        self._layout = layout_of(ModelWeights.from_module(build_model(self.model_spec)))
+        self._layout = layout_of(ModelWeights.from_module(model_from_spec(self.model_spec)))
 
     def merge_round(self, round_idx: int, inputs: Sequence[Output]) -> Output:
         """New global weights from ``inputs`` = [global weights, deltas...]."""
@@ -181,7 +218,7 @@ def fedavg_job(
     """
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
-    initial = ModelWeights.from_module(build_model(model_spec))
+    initial = ModelWeights.from_module(model_from_spec(model_spec))
     job = JobBuilder(name)
     current = job.constant("init", Output(weights_to_bytes(initial), {}))
     merger = StrategyMerge(strategy, model_spec)

@@ -5,7 +5,7 @@ the modules that register its tasks (``--tasks my_pkg.sql_tasks``) and runs the
 function registered under that name on its own data. An analytics module registers
 its SQL tasks the same way::
 
-    from fedsys.silo.registry import task
+    from fedsys.silo.task_registry import task
 
     @task("analytics.count")
     def count(ctx, params, inputs):
@@ -24,8 +24,12 @@ from typing import Any
 
 import numpy as np
 
-BUILTIN_TASK_MODULES = ("fedsys.silo.tasks",)
-"""Modules every site imports: the built-in analytics, training and test tasks."""
+BUILTIN_TASK_MODULES = (
+    "fedsys.silo.histogram_job",
+    "fedsys.silo.training_job",
+    "fedsys.silo.spin_task",
+)
+"""Modules every site imports: the built-in histogram, training and test-load tasks."""
 
 
 @dataclass(frozen=True)

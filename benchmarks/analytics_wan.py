@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from fedsys.analytics.catalog import SitesFile, SiteSpec
-from fedsys.analytics.local import local_cluster
+from fedsys.analytics.local_sites import local_cluster
 from fedsys.analytics.planner import plan_query
 from fedsys.analytics.query import FederatedQueryEngine, QueryOptions
 from fedsys.analytics.tpch import QUERIES, generate_sites

@@ -12,7 +12,6 @@ the seeds they share with it (:func:`pair_mask`) and the coordinator removes tho
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -128,8 +127,3 @@ def decode_fixed(values: np.ndarray, fraction_bits: int = FRACTION_BITS) -> np.n
     """Reals from a fixed-point uint64 sum."""
     return np.asarray(values, dtype=np.uint64).view(np.int64).astype(np.float64) / (
         1 << fraction_bits)
-
-
-def key_fingerprint(public: bytes) -> str:
-    """A short hex fingerprint of a public key (for logs)."""
-    return hashlib.sha256(public).hexdigest()[:16]

@@ -80,7 +80,7 @@ def _cmd_query(args: argparse.Namespace, console: Console) -> int:
     try:
         from fedsys.analytics.catalog import load_sites
         from fedsys.analytics.ledger import PrivacyLedger
-        from fedsys.analytics.local import local_engine
+        from fedsys.analytics.local_sites import local_engine
         from fedsys.analytics.planner import plan_query
         from fedsys.analytics.query import check_options
     except ImportError as exc:

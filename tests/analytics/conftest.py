@@ -18,7 +18,7 @@ import pytest
 
 from fedsys.analytics.catalog import SitesFile, SiteSpec
 from fedsys.analytics.ledger import PrivacyLedger
-from fedsys.analytics.local import local_cluster
+from fedsys.analytics.local_sites import local_cluster
 from fedsys.analytics.query import FederatedQueryEngine
 from fedsys.silo.coordinator import CoordinatorSettings
 from fedsys.silo.shaper import LinkSettings

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from fedsys.config.resolve import default_config_text
 from fedsys.config.loader import ConfigError, apply_overrides, parse_config
+from fedsys.config.resolve import default_config_text
 from fedsys.core.weights import ModelWeights
 from fedsys.metrics.records import RoundRecord
 from fedsys.sim.simulator import Simulator

@@ -6,8 +6,8 @@
 """
 
 from fedsys.sim.backends.base import BackendSession, TrainingBackend, TrainingParts, TrainJob
-from fedsys.sim.backends.ray_cluster import RayBackend
 from fedsys.sim.backends.by_name import BACKENDS, make_backend
+from fedsys.sim.backends.ray_cluster import RayBackend
 from fedsys.sim.backends.sequential import SequentialBackend
 from fedsys.sim.backends.vectorized import VectorizedBackend
 

@@ -30,7 +30,7 @@ from fedsys.core.training import LocalTrainer, TrainConfig, TrainResult
 from fedsys.core.weights import ModelWeights
 from fedsys.deploy.secure_client import SecureTaskRunner, train_task
 from fedsys.wire import auth
-from fedsys.wire.chunks import join_async, sha256_hex, split
+from fedsys.wire.chunks import PayloadError, join_async, sha256_hex, split
 from fedsys.wire.protos import deploy_pb2, deploy_pb2_grpc
 from fedsys.wire.tensors import layout_of, weights_from_bytes
 from fedsys.wire.transport import Backoff, ChannelSecurity, open_channel
@@ -303,7 +303,9 @@ class DeployClient:
             await emulation.pace_compute(int(samples), train_s)
             train_s = time.monotonic() - train_start
         compressor = build_compressor(task.codec_json)
-        encoded, self._residual = compressor.encode(result.delta, self._residual, int(task.seed))
+        encoded, self._residual = await asyncio.to_thread(
+            compressor.encode, result.delta, self._residual, int(task.seed)
+        )
         header = deploy_pb2.UpdateHeader(
             task_id=task.task_id,
             round_idx=task.round_idx,
@@ -318,7 +320,7 @@ class DeployClient:
             payload_bytes=[len(p) for p in encoded.payloads],
         )
         upload_start = time.monotonic()
-        payload = b"".join(encoded.payloads)
+        payload = await asyncio.to_thread(b"".join, encoded.payloads)
         accepted, reason = await self.retrying(
             "upload", lambda: self.upload(stub, header, payload)
         )
@@ -389,17 +391,20 @@ class DeployClient:
             timeout=300,
         )
         chunks = stream if self.emulation is None else self.emulation.shape_download(stream)
-        data = await join_async(chunks, max_bytes=int(task.model_bytes))
-        if sha256_hex(data) != task.model_sha256:
-            raise ConnectionError("downloaded model does not match the assigned checksum")
+        try:  # checked against the assigned digest on a worker thread
+            data = await join_async(
+                chunks, max_bytes=int(task.model_bytes), sha256=task.model_sha256
+            )
+        except PayloadError as exc:
+            raise ConnectionError(f"downloaded model refused: {exc}") from None
         layout = layout_of(ModelWeights.from_module(self.local_.model))
-        return weights_from_bytes(data, layout)
+        return await asyncio.to_thread(weights_from_bytes, data, layout)
 
     async def upload(
         self, stub: deploy_pb2_grpc.AggregatorStub, header: deploy_pb2.UpdateHeader, payload: bytes
     ) -> tuple[bool, str]:
         """Send the header, wait for a grant, stream the chunks; the server's verdict."""
-        header.sha256 = sha256_hex(payload)
+        header.sha256 = await asyncio.to_thread(sha256_hex, payload)
         call = stub.Upload(metadata=self._metadata, timeout=600)
         await call.write(deploy_pb2.UploadMessage(header=header))
         reply = await call.read()

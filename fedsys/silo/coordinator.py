@@ -66,6 +66,10 @@ class CoordinatorSettings:
         A site silent for this long is treated as lost.
     hello_timeout_s
         Time a new stream has to introduce itself.
+    output_idle_timeout_s
+        A ``PutOutput`` stream that sends nothing this long is cut (the site reports the
+        task failed and it is re-run). 60 s: a chunk of 64 KiB takes 26 ms at 20 Mbit/s,
+        so only a stalled or vanished sender waits that long.
     window_bytes
         HTTP/2 flow-control window per upload stream. A far site's upload moves at most
         one window per RTT, so the default 64 KiB would cap a 100 ms path at 5 Mbit/s;
@@ -77,6 +81,7 @@ class CoordinatorSettings:
     ping_interval_s: float = 0.5
     site_timeout_s: float = 15.0
     hello_timeout_s: float = 10.0
+    output_idle_timeout_s: float = 60.0
     window_bytes: int = 16 * 1024 * 1024
 
 

@@ -29,8 +29,8 @@ import grpc
 from fedsys.silo.registry import load_task_modules
 from fedsys.silo.worker import WorkResult, make_pool, run_task
 from fedsys.wire.auth import bearer_metadata
-from fedsys.wire.chunks import PayloadError, Reassembler, split
-from fedsys.wire.protos import silo_pb2, silo_pb2_grpc
+from fedsys.wire.chunks import PayloadError, Reassembler, receive, split
+from fedsys.wire.protos import common_pb2, silo_pb2, silo_pb2_grpc
 from fedsys.wire.transport import (
     DEFAULT_MAX_MESSAGE_BYTES,
     Backoff,
@@ -396,15 +396,20 @@ class SiteManager:
         if key in job.inputs:
             return job.inputs[key]
         assert self._stub is not None
-        assembler = Reassembler(self.settings.max_input_bytes)
         meta = ""
+
+        def chunk_of(part: silo_pb2.InputPart) -> common_pb2.Chunk:
+            nonlocal meta
+            meta = part.meta_json
+            return part.chunk
+
         call = self._stub.FetchInput(
             silo_pb2.InputRequest(key=key, job_id=job.job_id),
             metadata=bearer_metadata(self.token), timeout=self.settings.transfer_timeout_s)
-        async for part in call:
-            assembler.add(part.chunk)
-            meta = part.meta_json
-        job.inputs[key] = (assembler.result(), meta)
+        payload = await receive(
+            call, Reassembler(self.settings.max_input_bytes),
+            idle_timeout_s=self.settings.transfer_timeout_s, chunk_of=chunk_of, to_end=True)
+        job.inputs[key] = (payload, meta)
         return job.inputs[key]
 
     async def _comm_worker(self) -> None:

@@ -265,7 +265,7 @@ class SiloCoordinator:
 
     def _fail(self, reason: str) -> None:
         if self._failure is None:
-            _LOGGER.error("job failed: %s", reason)
+            _LOGGER.error("job failed", extra={"reason": reason})
             self._failure = reason
         if self._done is not None:
             self._done.set()
@@ -354,8 +354,8 @@ class SiloCoordinator:
         link = SiteLink(view)
         self.views[site] = view
         self._links[site] = link
-        _LOGGER.info("site %s connected: %d workers, datasets %s", site, view.workers,
-                     list(view.datasets))
+        _LOGGER.info("site connected", extra={"site": site, "workers": view.workers,
+                                              "datasets": list(view.datasets)})
         if self._run is not None:
             run = self._run
             link.send(silo_pb2.CoordinatorMessage(mode=silo_pb2.JobMode(
@@ -372,7 +372,7 @@ class SiloCoordinator:
         link.open = False
         link.outbox.put_nowait(None)
         link.view.alive = False
-        _LOGGER.warning("site %s lost: %s", link.view.name, reason)
+        _LOGGER.warning("site lost", extra={"site": link.view.name, "reason": reason})
         if self._links.get(link.view.name) is link:
             self._handle(lambda r: r.on_site_lost(link.view.name))
 

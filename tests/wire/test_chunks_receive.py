@@ -143,6 +143,6 @@ def test_silence_raises_a_timeout_error():
         return await receive(silent(), Reassembler(MAX_BYTES), idle_timeout_s=0.2)
 
     started = time.monotonic()
-    with pytest.raises(TimeoutError, match="no chunk for 0.2 s"):
+    with pytest.raises(TimeoutError, match=r"no chunk for 0\.2 s"):
         asyncio.run(scenario())
     assert time.monotonic() - started < 5

@@ -19,8 +19,6 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import fedsys
-
 __all__ = [
     "FEDSYS_ROOT",
     "child_env",
@@ -31,7 +29,7 @@ __all__ = [
     "wait_for_port",
 ]
 
-FEDSYS_ROOT = Path(fedsys.__file__).resolve().parents[1]
+FEDSYS_ROOT = Path(__file__).resolve().parents[2]
 """The folder holding this ``fedsys`` package: first on a child's ``PYTHONPATH``."""
 
 

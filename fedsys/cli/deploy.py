@@ -136,10 +136,10 @@ def _server_config(args: argparse.Namespace) -> tuple[Any, Path]:
 def _cmd_server(args: argparse.Namespace, console: Console) -> int:
     from fedsys.deploy.build import server_parts, server_security, tokens_path
     from fedsys.deploy.checkpoint import CheckpointError
-    from fedsys.deploy.logs import setup_logging
     from fedsys.deploy.server import AggregatorServer, DeployError
     from fedsys.wire.auth import TokenStore
     from fedsys.wire.lifecycle import run_until_signal
+    from fedsys.wire.logs import setup_logging
 
     config, output_dir = _server_config(args)
     setup_logging(output_dir / "server.log")
@@ -168,9 +168,9 @@ def _cmd_server(args: argparse.Namespace, console: Console) -> int:
 def _cmd_client(args: argparse.Namespace, console: Console) -> int:
     from fedsys.deploy.build import channel_security, folder_provider, shard_provider
     from fedsys.deploy.client import ClientRefusedError, DeployClient
-    from fedsys.deploy.logs import setup_logging
     from fedsys.wire.auth import read_token
     from fedsys.wire.lifecycle import run_until_signal
+    from fedsys.wire.logs import setup_logging
     from fedsys.wire.transport import Backoff
 
     if args.profile is not None:
@@ -222,7 +222,9 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
     try:
         reply = asyncio.run(ask())
     except grpc.aio.AioRpcError as exc:
-        console.print(f"[bold red]error[/]: {exc.code().name}: {exc.details()}", highlight=False)
+        from fedsys.wire.errors import error_text
+
+        console.print(f"[bold red]error[/]: {error_text(exc)}", highlight=False)
         return _EXIT_FAILED
     console.print(
         f"round {reply.round_idx}/{reply.rounds} ({reply.phase}): {reply.received} of "
@@ -306,7 +308,7 @@ def _run_device_host(args: argparse.Namespace, console: Console) -> int:
     from fedsys.deploy.build import channel_security
     from fedsys.deploy.client import ClientRefusedError
     from fedsys.deploy.device_host import DeviceHostOptions, parse_profiles, run_device_host
-    from fedsys.deploy.logs import setup_logging
+    from fedsys.wire.logs import setup_logging
 
     profiles = parse_profiles(args.profile)
     if args.traces is None or args.config is None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import signal
 import tempfile
@@ -190,8 +189,10 @@ def _digest(result: Any) -> str:
 
 def _cmd_coordinator(args: argparse.Namespace, console: Console) -> int:
     from fedsys.silo.coordinator import SiloCoordinator
+    from fedsys.wire.logs import setup_logging
     from fedsys.wire.transport import ServerSecurity
 
+    setup_logging()
     security = ServerSecurity(Path(args.certs) if args.certs else None, args.mutual_tls,
                               args.insecure)
     security.credentials()  # fail early, with the one-line TLS message
@@ -233,9 +234,10 @@ def parse_data(items: Sequence[str]) -> dict[str, str]:
 def _cmd_site(args: argparse.Namespace, console: Console) -> int:
     from fedsys.silo.site import SiteManager, SiteSettings
     from fedsys.wire.auth import read_token
+    from fedsys.wire.logs import setup_logging
     from fedsys.wire.transport import ChannelSecurity, open_channel
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setup_logging()
     datasets = parse_data(args.data)
     token = read_token(Path(args.token_file))
     security = ChannelSecurity(

@@ -30,8 +30,10 @@ from fedsys.core.training import LocalTrainer, TrainConfig, TrainResult
 from fedsys.core.weights import ModelWeights
 from fedsys.deploy.secure_client import SecureTaskRunner, train_task
 from fedsys.wire import auth
-from fedsys.wire.chunks import join_async, sha256_hex, split
+from fedsys.wire.chunks import PayloadError, join_async, sha256_hex, split
+from fedsys.wire.errors import error_text
 from fedsys.wire.protos import deploy_pb2, deploy_pb2_grpc
+from fedsys.wire.reconnect import keep_connected
 from fedsys.wire.tensors import layout_of, weights_from_bytes
 from fedsys.wire.transport import Backoff, ChannelSecurity, open_channel
 
@@ -151,39 +153,32 @@ class DeployClient:
         ConnectionError
             If the server stays unreachable past the backoff's attempts.
         """
-        rng = self._rng
-        attempt = 0
-        while True:
-            try:
-                async with open_channel(
-                    self.address, self.security, self.max_message_bytes
-                ) as channel:
-                    stub = deploy_pb2_grpc.AggregatorStub(channel)
-                    self._secure_stub = deploy_pb2_grpc.SecureAggregatorStub(channel)
-                    reply = await stub.Register(
-                        deploy_pb2.RegisterRequest(fedsys_version=_VERSION),
-                        metadata=self._metadata,
-                        timeout=30,
-                    )
-                    attempt = 0
-                    self._prepare(reply)
-                    return await self._session(stub, reply.session_id)
-            except grpc.aio.AioRpcError as error:
-                if error.code() in _FATAL:
-                    raise ClientRefusedError(
-                        f"server refused this client: {error.details()}"
-                    ) from None
-                reason = f"{error.code().name}: {error.details()}"
-            except ConnectionError as error:
-                reason = str(error)
-            if self.backoff.exhausted(attempt):
-                raise ConnectionError(
-                    f"gave up on {self.address} after {attempt} attempts ({reason})"
+
+        async def session(connected: Callable[[], None]) -> str:
+            async with open_channel(self.address, self.security, self.max_message_bytes) as channel:
+                stub = deploy_pb2_grpc.AggregatorStub(channel)
+                self._secure_stub = deploy_pb2_grpc.SecureAggregatorStub(channel)
+                reply = await stub.Register(
+                    deploy_pb2.RegisterRequest(fedsys_version=_VERSION),
+                    metadata=self._metadata,
+                    timeout=30,
                 )
-            delay = self.backoff.delay_s(attempt, rng)
-            _LOGGER.info("reconnecting", extra={"in_s": round(delay, 2), "reason": reason})
-            await asyncio.sleep(delay)
-            attempt += 1
+                connected()
+                self._prepare(reply)
+                return await self._session(stub, reply.session_id)
+
+        reason = await keep_connected(
+            session,
+            backoff=self.backoff,
+            rng=self._rng,
+            target=self.address,
+            retry_on=(grpc.aio.AioRpcError, ConnectionError),
+            fatal=_refusal,
+            logger=_LOGGER,
+            level=logging.INFO,
+        )
+        assert reason is not None  # no stop event: only the session's end returns
+        return reason
 
     def _prepare(self, reply: deploy_pb2.RegisterReply) -> None:
         """Build the model and data on first registration; check the model's layout."""
@@ -259,10 +254,7 @@ class DeployClient:
             except grpc.aio.AioRpcError as error:
                 _LOGGER.warning(
                     "task failed",
-                    extra={
-                        "round": task.round_idx,
-                        "error": f"{error.code().name}: {error.details()}",
-                    },
+                    extra={"round": task.round_idx, "error": error_text(error)},
                 )
                 if error.code() == grpc.StatusCode.UNAVAILABLE:
                     raise ConnectionError(f"link to the server lost: {error.details()}") from None
@@ -303,7 +295,9 @@ class DeployClient:
             await emulation.pace_compute(int(samples), train_s)
             train_s = time.monotonic() - train_start
         compressor = build_compressor(task.codec_json)
-        encoded, self._residual = compressor.encode(result.delta, self._residual, int(task.seed))
+        encoded, self._residual = await asyncio.to_thread(
+            compressor.encode, result.delta, self._residual, int(task.seed)
+        )
         header = deploy_pb2.UpdateHeader(
             task_id=task.task_id,
             round_idx=task.round_idx,
@@ -318,7 +312,7 @@ class DeployClient:
             payload_bytes=[len(p) for p in encoded.payloads],
         )
         upload_start = time.monotonic()
-        payload = b"".join(encoded.payloads)
+        payload = await asyncio.to_thread(b"".join, encoded.payloads)
         accepted, reason = await self.retrying(
             "upload", lambda: self.upload(stub, header, payload)
         )
@@ -352,7 +346,7 @@ class DeployClient:
                     "retrying transfer",
                     extra={
                         "what": what,
-                        "error": f"{error.code().name}: {error.details()}",
+                        "error": error_text(error),
                         "in_s": round(delay, 2),
                     },
                 )
@@ -389,17 +383,20 @@ class DeployClient:
             timeout=300,
         )
         chunks = stream if self.emulation is None else self.emulation.shape_download(stream)
-        data = await join_async(chunks, max_bytes=int(task.model_bytes))
-        if sha256_hex(data) != task.model_sha256:
-            raise ConnectionError("downloaded model does not match the assigned checksum")
+        try:  # checked against the assigned digest on a worker thread
+            data = await join_async(
+                chunks, max_bytes=int(task.model_bytes), sha256=task.model_sha256
+            )
+        except PayloadError as exc:
+            raise ConnectionError(f"downloaded model refused: {exc}") from None
         layout = layout_of(ModelWeights.from_module(self.local_.model))
-        return weights_from_bytes(data, layout)
+        return await asyncio.to_thread(weights_from_bytes, data, layout)
 
     async def upload(
         self, stub: deploy_pb2_grpc.AggregatorStub, header: deploy_pb2.UpdateHeader, payload: bytes
     ) -> tuple[bool, str]:
         """Send the header, wait for a grant, stream the chunks; the server's verdict."""
-        header.sha256 = sha256_hex(payload)
+        header.sha256 = await asyncio.to_thread(sha256_hex, payload)
         call = stub.Upload(metadata=self._metadata, timeout=600)
         await call.write(deploy_pb2.UploadMessage(header=header))
         reply = await call.read()
@@ -422,6 +419,13 @@ class DeployClient:
         if reply is grpc.aio.EOF or not reply.HasField("verdict"):
             return False, "server closed the upload without a verdict"
         return reply.verdict.accepted, reply.verdict.reason
+
+
+def _refusal(error: BaseException) -> BaseException | None:
+    """A failure that retrying cannot fix: the server refused this client's token."""
+    if isinstance(error, grpc.aio.AioRpcError) and error.code() in _FATAL:
+        return ClientRefusedError(f"server refused this client: {error.details()}")
+    return None
 
 
 def build_compressor(codec_json: str) -> Compressor:

@@ -8,9 +8,7 @@ as ``fedsys run`` from the server's ``rounds.jsonl``, and always ends its childr
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ import yaml
 from fedsys.config.schema import RunConfig
 from fedsys.metrics.records import RoundRecord, RunResult, record_from_json
 from fedsys.metrics.writers import atomic_write_text
+from fedsys.wire.supervise import end_all, fedsys_command, spawn, wait_for_port
 
 PORT_WAIT_S = 180.0
 HOSTS_WAIT_S = 900.0
@@ -106,7 +105,7 @@ def run_local(
     try:
         server = _spawn(server_args, logs / "server.out")
         children.append(server)
-        port = _wait_for_port(port_file, server)
+        port = wait_for_port(port_file, server, PORT_WAIT_S, "the aggregator")
         if traces is None:
             for index, name in enumerate(names):
                 arguments = client_arguments(port, pki, name, index)
@@ -137,7 +136,8 @@ def run_local(
     except (RuntimeError, TimeoutError) as exc:
         return LocalOutcome(1, output_dir, error=f"{exc}; see {logs / 'server.out'}")
     finally:
-        _end(children)
+        # Clients leave on their own once the server finished; otherwise end them now.
+        _end(children, grace_s=10.0 if children and children[0].poll() is not None else 0.0)
     records = tuple(record_from_json(row) for row in _read_rows(output_dir / "rounds.jsonl"))
     result = RunResult(records, config.model_dump(mode="json"))
     summary = json.loads((output_dir / "summary.json").read_text())
@@ -240,31 +240,8 @@ def device_host_arguments(
 
 
 def _spawn(arguments: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    log = log_path.open("wb")
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "fedsys", *arguments],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            # N processes share this machine's cores: one torch thread each avoids the
-            # oversubscription that makes small-model training many times slower.
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
-        )
-    finally:
-        log.close()
-
-
-def _wait_for_port(port_file: Path, server: subprocess.Popen[bytes]) -> int:
-    deadline = time.monotonic() + PORT_WAIT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the aggregator exited with {server.returncode} before listening")
-        if port_file.is_file():
-            text = port_file.read_text().strip()
-            if text:
-                return int(text)
-        time.sleep(0.1)
-    raise TimeoutError(f"the aggregator did not report its port within {PORT_WAIT_S:.0f} s")
+    """``python -m fedsys ARGUMENTS`` in its own process group, logging to ``log_path``."""
+    return spawn(fedsys_command(*arguments), log_path)
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -280,16 +257,5 @@ def _read_rows(path: Path) -> list[dict]:
 
 
 def _end(children: list[subprocess.Popen[bytes]], grace_s: float = 10.0) -> None:
-    """Let children exit on their own, then terminate, then kill."""
-    deadline = time.monotonic() + grace_s
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.terminate()
-    for child in children:
-        try:
-            child.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(timeout=5)
+    """Let children exit on their own for ``grace_s``, then terminate, then kill (groups)."""
+    end_all(children, wait_s=grace_s, term_grace_s=5.0)

@@ -23,6 +23,7 @@ from fedsys.secure.errors import ProtocolViolationError, SecureAggregationError
 from fedsys.secure.plan import SecurePlan
 from fedsys.wire import secagg
 from fedsys.wire.chunks import split
+from fedsys.wire.errors import error_text
 from fedsys.wire.protos import deploy_pb2, deploy_pb2_grpc
 
 _MASKED_CHUNK_BYTES = 1 << 20
@@ -146,7 +147,7 @@ class SecureTaskRunner:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.UNAVAILABLE:
                 raise
-            return False, f"{error.code().name}: {error.details()}"
+            return False, error_text(error)
         return ack.accepted, ack.reason
 
 

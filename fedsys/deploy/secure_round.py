@@ -32,14 +32,15 @@ from fedsys.secure.messages import MaskedInput
 from fedsys.secure.plan import SecurePlan
 from fedsys.secure.server import SecAggServer
 from fedsys.wire import auth, secagg
-from fedsys.wire.chunks import PayloadError, Reassembler
-from fedsys.wire.protos import deploy_pb2, deploy_pb2_grpc
+from fedsys.wire.chunks import PayloadError, Reassembler, StreamCutError, receive
+from fedsys.wire.protos import common_pb2, deploy_pb2, deploy_pb2_grpc
 
 if TYPE_CHECKING:
     from fedsys.deploy.server import AggregatorServer
 
 _LOGGER = logging.getLogger(__name__)
 _POLL_S = 0.25
+_CUT = "masked input ended before all its chunks"
 
 
 class SecureRound:
@@ -336,15 +337,16 @@ class SecureService(deploy_pb2_grpc.SecureAggregatorServicer):
             size = length * dtype.itemsize
             assembler = Reassembler(max_bytes=size, expected_bytes=size)
             async with self.server.upload_slots:
-                while not assembler.complete:
-                    message = await asyncio.wait_for(
-                        anext(messages, None), self.server.settings.round_timeout_s
+                try:
+                    payload = await receive(
+                        messages,
+                        assembler,
+                        idle_timeout_s=self.server.settings.round_timeout_s,
+                        chunk_of=_masked_chunk,
                     )
-                    if message is None or not message.HasField("chunk"):
-                        raise ProtocolViolationError("masked input ended before all its chunks")
-                    assembler.add(message.chunk)
-                payload = assembler.result()
-            values = np.frombuffer(payload, dtype=dtype).astype(dtype.newbyteorder("="))
+                except StreamCutError:
+                    raise ProtocolViolationError(_CUT) from None
+            values = await asyncio.to_thread(_native, payload, dtype)
             await feed.add_masked(client, header, values, size)
         except (ProtocolViolationError, PayloadError, TimeoutError) as exc:
             reason = str(exc) or type(exc).__name__
@@ -354,3 +356,14 @@ class SecureService(deploy_pb2_grpc.SecureAggregatorServicer):
             return deploy_pb2.SecureAck(accepted=False, reason=reason)
         self.server.registry.release(client, header.task_id)
         return deploy_pb2.SecureAck(accepted=True)
+
+
+def _masked_chunk(message: deploy_pb2.MaskedUpload) -> common_pb2.Chunk:
+    if not message.HasField("chunk"):
+        raise ProtocolViolationError(_CUT)
+    return message.chunk
+
+
+def _native(payload: bytearray, dtype: np.dtype) -> np.ndarray:
+    """The little-endian masked vector in native byte order (a copy: grows with the model)."""
+    return np.frombuffer(payload, dtype=dtype).astype(dtype.newbyteorder("="))

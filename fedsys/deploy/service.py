@@ -18,10 +18,11 @@ import grpc
 
 from fedsys.aggregation.compression import EncodedUpdate
 from fedsys.core.update import ClientUpdate, LossStats
+from fedsys.core.weights import ModelWeights
 from fedsys.deploy.registry import Session, UnknownClientError
 from fedsys.wire import auth
-from fedsys.wire.chunks import PayloadError, Reassembler, split
-from fedsys.wire.protos import deploy_pb2, deploy_pb2_grpc
+from fedsys.wire.chunks import PayloadError, Reassembler, StreamCutError, receive, split
+from fedsys.wire.protos import common_pb2, deploy_pb2, deploy_pb2_grpc
 from fedsys.wire.tensors import layout_of
 
 if TYPE_CHECKING:
@@ -171,9 +172,13 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
                     grant=deploy_pb2.Grant(max_chunk_bytes=self.server.settings.chunk_bytes)
                 )
                 payload = await self._receive(messages, header)
-                update = self._decode(client_id, header, payload, assignment.assigned_at)
+                # Decoding and validating grow with the model: a worker thread does them.
+                weights = self.server.weights
+                update = await asyncio.to_thread(
+                    self._decode, client_id, header, payload, assignment.assigned_at, weights
+                )
                 del payload  # the update's tensors view it; nothing else may keep it
-                problem = self.server.validator.problem(update, self.server.weights)
+                problem = await asyncio.to_thread(self.server.validator.problem, update, weights)
                 if problem is not None:
                     raise UpdateRefusedError(f"invalid update: {problem}")
                 await self.server.accept(live, update, assignment)
@@ -234,20 +239,21 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
     async def _receive(
         self, messages: AsyncIterator[deploy_pb2.UploadMessage], header: deploy_pb2.UpdateHeader
     ) -> bytearray:
+        """The update's bytes, verified; a client silent for ``round_timeout_s`` is cut."""
         assembler = Reassembler(
             max_bytes=self.server.update_bytes,
             expected_bytes=self.server.update_bytes,
             expected_sha256=header.sha256,
         )
-        timeout = self.server.settings.round_timeout_s
-        while not assembler.complete:
-            message = await asyncio.wait_for(anext(messages, None), timeout)
-            if message is None:
-                raise UploadCutError("the upload stream ended before its last chunk")
-            if not message.HasField("chunk"):
-                raise UpdateRefusedError("expected update chunks after the grant")
-            assembler.add(message.chunk)
-        return assembler.result()
+        try:
+            return await receive(
+                messages,
+                assembler,
+                idle_timeout_s=self.server.settings.round_timeout_s,
+                chunk_of=_update_chunk,
+            )
+        except StreamCutError:
+            raise UploadCutError("the upload stream ended before its last chunk") from None
 
     def _decode(
         self,
@@ -255,7 +261,9 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         header: deploy_pb2.UpdateHeader,
         payload: bytearray,
         assigned_at: float,
+        weights: ModelWeights,
     ) -> ClientUpdate:
+        """The update in ``payload`` (runs on a worker thread: it grows with the model)."""
         sizes = [int(n) for n in header.payload_bytes]
         view = memoryview(payload)  # slices of the receive buffer, not copies
         parts, offset = [], 0
@@ -264,7 +272,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             offset += size
         encoded = EncodedUpdate(codec=header.codec, payloads=tuple(parts))
         try:
-            delta = self.server.compressor.decode(encoded, like=self.server.weights)
+            delta = self.server.compressor.decode(encoded, like=weights)
         except (ValueError, RuntimeError) as exc:
             raise UpdateRefusedError(f"malformed update: {exc}") from None
         loss = LossStats(
@@ -294,6 +302,12 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
     ) -> deploy_pb2.StatusReply:
         self._name(context)
         return self.server.status()
+
+
+def _update_chunk(message: deploy_pb2.UploadMessage) -> common_pb2.Chunk:
+    if not message.HasField("chunk"):
+        raise UpdateRefusedError("expected update chunks after the grant")
+    return message.chunk
 
 
 def _verdict(accepted: bool, reason: str) -> deploy_pb2.UploadReply:

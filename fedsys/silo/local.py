@@ -4,16 +4,14 @@ Used by ``fedsys silo local``, the tests and ``benchmarks/silo_wan.py``. The coo
 runs in the caller's event loop, the shaping proxies on a thread of their own (one per
 site, on the site's path to the coordinator), and every site manager is a separate
 process with its own compute worker pool, started with ``python -m fedsys.cli silo
-site`` and always killed on exit.
+site`` through :mod:`fedsys.wire.supervise` and always ended on exit (terminate, then
+kill its whole process group).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
+import asyncio
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +23,12 @@ from fedsys.silo.coordinator import CoordinatorSettings, SiloCoordinator
 from fedsys.silo.shaper import LinkSettings, ShaperThread
 from fedsys.silo.shaper_process import ShaperProcess
 from fedsys.wire import auth, tls
+from fedsys.wire.supervise import child_env as child_env  # re-exported for tests and tools
+from fedsys.wire.supervise import end_all, end_group, fedsys_command, spawn
 from fedsys.wire.transport import ServerSecurity
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+SITE_STOP_S = 5.0
+"""Grace a site has to stop on SIGTERM before its process group is killed."""
 
 
 def write_site_data(
@@ -64,9 +65,9 @@ def site_command(
     task_modules: Sequence[str] = (),
 ) -> list[str]:
     """The command line that starts one site manager."""
-    cmd = [sys.executable, "-m", "fedsys.cli", "silo", "site", "--coordinator", address,
-           "--token-file", str(token_file), "--name", name, "--workers", str(workers),
-           "--comm-workers", str(comm_workers)]
+    cmd = fedsys_command("silo", "site", "--coordinator", address,
+                         "--token-file", str(token_file), "--name", name, "--workers",
+                         str(workers), "--comm-workers", str(comm_workers), module="fedsys.cli")
     cmd += ["--ca", str(ca_path)] if ca_path is not None else ["--insecure"]
     for dataset, path in datasets.items():
         cmd += ["--data", f"{dataset}={path}"]
@@ -75,19 +76,9 @@ def site_command(
     return cmd
 
 
-def child_env() -> dict[str, str]:
-    """The environment of child processes: this fedsys first on the path."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-    return env
-
-
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """Kill a site process and its worker processes (its own session), then reap it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
+    """Kill a site process and its worker processes (its own group) at once, then reap it."""
+    end_group(proc, term_grace_s=0.0)
 
 
 @dataclass
@@ -202,10 +193,7 @@ class LocalCluster:
                                data, name, self.workers, self.comm_workers,
                                None if self.insecure else pki / "ca.pem",
                                self.task_modules)
-            with open(logs / f"{name}.log", "wb") as log:
-                self.processes.append(subprocess.Popen(
-                    cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
-                    cwd=self.workdir, start_new_session=True))
+            self.processes.append(spawn(cmd, logs / f"{name}.log", cwd=self.workdir))
         await self.coordinator.wait_for_sites(self.sites, self.startup_timeout_s)
 
     def set_link(self, link: LinkSettings) -> None:
@@ -219,9 +207,8 @@ class LocalCluster:
         kill_group(self.processes[index])
 
     async def close(self) -> None:
-        """Kill every site process, stop the shapers and the coordinator."""
-        for proc in self.processes:
-            kill_group(proc)
+        """End every site process (terminate, then kill), stop the shapers and coordinator."""
+        await asyncio.to_thread(end_all, self.processes, 0.0, SITE_STOP_S)
         if self.shaper is not None:
             self.shaper.close()
         if self.coordinator is not None:

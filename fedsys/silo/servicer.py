@@ -1,7 +1,8 @@
 """The gRPC face of the silo coordinator: the three calls sites make.
 
 ``Connect`` is the site's stream (hello, then messages both ways until it ends),
-``PutOutput`` receives a large output in checksummed chunks, ``FetchInput`` serves an
+``PutOutput`` receives a large output in checksummed chunks (cut when the site sends
+nothing for ``output_idle_timeout_s``; hashed off the event loop), ``FetchInput`` serves an
 input to a late-binding site. The token interceptor has already refused unknown callers;
 every handler names the caller from its token and hands the work to the coordinator.
 """
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from fedsys.wire.chunks import PayloadError, Reassembler
-from fedsys.wire.protos import silo_pb2, silo_pb2_grpc
+from fedsys.wire.chunks import ChunkTimeoutError, PayloadError, Reassembler, next_within, receive
+from fedsys.wire.protos import common_pb2, silo_pb2, silo_pb2_grpc
 
 if TYPE_CHECKING:
     from fedsys.silo.coordinator import SiloCoordinator, SiteLink
@@ -77,20 +78,22 @@ class CoordinatorServicer(silo_pb2_grpc.CoordinatorServicer):
     ) -> silo_pb2.OutputAck:
         coordinator = self.coordinator
         site = coordinator.caller(context)
-        header: silo_pb2.OutputHeader | None = None
+        idle_s = coordinator.settings.output_idle_timeout_s
         assembler = Reassembler(coordinator.settings.max_output_bytes)
+        parts = aiter(request_iterator)
         try:
-            async for part in request_iterator:
-                if part.WhichOneof("kind") == "header":
-                    header = part.header
-                elif header is None:
-                    raise PayloadError("output chunk before its header")
-                else:
-                    assembler.add(part.chunk)
-                    coordinator.output_progress(site, header, assembler)
-            if header is None:
+            first = await next_within(parts, idle_s)
+            if first is None:
                 raise PayloadError("output without header")
-            payload = assembler.result()
+            if first.WhichOneof("kind") != "header":
+                raise PayloadError("output chunk before its header")
+            header = first.header
+            payload = await receive(
+                parts, assembler, idle_timeout_s=idle_s, chunk_of=_output_chunk, to_end=True,
+                on_chunk=lambda progress: coordinator.output_progress(site, header, progress))
+        except ChunkTimeoutError as exc:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
+            raise AssertionError("unreachable") from exc
         except PayloadError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise AssertionError("unreachable") from exc
@@ -110,3 +113,9 @@ class CoordinatorServicer(silo_pb2_grpc.CoordinatorServicer):
             return
         for part in parts:
             yield part
+
+
+def _output_chunk(part: silo_pb2.OutputPart) -> common_pb2.Chunk:
+    if part.WhichOneof("kind") != "chunk":
+        raise PayloadError("an output has one header, before its chunks")
+    return part.chunk

@@ -14,13 +14,12 @@ acknowledged (coupled), and the site asks for its next task only then (late bind
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -29,8 +28,10 @@ import grpc
 from fedsys.silo.task_registry import load_task_modules
 from fedsys.silo.worker import WorkResult, make_pool, run_task
 from fedsys.wire.auth import bearer_metadata
-from fedsys.wire.chunks import PayloadError, Reassembler, split
-from fedsys.wire.protos import silo_pb2, silo_pb2_grpc
+from fedsys.wire.chunks import PayloadError, Reassembler, receive, split
+from fedsys.wire.errors import error_text
+from fedsys.wire.protos import common_pb2, silo_pb2, silo_pb2_grpc
+from fedsys.wire.reconnect import keep_connected
 from fedsys.wire.transport import (
     DEFAULT_MAX_MESSAGE_BYTES,
     Backoff,
@@ -151,24 +152,15 @@ class SiteManager:
         self._pool = make_pool(self.settings.workers, self.name, self.datasets,
                                self.settings.task_modules)
         await self._warm_up()
-        rng = random.Random()
-        attempt = 0
         try:
-            while not stop.is_set():
-                try:
-                    await self._session(task_names, stop)
-                    attempt = 0
-                except (grpc.aio.AioRpcError, TimeoutError, ConnectionError) as exc:
-                    reason = _describe(exc)
-                    if self.settings.backoff.exhausted(attempt):
-                        raise ConnectionError(
-                            f"cannot reach the coordinator at {self.coordinator}: {reason}"
-                        ) from None
-                    _LOGGER.warning("stream to coordinator broke (%s); reconnecting", reason)
-                    with contextlib.suppress(TimeoutError):  # a stop ends the wait at once
-                        await asyncio.wait_for(
-                            stop.wait(), self.settings.backoff.delay_s(attempt, rng))
-                    attempt += 1
+            await keep_connected(
+                lambda connected: self._session(task_names, stop, connected),
+                backoff=self.settings.backoff,
+                rng=random.Random(),
+                target=f"the coordinator at {self.coordinator}",
+                stop=stop,
+                logger=_LOGGER,
+            )
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -188,8 +180,13 @@ class SiteManager:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _session(self, task_names: Sequence[str], stop: asyncio.Event) -> None:
-        """One connection: hello, then serve the stream until it ends."""
+    async def _session(self, task_names: Sequence[str], stop: asyncio.Event,
+                       connected: Callable[[], None]) -> None:
+        """One connection: hello, then serve the stream until it ends (or ``stop``).
+
+        ``connected`` is called at each message from the coordinator: a site that got
+        through starts its reconnection count afresh.
+        """
         self._job = _JobState()
         self._free = self.settings.workers
         self._outbox = asyncio.Queue()
@@ -218,6 +215,7 @@ class SiteManager:
                     message = read.result()
                     if message is grpc.aio.EOF:
                         raise ConnectionError("the coordinator closed the stream")
+                    connected()
                     self._on_message(message)
             finally:
                 stopper.cancel()
@@ -243,7 +241,8 @@ class SiteManager:
             self._send(silo_pb2.SiteMessage(
                 pong=silo_pb2.Pong(coordinator_time_s=message.ping.coordinator_time_s)))
         elif kind == "welcome":
-            _LOGGER.info("connected to %s as site %s", self.coordinator, message.welcome.site)
+            _LOGGER.info("connected", extra={"coordinator": self.coordinator,
+                                             "site": message.welcome.site})
         elif kind == "mode":
             self._start_job(message.mode)
         elif kind == "assign":
@@ -313,7 +312,8 @@ class SiteManager:
         that fails again fails the task, which the coordinator re-runs or reports, so
         the job never waits for an input that will not come.
         """
-        _LOGGER.error("%s; its tasks will fetch it whole", reason)
+        _LOGGER.error("pushed input refused; its tasks will fetch it whole",
+                      extra={"key": key, "reason": reason})
         self._job.refused.add(key)
         self._wake.set()
 
@@ -377,11 +377,12 @@ class SiteManager:
             elif not small:
                 self._comm.put_nowait((header, result.payload))
         except (grpc.aio.AioRpcError, TimeoutError, PayloadError) as exc:
-            _LOGGER.warning("task %s lost its transfer: %s", task.task_id, exc)
+            _LOGGER.warning("task lost its transfer",
+                            extra={"task_id": task.task_id, "reason": error_text(exc)})
             self._report_failure(task.task_id, task.attempt, job.job_id,
-                                 f"transfer failed: {exc}")
+                                 f"transfer failed: {error_text(exc)}")
         except Exception as exc:  # e.g. a worker process died: the coordinator must know
-            _LOGGER.exception("task %s could not run", task.task_id)
+            _LOGGER.exception("task could not run", extra={"task_id": task.task_id})
             self._report_failure(task.task_id, task.attempt, job.job_id,
                                  f"{type(exc).__name__}: {exc}")
         finally:
@@ -396,15 +397,20 @@ class SiteManager:
         if key in job.inputs:
             return job.inputs[key]
         assert self._stub is not None
-        assembler = Reassembler(self.settings.max_input_bytes)
         meta = ""
+
+        def chunk_of(part: silo_pb2.InputPart) -> common_pb2.Chunk:
+            nonlocal meta
+            meta = part.meta_json
+            return part.chunk
+
         call = self._stub.FetchInput(
             silo_pb2.InputRequest(key=key, job_id=job.job_id),
             metadata=bearer_metadata(self.token), timeout=self.settings.transfer_timeout_s)
-        async for part in call:
-            assembler.add(part.chunk)
-            meta = part.meta_json
-        job.inputs[key] = (assembler.result(), meta)
+        payload = await receive(
+            call, Reassembler(self.settings.max_input_bytes),
+            idle_timeout_s=self.settings.transfer_timeout_s, chunk_of=chunk_of, to_end=True)
+        job.inputs[key] = (payload, meta)
         return job.inputs[key]
 
     async def _comm_worker(self) -> None:
@@ -416,9 +422,10 @@ class SiteManager:
             except (grpc.aio.AioRpcError, TimeoutError) as exc:
                 # The coordinator must hear of it, or the job waits for this output until
                 # its timeout (a report about a task re-bound elsewhere meanwhile is ignored).
-                _LOGGER.warning("upload of %s failed: %s", header.task_id, _describe(exc))
+                _LOGGER.warning("output upload failed",
+                                extra={"task_id": header.task_id, "reason": error_text(exc)})
                 self._report_failure(header.task_id, header.attempt, header.job_id,
-                                     f"output upload failed: {_describe(exc)}")
+                                     f"output upload failed: {error_text(exc)}")
 
     async def _upload(self, header: silo_pb2.OutputHeader, payload: bytes) -> bool:
         assert self._stub is not None
@@ -433,13 +440,6 @@ class SiteManager:
             parts(), metadata=bearer_metadata(self.token),
             timeout=self.settings.transfer_timeout_s)
         return bool(ack.accepted)
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for a broken stream (gRPC errors carry their code and details)."""
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{exc.code().name}: {exc.details()}"
-    return str(exc) or type(exc).__name__
 
 
 def _done(task: silo_pb2.TaskAssignment, result: WorkResult, job_id: str) -> silo_pb2.TaskDone:

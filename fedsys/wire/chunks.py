@@ -4,20 +4,36 @@ gRPC refuses messages above its limit, and one message per model would make the
 receiver hold it twice; a model or update therefore travels as ``Chunk`` messages of
 at most ``chunk_bytes`` each. The receiver checks the announced size against its own
 limit before buffering anything and the SHA-256 of the whole payload before use.
+
+Every handler that takes a chunk stream receives it with :func:`receive`: one place for
+the size limit, the server-side inactivity deadline (a sender that goes silent
+mid-stream is cut, it does not hold a buffer and an upload slot forever) and the
+checksum, which runs on a worker thread so the event loop never hashes a payload.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from typing import TypeVar
 
 from fedsys.wire.protos import common_pb2
 
 DEFAULT_CHUNK_BYTES = 256 * 1024
+M = TypeVar("M")
 
 
 class PayloadError(ValueError):
     """A chunked payload was oversize, out of order, truncated or failed its checksum."""
+
+
+class StreamCutError(PayloadError):
+    """The stream ended before the payload's last chunk (a lost link, or a lying sender)."""
+
+
+class ChunkTimeoutError(TimeoutError):
+    """No message arrived within the receiver's inactivity deadline."""
 
 
 def sha256_hex(data: bytes | memoryview) -> str:
@@ -162,9 +178,113 @@ def join(chunks: Iterable[common_pb2.Chunk], max_bytes: int) -> bytearray:
     return assembler.result()
 
 
-async def join_async(chunks: AsyncIterator[common_pb2.Chunk], max_bytes: int) -> bytearray:
-    """:func:`join` for a gRPC response stream."""
-    assembler = Reassembler(max_bytes)
-    async for chunk in chunks:
+async def join_async(
+    chunks: AsyncIterable[common_pb2.Chunk],
+    max_bytes: int,
+    idle_timeout_s: float | None = None,
+    sha256: str | None = None,
+) -> bytearray:
+    """:func:`join` for a gRPC response stream (read to its end; verified off the loop)."""
+    return await receive(
+        chunks, Reassembler(max_bytes), idle_timeout_s=idle_timeout_s, to_end=True, sha256=sha256
+    )
+
+
+async def next_within(messages: AsyncIterator[M], idle_timeout_s: float | None) -> M | None:
+    """The next message of a stream, ``None`` at its end.
+
+    Parameters
+    ----------
+    messages
+        The stream (a gRPC request iterator or response call).
+    idle_timeout_s
+        Longest wait for the message; ``None``: no deadline (the call's own applies).
+
+    Raises
+    ------
+    ChunkTimeoutError
+        If nothing arrived within ``idle_timeout_s``.
+    """
+    try:
+        return await asyncio.wait_for(anext(messages, None), idle_timeout_s)
+    except TimeoutError:
+        raise ChunkTimeoutError(f"no chunk for {idle_timeout_s:g} s: stream cut") from None
+
+
+def _same(message: M) -> common_pb2.Chunk:
+    assert isinstance(message, common_pb2.Chunk)
+    return message
+
+
+async def receive(
+    messages: AsyncIterable[M],
+    assembler: Reassembler,
+    *,
+    idle_timeout_s: float | None,
+    chunk_of: Callable[[M], common_pb2.Chunk] | None = None,
+    on_chunk: Callable[[Reassembler], None] | None = None,
+    to_end: bool = False,
+    sha256: str | None = None,
+) -> bytearray:
+    """Receive a payload's chunks from a stream into ``assembler`` and verify it.
+
+    The limits are the assembler's (``max_bytes``, and any expected size or digest:
+    checked at the first chunk, before anything is buffered); every chunk of a
+    non-empty payload must carry bytes, so a stream cannot last longer than its
+    payload. The SHA-256 runs on a worker thread.
+
+    Parameters
+    ----------
+    messages
+        The stream (or a call to iterate), positioned after any header.
+    assembler
+        Collects the chunks and holds the limits.
+    idle_timeout_s
+        Cut the stream when no message arrives for this long (``None``: no deadline
+        here; only for a call that has its own).
+    chunk_of
+        The chunk inside a message; raises (the caller's refusal) for a message that is
+        not a chunk. Default: the messages are chunks.
+    on_chunk
+        Called after each chunk (progress, streaming consumers).
+    to_end
+        Read until the stream ends (a client stream the sender closes), refusing any
+        chunk past the last; otherwise stop at the last chunk.
+    sha256
+        A digest the payload must also have (see :meth:`Reassembler.result`).
+
+    Returns
+    -------
+    bytearray
+        The verified payload.
+
+    Raises
+    ------
+    PayloadError
+        Oversize, out of order, empty chunk, chunks past the last, or a bad checksum.
+    StreamCutError
+        The stream ended before the last chunk.
+    ChunkTimeoutError
+        The sender went silent for ``idle_timeout_s``.
+    """
+    extract = chunk_of or _same
+    stream = aiter(messages)
+    while to_end or not assembler.complete:
+        message = await next_within(stream, idle_timeout_s)
+        if message is None:
+            break
+        chunk = extract(message)
+        if assembler.complete:
+            raise PayloadError("chunks past the payload's last")
+        if not chunk.data and chunk.total_bytes > 0:
+            raise PayloadError("an empty chunk in a non-empty payload")
         assembler.add(chunk)
-    return assembler.result()
+        if on_chunk is not None:
+            on_chunk(assembler)
+    if not assembler.complete:
+        if assembler.received_bytes == 0 and assembler.buffer() is None:
+            raise StreamCutError("the stream ended before its first chunk")
+        raise StreamCutError(
+            f"the stream ended after {assembler.received_bytes} bytes, before its last chunk"
+        )
+    return await asyncio.to_thread(assembler.result, sha256)

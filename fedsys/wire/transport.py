@@ -178,7 +178,11 @@ def open_channel(
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential backoff with full jitter: attempt n waits ``U(0.5, 1) * min(cap, base * 2**n)``.
+    """Exponential backoff with equal jitter: attempt n waits ``U(0.5, 1) * min(cap, base * 2**n)``.
+
+    Equal jitter (half the nominal wait fixed, half random; see AWS's "Exponential
+    Backoff And Jitter") spreads a fleet that lost its server at once over time while
+    never retrying sooner than half the nominal wait.
 
     Parameters
     ----------

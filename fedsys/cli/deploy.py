@@ -26,6 +26,11 @@ def add_deploy_commands(commands: Any) -> None:
     server.add_argument("--port", type=int, help="port to listen on (0: any free port)")
     server.add_argument("--port-file", type=Path, help="write the bound port here")
     server.add_argument("--resume", metavar="DIR", help="continue the run checkpointed in DIR")
+    server.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run files of another run in the output dir",
+    )
     server.add_argument("--insecure", action="store_true", help="plaintext (no TLS): loopback only")
     start = server.add_mutually_exclusive_group()
     start.add_argument(
@@ -137,6 +142,7 @@ def _cmd_server(args: argparse.Namespace, console: Console) -> int:
     from fedsys.deploy.build import server_parts, server_security, tokens_path
     from fedsys.deploy.checkpoint import CheckpointError
     from fedsys.deploy.server import AggregatorServer, DeployError
+    from fedsys.metrics.run_folder import OutputExistsError
     from fedsys.wire.auth import TokenStore
     from fedsys.wire.lifecycle import run_until_signal
     from fedsys.wire.logs import setup_logging
@@ -151,10 +157,11 @@ def _cmd_server(args: argparse.Namespace, console: Console) -> int:
         server_security(config, output_dir),
         resume=bool(args.resume),
         start_at=args.start_at if args.start_at is not None else args.start_at_file,
+        overwrite=args.overwrite,
     )
     try:
         result = run_until_signal(server.serve(args.port_file))
-    except (DeployError, CheckpointError) as exc:
+    except (DeployError, CheckpointError, OutputExistsError) as exc:
         console.print(f"[bold red]error[/]: {exc}", highlight=False)
         return _EXIT_FAILED
     if result is None:

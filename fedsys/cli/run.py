@@ -14,6 +14,7 @@ from fedsys.config.loader import ConfigError, load_config
 from fedsys.config.resolve import default_config_text, parse_overrides, resolve_config
 from fedsys.config.schema import RunConfig
 from fedsys.metrics.records import RoundRecord, RunResult
+from fedsys.metrics.run_folder import CONFIG_FILE, RunFolder
 
 
 def add_run_commands(commands: Any) -> None:
@@ -50,7 +51,6 @@ def _cmd_config(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from fedsys.sim.simulator import Simulator
-    from fedsys.sim.writing import RunWriter
 
     config, resume_dir = _run_config(args)
     console.print(
@@ -61,7 +61,14 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         highlight=False,
     )
     simulator = Simulator.from_config(config)
-    writer = RunWriter(Path(config.output_dir), config)
+    writer = RunFolder(
+        Path(config.output_dir),
+        config.model_dump(mode="json"),
+        target_accuracy=config.target_accuracy,
+        label=config.selector.name,
+        csv=config.metrics.csv,
+        tensorboard=config.metrics.tensorboard,
+    )
     done = 0
     if resume_dir is None:
         writer.start(overwrite=args.overwrite)
@@ -101,9 +108,9 @@ def _run_config(args: argparse.Namespace) -> tuple[RunConfig, Path | None]:
             "give no CONFIG, --set, --output-dir or --overwrite with it"
         )
     folder = Path(args.resume)
-    if not (folder / "config.yaml").is_file():
-        raise ConfigError(f"{folder} is not a fedsys run folder (no config.yaml)")
-    return load_config(folder / "config.yaml", {"output_dir": str(folder)}), folder
+    if not (folder / CONFIG_FILE).is_file():
+        raise ConfigError(f"{folder} is not a fedsys run folder (no {CONFIG_FILE})")
+    return load_config(folder / CONFIG_FILE, {"output_dir": str(folder)}), folder
 
 
 def _run_with_progress(

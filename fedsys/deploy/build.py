@@ -15,7 +15,7 @@ from fedsys.config.schema import DatasetConfig, ModelConfig, RunConfig
 from fedsys.data import fedscale, leaf
 from fedsys.data.federated import FederatedDataset
 from fedsys.deploy.client import DataProvider, LocalData
-from fedsys.deploy.server import ServerParts
+from fedsys.deploy.state import ServerParts
 from fedsys.parts.builders import build_dataset, build_model, build_trainer, complete_strategy
 from fedsys.wire.transport import ChannelSecurity, ServerSecurity
 

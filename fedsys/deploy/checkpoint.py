@@ -16,10 +16,10 @@ from typing import Any
 
 from fedsys.config.schema import RunConfig
 from fedsys.core.weights import ModelWeights
+from fedsys.metrics.run_folder import CHECKPOINT_FILE
 from fedsys.parts.checkpoint import CheckpointError as StoredCheckpointError
 from fedsys.parts.checkpoint import load_checkpoint, save_checkpoint
 
-CHECKPOINT_FILE = "checkpoint.pt"
 _VOLATILE_KEYS = ("deploy", "output_dir", "sim")
 """Config keys that may change across a restart (address, certificates, folder) or that a
 deployment never reads (the simulator's training backend)."""

@@ -1,8 +1,9 @@
 """Bookkeeping of one live round: who was asked, who answered, who vanished.
 
-The round loop opens a :class:`LiveRound`, the service reports arrivals, refusals and
-disconnects into it, and the loop waits on :meth:`LiveRound.wait` until the round's
-closing rule is met (K arrivals, a deadline, or nobody left to wait for).
+The round loop opens a :class:`LiveRound`, the service reports arrivals
+(:meth:`LiveRound.accept`), refusals and disconnects into it, and the loop waits on
+:meth:`LiveRound.wait` until the round's closing rule is met (K arrivals, a deadline,
+or nobody left to wait for).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from fedsys.core.update import ClientId, ClientReport, LossStats
+from fedsys.core.update import ClientId, ClientReport, ClientUpdate, LossStats
 from fedsys.deploy.feed import StreamingAggregation
 from fedsys.deploy.registry import Assignment
+from fedsys.deploy.service import LateUpdateError, straggler_reason
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,29 @@ class LiveRound:
         if ends_task and client_id in self.assignments:
             self.failed.add(client_id)
         self.notify()
+
+    async def accept(self, update: ClientUpdate, task: Assignment) -> None:
+        """Count a validated update of ``task`` in this round.
+
+        Raises
+        ------
+        LateUpdateError
+            If the round no longer takes updates of ``task``'s round (a straggler).
+        """
+        async with self.feed_lock:
+            if not self.is_open_for(task.round_idx):
+                raise LateUpdateError(straggler_reason(task.round_idx))
+            await self.feed.add(update)
+            self.arrivals.append(
+                Arrival(
+                    client_id=update.client_id,
+                    duration_s=update.duration_s,
+                    num_samples=update.num_samples,
+                    loss=update.loss,
+                    upload_bytes=update.upload_bytes,
+                )
+            )
+            self.notify()
 
     def is_open_for(self, round_idx: int) -> bool:
         """Whether an update of ``round_idx``'s task can still count.

@@ -36,7 +36,7 @@ from fedsys.wire.chunks import PayloadError, Reassembler, StreamCutError, receiv
 from fedsys.wire.protos import common_pb2, deploy_pb2, deploy_pb2_grpc
 
 if TYPE_CHECKING:
-    from fedsys.deploy.server import AggregatorServer
+    from fedsys.deploy.state import ServerState
 
 _LOGGER = logging.getLogger(__name__)
 _POLL_S = 0.25
@@ -49,7 +49,7 @@ class SecureRound:
     Parameters
     ----------
     server
-        The aggregator (registry, strategy, settings).
+        The aggregator's state (registry, strategy, settings).
     round_idx
         The round.
     clients
@@ -62,7 +62,7 @@ class SecureRound:
 
     def __init__(
         self,
-        server: AggregatorServer,
+        server: ServerState,
         round_idx: int,
         clients: list[int],
         plan: SecurePlan,
@@ -288,7 +288,7 @@ def _degree(protocol: str, degree: int | None, clients: int) -> int | None:
 class SecureService(deploy_pb2_grpc.SecureAggregatorServicer):
     """gRPC face of the secure rounds (behind the same token interceptor as the rest)."""
 
-    def __init__(self, server: AggregatorServer) -> None:
+    def __init__(self, server: ServerState) -> None:
         self.server = server
 
     def _round(self, name: str, task_id: str, round_idx: int) -> tuple[int, SecureRound]:

@@ -1,8 +1,9 @@
 """The aggregator's gRPC face: register, subscribe, download, upload, status.
 
-Handlers check and translate; round logic lives in :class:`~fedsys.deploy.server.
-AggregatorServer`. Every call was authenticated by the token interceptor before it
-gets here; every refusal names its reason.
+Handlers check and translate; they are given the aggregator's state
+(:class:`~fedsys.deploy.state.ServerState`); round logic lives in
+:mod:`fedsys.deploy.rounds`. Every call was authenticated by the token interceptor
+before it gets here; every refusal names its reason.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from fedsys.wire.protos import common_pb2, deploy_pb2, deploy_pb2_grpc
 from fedsys.wire.tensors import layout_of
 
 if TYPE_CHECKING:
-    from fedsys.deploy.server import AggregatorServer
+    from fedsys.deploy.state import ServerState
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,9 +55,9 @@ def straggler_reason(round_idx: int) -> str:
 
 
 class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
-    """gRPC servicer bound to one :class:`AggregatorServer`."""
+    """gRPC servicer given one aggregator's :class:`~fedsys.deploy.state.ServerState`."""
 
-    def __init__(self, server: AggregatorServer) -> None:
+    def __init__(self, server: ServerState) -> None:
         self.server = server
 
     # ------------------------------------------------------------------ helpers
@@ -181,7 +182,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
                 problem = await asyncio.to_thread(self.server.validator.problem, update, weights)
                 if problem is not None:
                     raise UpdateRefusedError(f"invalid update: {problem}")
-                await self.server.accept(live, update, assignment)
+                await live.accept(update, assignment)
                 del update
             self.server.memory.transfer_finished()
         except LateUpdateError as exc:

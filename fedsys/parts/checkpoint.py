@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from fedsys.metrics.run_folder import CHECKPOINT_FILE as CHECKPOINT_NAME
 from fedsys.metrics.writers import atomic_write_bytes
 
-CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1
 
 

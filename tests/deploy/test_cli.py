@@ -125,3 +125,19 @@ def test_resume_without_checkpoint_and_missing_certs_are_one_line_errors(tmp_pat
     assert done.returncode == 1
     assert "cannot read token file" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_server_refuses_a_folder_holding_another_run_in_one_line(tmp_path):
+    pki = provision(tmp_path / "pki", 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text('{"rounds": 3}\n')
+    config = write_config(tmp_path / "run.yaml", out, pki)
+
+    done = _fedsys("server", str(config), "--port", "0", timeout=120)
+
+    said = " ".join(done.stdout.split())  # the console wraps long lines
+    assert done.returncode == 1
+    assert "holds another run" in said and "--overwrite" in said
+    assert "Traceback" not in done.stderr + done.stdout
+    assert (out / "summary.json").read_text() == '{"rounds": 3}\n'

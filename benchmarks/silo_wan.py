@@ -42,7 +42,7 @@ from typing import Any
 from fedsys.aggregation import FedAvg
 from fedsys.silo.histogram_job import histogram_job
 from fedsys.silo.job import Job
-from fedsys.silo.local import LocalCluster
+from fedsys.silo.local_federation import LocalCluster
 from fedsys.silo.mode import EngineMode
 from fedsys.silo.shaper import LinkSettings
 from fedsys.silo.training_job import fedavg_job, model_from_spec

@@ -15,7 +15,7 @@ from fedsys.analytics.catalog import SitesFile, write_catalog
 from fedsys.analytics.ledger import PrivacyLedger
 from fedsys.analytics.query import FederatedQueryEngine
 from fedsys.silo.coordinator import CoordinatorSettings
-from fedsys.silo.local import LocalCluster
+from fedsys.silo.local_federation import LocalCluster
 from fedsys.silo.mode import EngineMode
 from fedsys.silo.shaper import LinkSettings
 

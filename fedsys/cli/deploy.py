@@ -248,7 +248,7 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_deploy_local(args: argparse.Namespace, console: Console) -> int:
-    from fedsys.deploy.local import LocalOptions, run_local
+    from fedsys.deploy.local_deployment import LocalOptions, run_local
 
     config = resolve_config(args.config, parse_overrides(args.overrides))
     options = LocalOptions(

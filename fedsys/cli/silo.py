@@ -283,7 +283,7 @@ def _cmd_shaper(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_local(args: argparse.Namespace, console: Console) -> int:
-    from fedsys.silo.local import LocalCluster
+    from fedsys.silo.local_federation import LocalCluster
 
     link = link_from_args(args)
 

@@ -24,6 +24,7 @@ import torch
 from pydantic import TypeAdapter
 from torch import nn
 
+from fedsys import __version__
 from fedsys.aggregation.compression import Compressor
 from fedsys.aggregation.config import CompressorConfig
 from fedsys.core.training import LocalTrainer, TrainConfig, TrainResult
@@ -52,7 +53,6 @@ _TRANSIENT = frozenset(
 )
 """Failures of one transfer on a live link (an overloaded server shedding a call): the
 transfer is retried while the task is current, instead of losing the round."""
-_VERSION = "0.1.0"
 T = TypeVar("T")
 
 
@@ -159,7 +159,7 @@ class DeployClient:
                 stub = deploy_pb2_grpc.AggregatorStub(channel)
                 self._secure_stub = deploy_pb2_grpc.SecureAggregatorStub(channel)
                 reply = await stub.Register(
-                    deploy_pb2.RegisterRequest(fedsys_version=_VERSION),
+                    deploy_pb2.RegisterRequest(fedsys_version=__version__),
                     metadata=self._metadata,
                     timeout=30,
                 )

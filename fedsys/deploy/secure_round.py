@@ -288,11 +288,11 @@ def _degree(protocol: str, degree: int | None, clients: int) -> int | None:
 class SecureService(deploy_pb2_grpc.SecureAggregatorServicer):
     """gRPC face of the secure rounds (behind the same token interceptor as the rest)."""
 
-    def __init__(self, server: ServerState) -> None:
-        self.server = server
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
 
     def _round(self, name: str, task_id: str, round_idx: int) -> tuple[int, SecureRound]:
-        server = self.server
+        server = self.state
         client = server.registry.client_id(name)
         live = server.live_round
         feed = None if live is None else live.feed
@@ -307,7 +307,7 @@ class SecureService(deploy_pb2_grpc.SecureAggregatorServicer):
     async def SecureSend(  # noqa: N802
         self, request: deploy_pb2.SecureMessage, context: grpc.aio.ServicerContext
     ) -> deploy_pb2.SecureAck:
-        name = auth.caller_name(self.server.tokens, context)
+        name = auth.caller_name(self.state.tokens, context)
         try:
             client, feed = self._round(name, request.task_id, int(request.round_idx))
             feed.on_message(client, request)
@@ -321,7 +321,7 @@ class SecureService(deploy_pb2_grpc.SecureAggregatorServicer):
         request_iterator: AsyncIterator[deploy_pb2.MaskedUpload],
         context: grpc.aio.ServicerContext,
     ) -> deploy_pb2.SecureAck:
-        name = auth.caller_name(self.server.tokens, context)
+        name = auth.caller_name(self.state.tokens, context)
         messages = aiter(request_iterator)
         first = await anext(messages, None)
         if first is None or not first.HasField("header"):
@@ -336,12 +336,12 @@ class SecureService(deploy_pb2_grpc.SecureAggregatorServicer):
             dtype = mask_dtype(feed.protocol.bits).newbyteorder("<")
             size = length * dtype.itemsize
             assembler = Reassembler(max_bytes=size, expected_bytes=size)
-            async with self.server.upload_slots:
+            async with self.state.upload_slots:
                 try:
                     payload = await receive(
                         messages,
                         assembler,
-                        idle_timeout_s=self.server.settings.round_timeout_s,
+                        idle_timeout_s=self.state.settings.round_timeout_s,
                         chunk_of=_masked_chunk,
                     )
                 except StreamCutError:
@@ -352,9 +352,9 @@ class SecureService(deploy_pb2_grpc.SecureAggregatorServicer):
             reason = str(exc) or type(exc).__name__
             _LOGGER.warning("refused masked input", extra={"client": name, "reason": reason})
             if client >= 0:
-                self.server.registry.release(client, header.task_id)
+                self.state.registry.release(client, header.task_id)
             return deploy_pb2.SecureAck(accepted=False, reason=reason)
-        self.server.registry.release(client, header.task_id)
+        self.state.registry.release(client, header.task_id)
         return deploy_pb2.SecureAck(accepted=True)
 
 

@@ -57,12 +57,12 @@ def straggler_reason(round_idx: int) -> str:
 class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
     """gRPC servicer given one aggregator's :class:`~fedsys.deploy.state.ServerState`."""
 
-    def __init__(self, server: ServerState) -> None:
-        self.server = server
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
 
     # ------------------------------------------------------------------ helpers
     def _name(self, context: grpc.aio.ServicerContext) -> str:
-        return auth.caller_name(self.server.tokens, context)
+        return auth.caller_name(self.state.tokens, context)
 
     # ------------------------------------------------------------------ register
     async def Register(  # noqa: N802
@@ -70,16 +70,20 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
     ) -> deploy_pb2.RegisterReply:
         name = self._name(context)
         try:
-            session = self.server.registry.connect(name)
+            session = self.state.registry.connect(name)
         except UnknownClientError as exc:
             _LOGGER.warning("refused registration: %s", exc, extra={"client": name})
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-        _LOGGER.info("client registered", extra={"client": name, "client_id": session.client_id})
+        _LOGGER.info(
+            "client registered",
+            extra={"client": name, "client_id": session.client_id,
+                   "fedsys_version": request.fedsys_version},
+        )
         return deploy_pb2.RegisterReply(
             client_id=session.client_id,
             session_id=session.session_id,
-            run_config_json=self.server.client_config_json(),
-            layout=layout_of(self.server.weights),
+            run_config_json=self.state.client_config_json(),
+            layout=layout_of(self.state.weights),
         )
 
     # ------------------------------------------------------------------ subscribe
@@ -88,7 +92,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
     ) -> AsyncIterator[deploy_pb2.Instruction]:
         name = self._name(context)
         try:
-            session = self.server.registry.session(name, request.session_id)
+            session = self.state.registry.session(name, request.session_id)
         except UnknownClientError as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"{exc}: register again")
         if request.num_samples < 1:
@@ -100,22 +104,22 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         session.num_samples = int(request.num_samples)
         session.speed = speed
         session.subscribed = True
-        self.server.registry.changed.set()
-        ping_s = self.server.settings.ping_interval_s
+        self.state.registry.changed.set()
+        ping_s = self.state.settings.ping_interval_s
         try:
             while not session.closed:
                 try:
                     instruction = await asyncio.wait_for(session.outbox.get(), ping_s)
                 except TimeoutError:
                     instruction = deploy_pb2.Instruction(
-                        ping=deploy_pb2.Ping(server_time_s=self.server.now_s())
+                        ping=deploy_pb2.Ping(server_time_s=self.state.now_s())
                     )
                 session.last_seen = time.monotonic()
                 yield instruction
                 if instruction.HasField("finish"):
                     return
         finally:
-            if self.server.registry.disconnect(session.session_id) is not None:
+            if self.state.registry.disconnect(session.session_id) is not None:
                 _LOGGER.info("client disconnected", extra={"client": name})
 
     # ------------------------------------------------------------------ model
@@ -123,17 +127,17 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         self, request: deploy_pb2.ModelRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[deploy_pb2.Chunk]:
         self._name(context)
-        model = self.server.model_blob
+        model = self.state.model_blob
         if request.model_version != model.version:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"model version {request.model_version} is gone; current is {model.version}",
             )
-        async with self.server.download_slots:
-            for chunk in split(model.data, self.server.settings.chunk_bytes, model.sha256):
+        async with self.state.download_slots:
+            for chunk in split(model.data, self.state.settings.chunk_bytes, model.sha256):
                 yield chunk
-        self.server.memory.transfer_finished()
-        live = self.server.live_round
+        self.state.memory.transfer_finished()
+        live = self.state.live_round
         if live is not None and live.model_version == model.version:
             live.bytes_down += len(model.data)
 
@@ -144,7 +148,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[deploy_pb2.UploadReply]:
         name = self._name(context)
-        client_id = self.server.registry.client_id(name)
+        client_id = self.state.registry.client_id(name)
         messages = aiter(request_iterator)
         first = await anext(messages, None)
         if first is None or not first.HasField("header"):
@@ -159,34 +163,34 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             return
         assignment = session.assignment
         assert assignment is not None
-        live = self.server.live_round
+        live = self.state.live_round
         if live is None or not live.is_open_for(assignment.round_idx):
-            self.server.registry.release(client_id, assignment.task_id)
+            self.state.registry.release(client_id, assignment.task_id)
             yield _verdict(False, straggler_reason(assignment.round_idx))
             return
         try:
             self._check_header(header)
             # The slot is held until the update is in the strategy's hands (or refused):
             # received, decoded and waiting updates together stay at most upload_slots.
-            async with self.server.upload_slots:
+            async with self.state.upload_slots:
                 yield deploy_pb2.UploadReply(
-                    grant=deploy_pb2.Grant(max_chunk_bytes=self.server.settings.chunk_bytes)
+                    grant=deploy_pb2.Grant(max_chunk_bytes=self.state.settings.chunk_bytes)
                 )
                 payload = await self._receive(messages, header)
                 # Decoding and validating grow with the model: a worker thread does them.
-                weights = self.server.weights
+                weights = self.state.weights
                 update = await asyncio.to_thread(
                     self._decode, client_id, header, payload, assignment.assigned_at, weights
                 )
                 del payload  # the update's tensors view it; nothing else may keep it
-                problem = await asyncio.to_thread(self.server.validator.problem, update, weights)
+                problem = await asyncio.to_thread(self.state.validator.problem, update, weights)
                 if problem is not None:
                     raise UpdateRefusedError(f"invalid update: {problem}")
                 await live.accept(update, assignment)
                 del update
-            self.server.memory.transfer_finished()
+            self.state.memory.transfer_finished()
         except LateUpdateError as exc:
-            self.server.registry.release(client_id, assignment.task_id)
+            self.state.registry.release(client_id, assignment.task_id)
             yield _verdict(False, str(exc))
             return
         except UploadCutError as exc:
@@ -194,15 +198,15 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             return
         except (UpdateRefusedError, PayloadError) as exc:
             self._record_refusal(client_id, str(exc), ends_task=True)
-            self.server.registry.release(client_id, assignment.task_id)
+            self.state.registry.release(client_id, assignment.task_id)
             yield _verdict(False, str(exc))
             return
-        self.server.registry.release(client_id, assignment.task_id)
+        self.state.registry.release(client_id, assignment.task_id)
         yield _verdict(True, "")
 
     def _assigned_session(self, name: str, header: deploy_pb2.UpdateHeader) -> Session:
-        client_id = self.server.registry.client_id(name)
-        session = self.server.registry.sessions.get(client_id)
+        client_id = self.state.registry.client_id(name)
+        session = self.state.registry.sessions.get(client_id)
         assignment = None if session is None else session.assignment
         if session is None or assignment is None or assignment.task_id != header.task_id:
             raise UpdateRefusedError(
@@ -220,7 +224,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         return session
 
     def _check_header(self, header: deploy_pb2.UpdateHeader) -> None:
-        server = self.server
+        server = self.state
         if header.codec != server.compressor.codec:
             raise UpdateRefusedError(
                 f"codec {header.codec!r}, the run uses {server.compressor.codec!r}"
@@ -242,15 +246,15 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
     ) -> bytearray:
         """The update's bytes, verified; a client silent for ``round_timeout_s`` is cut."""
         assembler = Reassembler(
-            max_bytes=self.server.update_bytes,
-            expected_bytes=self.server.update_bytes,
+            max_bytes=self.state.update_bytes,
+            expected_bytes=self.state.update_bytes,
             expected_sha256=header.sha256,
         )
         try:
             return await receive(
                 messages,
                 assembler,
-                idle_timeout_s=self.server.settings.round_timeout_s,
+                idle_timeout_s=self.state.settings.round_timeout_s,
                 chunk_of=_update_chunk,
             )
         except StreamCutError:
@@ -273,7 +277,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             offset += size
         encoded = EncodedUpdate(codec=header.codec, payloads=tuple(parts))
         try:
-            delta = self.server.compressor.decode(encoded, like=weights)
+            delta = self.state.compressor.decode(encoded, like=weights)
         except (ValueError, RuntimeError) as exc:
             raise UpdateRefusedError(f"malformed update: {exc}") from None
         loss = LossStats(
@@ -293,7 +297,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
 
     def _record_refusal(self, client_id: int, reason: str, *, ends_task: bool) -> None:
         _LOGGER.warning("refused update", extra={"client_id": client_id, "reason": reason})
-        current = self.server.live_round
+        current = self.state.live_round
         if current is not None:
             current.refuse(client_id, reason, ends_task=ends_task)
 
@@ -302,7 +306,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         self, request: deploy_pb2.StatusRequest, context: grpc.aio.ServicerContext
     ) -> deploy_pb2.StatusReply:
         self._name(context)
-        return self.server.status()
+        return self.state.status()
 
 
 def _update_chunk(message: deploy_pb2.UploadMessage) -> common_pb2.Chunk:

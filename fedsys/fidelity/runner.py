@@ -104,7 +104,7 @@ def deploy(
     RuntimeError
         If the deployment does not complete.
     """
-    from fedsys.deploy.local import LocalOptions, run_local
+    from fedsys.deploy.local_deployment import LocalOptions, run_local
     from fedsys.metrics.records import record_from_json
 
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from typing import Any
 
 import grpc
 
+from fedsys.silo.input_parts import input_parts, streamed_parts
 from fedsys.silo.job import Job
 from fedsys.silo.jobrun import (
     Action,
@@ -47,8 +48,8 @@ from fedsys.silo.merge_worker import MergeWorker
 from fedsys.silo.servicer import CoordinatorServicer
 from fedsys.silo.task_registry import Output
 from fedsys.wire.auth import TokenAuthInterceptor, TokenStore, caller_name
-from fedsys.wire.chunks import DEFAULT_CHUNK_BYTES, Reassembler, sha256_hex, split
-from fedsys.wire.protos import common_pb2, silo_pb2, silo_pb2_grpc
+from fedsys.wire.chunks import Reassembler, sha256_hex
+from fedsys.wire.protos import silo_pb2, silo_pb2_grpc
 from fedsys.wire.transport import DEFAULT_MAX_MESSAGE_BYTES, ServerSecurity, bind, make_server
 
 _LOGGER = logging.getLogger(__name__)
@@ -316,7 +317,7 @@ class SiloCoordinator:
                 for part in self._parts(run, action.key):
                     self._send(action.site, silo_pb2.CoordinatorMessage(input=part))
             elif isinstance(action, PushPart):
-                for part in _streamed_parts(run.job_id, action):
+                for part in streamed_parts(run.job_id, action):
                     self._send(action.site, silo_pb2.CoordinatorMessage(input=part))
             elif isinstance(action, Seal):
                 seal = seals.get(action.key)
@@ -357,7 +358,8 @@ class SiloCoordinator:
         """Output ``key`` cut into checksummed parts once, however many sites get it."""
         parts = self._parts_cache.get(key)
         if parts is None:
-            parts = self._parts_cache[key] = _input_parts(run.job_id, key, run.outputs[key])
+            parts = self._parts_cache[key] = input_parts(
+                run.job_id, key, run.outputs[key], self._merge_worker.digests.get(key))
         return parts
 
     def _send(self, site: str, message: silo_pb2.CoordinatorMessage) -> None:
@@ -433,12 +435,16 @@ class SiloCoordinator:
                             time.time(), len(done.payload), None, int(done.worker_pid))
         self._handle(lambda r: r.on_output(site, done.task_id, output, record))
 
-    def accept_output(self, site: str, header: silo_pb2.OutputHeader, payload: bytes) -> bool:
-        """An output that arrived on ``PutOutput``; ``False`` if it was not counted."""
+    def accept_output(self, site: str, header: silo_pb2.OutputHeader, payload: bytes,
+                      sha256: str = "") -> bool:
+        """An output that arrived on ``PutOutput`` (``sha256``: its verified checksum);
+        ``False`` if it was not counted."""
         run = self._run
         if run is None or header.job_id != run.job_id:
             return False
         output = Output.from_wire(payload, header.meta_json)
+        if sha256 and header.task_id not in run.done:  # a counted output's pushes reuse it
+            self._merge_worker.digests[header.task_id] = sha256
         record = TaskRecord(header.task_id, site, int(header.attempt), header.start_s,
                             header.end_s, time.time(), len(payload), header.send_start_s,
                             int(header.worker_pid))
@@ -484,21 +490,3 @@ class SiloCoordinator:
         """The authenticated site name of a call."""
         assert self._store is not None
         return caller_name(self._store, context)
-
-
-def _streamed_parts(job_id: str, action: PushPart) -> list[silo_pb2.InputPart]:
-    """Blocks of an output still being made, in parts of at most the chunk size."""
-    return [
-        silo_pb2.InputPart(job_id=job_id, key=action.key, streamed=True, chunk=common_pb2.Chunk(
-            offset=action.offset + lo, data=action.data[lo : lo + DEFAULT_CHUNK_BYTES],
-            total_bytes=action.total))
-        for lo in range(0, len(action.data), DEFAULT_CHUNK_BYTES)
-    ]
-
-
-def _input_parts(job_id: str, key: str, output: Output) -> list[silo_pb2.InputPart]:
-    meta = output.meta_json()
-    return [
-        silo_pb2.InputPart(job_id=job_id, key=key, meta_json=meta, chunk=chunk)
-        for chunk in split(output.payload, DEFAULT_CHUNK_BYTES)
-    ]

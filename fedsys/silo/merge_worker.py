@@ -20,7 +20,7 @@ __all__ = ["MergeWorker"]
 
 
 class MergeWorker:
-    """Runs merges off the event loop; keeps the checksums of streamed merges' outputs."""
+    """Runs merges off the event loop; keeps the checksums of the outputs it knows."""
 
     def __init__(self) -> None:
         self.digests: dict[str, str] = {}
@@ -41,8 +41,7 @@ class MergeWorker:
         except Exception as exc:  # the merge function raised
             on_error(exc)
             return
-        if digest is not None:
-            self.digests[action.key] = digest
+        self.digests[action.key] = digest
         on_output(output)
 
     def forget(self, keep: Callable[[str], bool] = lambda key: False) -> None:
@@ -51,7 +50,8 @@ class MergeWorker:
             del self.digests[key]
 
 
-def _compute(action: RunMerge) -> tuple[Output, str | None]:
-    """A merge's output, and its checksum when it was streamed (the seal sends it)."""
+def _compute(action: RunMerge) -> tuple[Output, str]:
+    """A merge's output and its checksum (a seal or a push sends it; hashed here, off
+    the event loop)."""
     output = action.compute()
-    return output, sha256_hex(output.payload) if action.sealed else None
+    return output, sha256_hex(output.payload)

@@ -97,7 +97,8 @@ class CoordinatorServicer(silo_pb2_grpc.CoordinatorServicer):
         except PayloadError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise AssertionError("unreachable") from exc
-        return silo_pb2.OutputAck(accepted=coordinator.accept_output(site, header, payload))
+        accepted = coordinator.accept_output(site, header, payload, assembler.sha256)
+        return silo_pb2.OutputAck(accepted=accepted)
 
     async def FetchInput(  # noqa: N802 (gRPC method name)
         self, request: silo_pb2.InputRequest, context: grpc.aio.ServicerContext

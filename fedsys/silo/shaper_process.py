@@ -1,6 +1,6 @@
 """The WAN shaping proxies in a process of their own, driven over a pipe in JSON lines.
 
-:class:`~fedsys.silo.local.LocalCluster` runs the coordinator in the caller's process;
+:class:`~fedsys.silo.local_federation.LocalCluster` runs the coordinator in the caller's process;
 proxies on a thread of that process would share its interpreter lock, so the
 coordinator's Python work (merges, checksums) would stall the emulated network. This
 process hosts every site's proxy and obeys commands on stdin, one JSON object a line:
@@ -17,18 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import queue
 import subprocess
 import sys
 import threading
 from dataclasses import asdict
-from pathlib import Path
 from typing import IO, Any
 
 from fedsys.silo.shaper import LinkSettings, ShaperProxy
-
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+from fedsys.wire.supervise import child_env
 
 
 async def serve(stdin: IO[bytes], stdout: IO[str]) -> None:
@@ -71,9 +68,7 @@ class ShaperProcess:
 
     def start(self) -> None:
         """Start the child process."""
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(_REPO_ROOT), env.get("PYTHONPATH")) if p)
+        env = child_env()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fedsys.silo.shaper_process"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True, env=env)

@@ -129,6 +129,11 @@ class Reassembler:
         return self._buffer is not None and self._received == self._total
 
     @property
+    def sha256(self) -> str:
+        """The payload's checksum as its chunks declared it (verified by :meth:`result`)."""
+        return self._sha256
+
+    @property
     def received_bytes(self) -> int:
         """Bytes received so far (in order from offset 0)."""
         return self._received

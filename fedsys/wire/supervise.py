@@ -1,6 +1,6 @@
 """Child processes of the local launchers: started alike, watched, and always ended.
 
-``fedsys deploy local`` and the silo's :class:`~fedsys.silo.local.LocalCluster` start
+``fedsys deploy local`` and the silo's :class:`~fedsys.silo.local_federation.LocalCluster` start
 ``python -m fedsys ...`` children here: output to a log file, one torch thread each,
 unbuffered, importing the same fedsys as the parent, each in its own process group (a
 site's compute workers, a device host's helpers) so that ending a child ends everything

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from fedsys.deploy.local import client_arguments
+from fedsys.deploy.local_deployment import client_arguments
 from fedsys.wire import auth, tls
 
 BASE_CONFIG = {

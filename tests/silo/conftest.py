@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fedsys.silo.local import LocalCluster
+from fedsys.silo.local_federation import LocalCluster
 from fedsys.silo.shaper import LinkSettings
 
 RTT_S = 0.06

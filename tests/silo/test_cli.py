@@ -13,7 +13,7 @@ import time
 import pytest
 
 from fedsys.cli import main
-from fedsys.silo.local import child_env
+from fedsys.silo.local_federation import child_env
 
 
 def test_site_with_a_missing_dataset_fails_with_one_line(tmp_path, capsys):
@@ -81,7 +81,7 @@ def test_shaper_process_delays_a_round_trip_by_its_rtt(tmp_path):
 
 
 def test_site_retries_an_absent_coordinator_and_stops_at_once_on_sigterm(tmp_path):
-    from fedsys.silo.local import write_site_data
+    from fedsys.silo.local_federation import write_site_data
 
     data = write_site_data(tmp_path / "d0.npz", seed=0, rows=100, samples=8, features=2)
     token = tmp_path / "site-0.token"

@@ -214,7 +214,3 @@ class LocalCluster:
         if self.coordinator is not None:
             await self.coordinator.stop()
 
-    def site_log(self, index: int) -> str:
-        """What site ``index`` printed (for test failure messages)."""
-        path = self.workdir / "logs" / f"{self.names[index]}.log"
-        return path.read_text(errors="replace") if path.exists() else ""

@@ -92,11 +92,13 @@ def run_local(
     atomic_write_text(launch, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     port_file = output_dir / "port"
     port_file.unlink(missing_ok=True)
-    (output_dir / "rounds.jsonl").unlink(missing_ok=True)
     logs = output_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     children: list[subprocess.Popen[bytes]] = []
-    server_args = ["server", str(launch), "--port", "0", "--port-file", str(port_file)]
+    # deploy local reuses its folder: the server replaces the run files of the last run
+    server_args = [
+        "server", str(launch), "--port", "0", "--port-file", str(port_file), "--overwrite"
+    ]
     epoch_file = output_dir / "epoch"
     for stale in [epoch_file, *output_dir.glob("epoch.ready.*")]:
         stale.unlink(missing_ok=True)

@@ -78,16 +78,21 @@ def add_deploy_commands(commands: Any) -> None:
     local.add_argument("--output-dir", help="where results go (default: the config's + -deploy)")
     local.add_argument("--quiet", action="store_true")
     local.add_argument("--traces", help="emulate the first --clients devices of this trace file")
-    local.add_argument(
-        "--devices-per-process", type=int, default=10, help="with --traces: devices per process"
+    add_fleet_launch_options(local, "with --traces: ")
+    local.set_defaults(handler=_cmd_deploy_local)
+
+
+def add_fleet_launch_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """How an emulated fleet is laid out on this machine (``deploy local``, ``fidelity``)."""
+    parser.add_argument(
+        "--devices-per-process", type=int, default=10, help=f"{prefix}devices per process"
     )
-    local.add_argument(
+    parser.add_argument(
         "--warmup-s",
         type=float,
         default=10.0,
-        help="with --traces: time for the devices online at the start to connect",
+        help=f"{prefix}time for the devices online at the start to connect before round 0",
     )
-    local.set_defaults(handler=_cmd_deploy_local)
 
 
 def _add_overrides(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
+from fedsys.cli.deploy import add_fleet_launch_options
+
 
 def add_fidelity_command(commands: Any) -> None:
     """Register ``fidelity`` on the ``fedsys`` parser."""
@@ -32,15 +34,7 @@ def add_fidelity_command(commands: Any) -> None:
         help="measure the server's time per round and the clients' per task, "
         "write calibrated.yaml, simulate again",
     )
-    fidelity.add_argument(
-        "--devices-per-process", type=int, default=10, help="emulated devices per client process"
-    )
-    fidelity.add_argument(
-        "--warmup-s",
-        type=float,
-        default=10.0,
-        help="time for the devices online at the start to connect before round 0",
-    )
+    add_fleet_launch_options(fidelity)
     fidelity.add_argument("--quiet", action="store_true", help="no progress bar")
     fidelity.set_defaults(handler=_cmd_fidelity)
 

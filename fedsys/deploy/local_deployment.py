@@ -48,8 +48,8 @@ class LocalOptions:
     clients: int = 8
     output_dir: Path | None = None
     traces: Path | None = None
-    devices_per_process: int = 50
-    warmup_s: float = 5.0
+    devices_per_process: int = 10
+    warmup_s: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        row.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        # Extras are the caller's fields; names with a leading underscore are what
+        # other libraries' record factories add (Ray stamps ``_ray_timestamp_ns``).
+        row.update({
+            k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")
+        })
         if record.exc_info:
             row["error"] = self.formatException(record.exc_info)
         return json.dumps(row, default=str)

@@ -51,8 +51,8 @@ def test_the_handlers_are_given_the_servers_state(tmp_path: Path) -> None:
     handlers = server.handlers()
 
     assert [type(h) for h in handlers] == [AggregatorService, SecureService]
-    assert all(isinstance(h.server, ServerState) for h in handlers)  # type: ignore[attr-defined]
-    assert all(h.server is server.state for h in handlers)  # type: ignore[attr-defined]
+    assert all(isinstance(h.state, ServerState) for h in handlers)  # type: ignore[attr-defined]
+    assert all(h.state is server.state for h in handlers)  # type: ignore[attr-defined]
 
 
 def test_the_state_reports_status_before_any_round(tmp_path: Path) -> None:

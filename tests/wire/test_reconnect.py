@@ -40,7 +40,19 @@ def _session(port: int, attempts: list[float]):
     return session
 
 
-def test_retries_with_backoff_until_a_late_server_starts(caplog):
+class _Records(logging.Handler):
+    """Collects records on the logger itself: another test's ``setup_logging`` may have
+    stopped fedsys's loggers from propagating to pytest's capture."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_retries_with_backoff_until_a_late_server_starts():
     sock = _refusing_port()
     port = sock.getsockname()[1]
     attempts: list[float] = []
@@ -66,13 +78,21 @@ def test_retries_with_backoff_until_a_late_server_starts(caplog):
             server = await starter
             await server.stop(grace=None)
 
-    with caplog.at_level(logging.WARNING, logger="fedsys.wire.reconnect"):
+    logger = logging.getLogger("fedsys.wire.reconnect")
+    collected = _Records()
+    logger.addHandler(collected)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
         assert asyncio.run(scenario()) == "up"
+    finally:
+        logger.removeHandler(collected)
+        logger.setLevel(level)
     assert len(attempts) >= 3
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     for n, gap in enumerate(gaps):  # each wait at least half its nominal delay
         assert gap >= 0.5 * min(0.4, 0.1 * 2**n) - 0.01
-    retries = [r for r in caplog.records if r.getMessage() == "reconnecting"]
+    retries = [r for r in collected.records if r.getMessage() == "reconnecting"]
     assert len(retries) == len(attempts) - 1
     assert retries[0].reason.startswith("UNAVAILABLE")
     assert [r.attempt for r in retries] == list(range(1, len(retries) + 1))

@@ -1,0 +1,1 @@
+"""Real cross-device federated learning: an aggregator and clients over TLS gRPC."""

@@ -41,14 +41,9 @@ def add_fidelity_command(commands: Any) -> None:
 
 def _cmd_fidelity(args: argparse.Namespace, console: Console) -> int:
     from fedsys.cli.console import progress_bar, round_updater
+    from fedsys.cli.fidelity_tables import rounds_table, terms_table, totals_table
     from fedsys.config.resolve import parse_overrides, resolve_config
-    from fedsys.fidelity.report import (
-        plot_overlay,
-        rounds_table,
-        terms_table,
-        totals_table,
-        write_json,
-    )
+    from fedsys.fidelity.report import plot_overlay, write_json
     from fedsys.fidelity.runner import run_fidelity
 
     if args.warmup_s < 0:

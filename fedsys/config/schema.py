@@ -42,14 +42,16 @@ class DirichletPartition(Settings):
     """Label skew: each class spread over clients by Dir(alpha); small alpha = very skewed."""
 
     kind: Literal["dirichlet"] = "dirichlet"
-    alpha: float = Field(0.5, gt=0)
+    alpha: float = Field(
+        0.5, gt=0, description="concentration of the label split; smaller: more skewed"
+    )
 
 
 class QuantityPartition(Settings):
     """Quantity skew: lognormal client sizes with log-std sigma."""
 
     kind: Literal["quantity"] = "quantity"
-    sigma: float = Field(1.0, gt=0)
+    sigma: float = Field(1.0, gt=0, description="log-std of the lognormal client sizes")
 
 
 PartitionConfig = Annotated[
@@ -64,18 +66,44 @@ class DatasetConfig(Settings):
     ``fedscale`` read a local ``path`` (their split is natural: one client per owner).
     """
 
-    name: Literal["digits", "mnist1d", "synthetic", "leaf", "fedscale"] = "digits"
-    num_clients: int = Field(100, ge=1, le=1_000_000)
-    partition: PartitionConfig = Field(default_factory=DirichletPartition)
-    min_samples: int = Field(1, ge=1)
-    test_fraction: float = Field(0.2, gt=0, lt=1)
+    name: Literal["digits", "mnist1d", "synthetic", "leaf", "fedscale"] = Field(
+        "digits",
+        description="digits (scikit-learn), mnist1d (generated offline), synthetic "
+        "(LEAF Synthetic(alpha, beta)), leaf (LEAF JSON folder at path), fedscale "
+        "(FedScale client_data_mapping CSV at path)",
+    )
+    num_clients: int = Field(
+        100, ge=1, le=1_000_000, description="clients to split a central dataset over"
+    )
+    partition: PartitionConfig = Field(
+        default_factory=DirichletPartition,
+        description="how a central dataset is split over the clients, chosen by kind: "
+        "iid, dirichlet (label skew) or quantity (lognormal sizes)",
+    )
+    min_samples: int = Field(1, ge=1, description="fewest samples a client holds")
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="held-out share of a central dataset (the test set)"
+    )
     num_samples: int = Field(4000, ge=100, description="mnist1d: samples to generate")
-    synthetic_alpha: float = Field(1.0, ge=0)
-    synthetic_beta: float = Field(1.0, ge=0)
-    path: str | None = None
-    features_root: str | None = None
+    synthetic_alpha: float = Field(
+        1.0, ge=0, description="synthetic: alpha of Synthetic(alpha, beta), model heterogeneity"
+    )
+    synthetic_beta: float = Field(
+        1.0, ge=0, description="synthetic: beta of Synthetic(alpha, beta), data heterogeneity"
+    )
+    path: str | None = Field(
+        None,
+        description="leaf: the LEAF JSON folder; fedscale: the client_data_mapping CSV "
+        "(local files, never downloaded)",
+    )
+    features_root: str | None = Field(
+        None, description="fedscale: folder the mapping's feature files are relative to"
+    )
     factory: str | None = Field(
-        None, description="'package.module:function' building your FederatedDataset"
+        None,
+        description="your own data: 'package.module:function', called as "
+        "function(num_clients, seed) -> FederatedDataset (replaces name; the working "
+        "folder is importable)",
     )
 
     @model_validator(mode="after")
@@ -120,10 +148,17 @@ def _refuse_unused(
 class ModelConfig(Settings):
     """A built-in reference model, or your own by ``factory`` (see ``fedsys.parts.factories``)."""
 
-    name: Literal["mlp", "logreg", "cnn1d"] = "mlp"
-    hidden: tuple[int, ...] = (64,)
+    name: Literal["mlp", "logreg", "cnn1d"] = Field(
+        "mlp",
+        description="a built-in model: mlp (multi-layer perceptron), logreg (logistic "
+        "regression) or cnn1d (1-D convolutional net)",
+    )
+    hidden: tuple[int, ...] = Field((64,), description="mlp: hidden layer widths")
     factory: str | None = Field(
-        None, description="'package.module:function(input_shape, num_classes) -> nn.Module'"
+        None,
+        description="your own model: 'package.module:function', called as "
+        "function(input_shape, num_classes) -> nn.Module with torch seeded from seed "
+        "(replaces name; see examples/custom_model.py)",
     )
 
     @model_validator(mode="after")
@@ -142,15 +177,22 @@ class ModelConfig(Settings):
 class TrainSettings(Settings):
     """Client-side local training."""
 
-    local_steps: int | None = Field(10, ge=1)
-    local_epochs: int = Field(1, ge=1)
-    batch_size: int = Field(20, ge=1)
-    lr: float = Field(0.05, gt=0)
-    momentum: float = Field(0.0, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    proximal_mu: float = Field(0.0, ge=0)
+    local_steps: int | None = Field(
+        10, ge=1, description="SGD steps per round (null: train local_epochs epochs)"
+    )
+    local_epochs: int = Field(1, ge=1, description="epochs per round when local_steps is null")
+    batch_size: int = Field(20, ge=1, description="mini-batch size")
+    lr: float = Field(0.05, gt=0, description="client SGD learning rate")
+    momentum: float = Field(0.0, ge=0, lt=1, description="client SGD momentum")
+    weight_decay: float = Field(0.0, ge=0, description="client SGD weight decay")
+    proximal_mu: float = Field(
+        0.0, ge=0, description="FedProx proximal term (the fedprox strategy sets it too)"
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
-        "cpu", description="where local training runs; auto: cuda when torch sees a GPU"
+        "cpu",
+        description="where local training and central evaluation run; auto: cuda when torch "
+        "sees a GPU. The model and data move there once; server-side weights and "
+        "checkpoints stay on the CPU",
     )
 
 
@@ -162,18 +204,30 @@ class DevicesConfig(Settings):
     ``uniform``: identical devices (useful to isolate algorithmic effects).
     """
 
-    source: Literal["generated", "file", "uniform"] = "generated"
-    path: str | None = None
-    capacity_path: str | None = None
-    always_available: bool = True
+    source: Literal["generated", "file", "uniform"] = Field(
+        "generated",
+        description="generated (the calibrated generator, fedsys/traces/FORMAT.md), file "
+        "(a fedsys CSV or FedScale pickle folder at path) or uniform (identical devices)",
+    )
+    path: str | None = Field(None, description="file: the trace file or folder")
+    capacity_path: str | None = Field(
+        None, description="file: FedScale's device capacity pickle, when apart from path"
+    )
+    always_available: bool = Field(
+        True, description="ignore the availability sessions: every device is always online"
+    )
     model_cost_ratio: float | None = Field(
-        None, gt=0, description="compute-time multiplier; None derives it from the model size"
+        None,
+        gt=0,
+        description="compute-time multiplier against the traces' MobileNetV2 (1.0: time as "
+        "MobileNetV2); null derives it from the model size",
     )
     transfer_cost_ratio: float | str = Field(
         1.0,
         description=(
             "transfer-time multiplier; 1.0 charges the model's real bytes, 'reference' "
-            "charges every transfer as the traces' MobileNetV2 weights would take"
+            "charges every download and upload as the traces' MobileNetV2 weights (14 MB) "
+            "would take, so a small proxy model keeps a realistic wire"
         ),
     )
 
@@ -209,7 +263,14 @@ class DevicesConfig(Settings):
         return self
 
 
-Participation = Literal["selector", "poisson"]
+ParticipationSetting = Annotated[
+    Literal["selector", "poisson"] | None,
+    Field(
+        description="selector (the selector picks), or poisson (each available client "
+        "joins with probability K/N and the round waits for all of them); unset: poisson "
+        "with dp_fedavg and the random selector, else selector"
+    ),
+]
 
 
 class SyncRounds(Settings):
@@ -220,34 +281,41 @@ class SyncRounds(Settings):
     """
 
     mode: Literal["sync"] = "sync"
-    overcommit: float = Field(1.3, ge=1.0)
-    participation: Participation | None = Field(
-        None, description="selector or poisson; unset: poisson for dp_fedavg, else selector"
+    overcommit: float = Field(
+        1.3, ge=1.0, description="select ceil(overcommit x K), close at the K-th arrival"
     )
+    participation: ParticipationSetting = None
 
 
 class DeadlineRounds(Settings):
     """The round closes at a fixed virtual deadline; whoever arrived by then counts."""
 
     mode: Literal["deadline"] = "deadline"
-    deadline_s: float = Field(gt=0)
-    overcommit: float = Field(1.0, ge=1.0)
-    min_participants: int = Field(1, ge=1)
-    on_short_round: Literal["retry", "skip"] = "skip"
-    max_retries: int = Field(3, ge=0)
-    participation: Participation | None = Field(
-        None, description="selector or poisson; unset: poisson for dp_fedavg, else selector"
+    deadline_s: float = Field(gt=0, description="seconds after its start a round closes")
+    overcommit: float = Field(1.0, ge=1.0, description="select ceil(overcommit x K)")
+    min_participants: int = Field(
+        1, ge=1, description="fewest arrivals by the deadline for the round to count"
     )
+    on_short_round: Literal["retry", "skip"] = Field(
+        "skip",
+        description="a round short of min_participants: skip it, or retry it with new clients",
+    )
+    max_retries: int = Field(3, ge=0, description="retry: tries of one round before skipping")
+    participation: ParticipationSetting = None
 
 
 class AsyncRounds(Settings):
     """FedBuff: up to ``max_concurrency`` clients train at once; aggregate every B arrivals."""
 
     mode: Literal["async"] = "async"
-    max_concurrency: int = Field(100, ge=1)
-    buffer_size: int = Field(10, ge=1)
-    max_staleness: int = Field(20, ge=0)
-    staleness_exponent: float = Field(0.5, ge=0)
+    max_concurrency: int = Field(100, ge=1, description="clients training at once")
+    buffer_size: int = Field(10, ge=1, description="B: arrivals aggregated together")
+    max_staleness: int = Field(
+        20, ge=0, description="updates more aggregations behind than this are dropped"
+    )
+    staleness_exponent: float = Field(
+        0.5, ge=0, description="an update s aggregations stale weighs 1 / (1 + s)^exponent"
+    )
 
 
 RoundConfig = Annotated[SyncRounds | DeadlineRounds | AsyncRounds, Field(discriminator="mode")]
@@ -262,20 +330,40 @@ class EvalConfig(Settings):
     holding ``samples_per_category`` test samples of every class).
     """
 
-    every: int = Field(5, ge=1)
-    selection: Literal["all", "deviation", "category"] = "all"
-    epsilon: float = Field(0.05, gt=0, lt=1, description="deviation: tolerated deviation")
-    confidence: float = Field(0.95, gt=0, lt=1, description="deviation: confidence")
+    every: int = Field(5, ge=1, description="evaluate every N rounds and after the last")
+    selection: Literal["all", "deviation", "category"] = Field(
+        "all",
+        description="all: the central test set only; deviation or category: also evaluate "
+        "on test participants chosen by Oort's testing selector, reported next to the "
+        "central test-set accuracy",
+    )
+    epsilon: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="deviation: tolerated deviation, at the given confidence, of the mean of "
+        "the participants' per-client class shares from the population's. The class mix of "
+        "their pooled data is not covered and under size skew can deviate far more (each "
+        "evaluation records deviation_bound, share_deviation and pooled_deviation)",
+    )
+    confidence: float = Field(0.95, gt=0, lt=1, description="deviation: confidence of the bound")
     samples_per_category: int = Field(20, ge=1, description="category: test samples per class")
-    budget: int | None = Field(None, ge=1, description="category: most participants")
-    method: Literal["fast", "milp"] = "fast"
+    budget: int | None = Field(
+        None, ge=1, description="category: most participants (null: no limit)"
+    )
+    method: Literal["fast", "milp"] = Field(
+        "fast", description="category: the solver, the fast path or the exact MILP alone"
+    )
     category_counts: Literal["truth", "reported"] = Field(
         "truth",
         description="category: per-class counts the selector plans with: the ground truth, "
         "or each device's reported label histogram (fedsys.data.device_stats)",
     )
     counts_epsilon: float | None = Field(
-        None, gt=0, description="reported: local-DP epsilon of each device's histogram"
+        None,
+        gt=0,
+        description="reported: make each device's histogram epsilon-DP (Laplace, calibrated "
+        "by OpenDP); null: exact histograms",
     )
 
 
@@ -290,7 +378,10 @@ class ClockConfig(Settings):
     """
 
     server_round_s: float = Field(
-        0.0, ge=0, description="seconds added to every round (dispatch, evaluation, checkpoint)"
+        0.0,
+        ge=0,
+        description="seconds added to every round (dispatch, evaluation, checkpoint, next "
+        "selection)",
     )
     server_update_s: float = Field(
         0.0, ge=0, description="seconds added per aggregated update (receive, decode, aggregate)"
@@ -306,9 +397,13 @@ class ClockConfig(Settings):
 class MetricsConfig(Settings):
     """Extra round-record outputs besides ``rounds.jsonl`` and ``summary.json``."""
 
-    csv: bool = Field(True, description="also write rounds.csv")
+    csv: bool = Field(
+        True, description="also write rounds.csv (one row per round, the record's fixed fields)"
+    )
     tensorboard: bool = Field(
-        False, description="also log every round to tensorboard/ (needs the tensorboard extra)"
+        False,
+        description="also log every numeric value of each round to tensorboard/ (needs "
+        "pip install 'fedsys[tensorboard]')",
     )
 
 
@@ -348,28 +443,70 @@ class SimConfig(Settings):
 class RunConfig(Settings):
     """Everything that defines a run; a run is reproducible from this and its seed."""
 
-    seed: int = 0
-    rounds: int = Field(50, ge=1)
-    clients_per_round: int = Field(10, ge=1)
-    target_accuracy: float | None = Field(0.85, gt=0, le=1)
-    output_dir: str = "runs/quickstart"
-    checkpoint_every: int = Field(
-        10, ge=0, description="rounds between checkpoints of a CLI run (0: only at the end)"
+    seed: int = Field(
+        0, description="seeds data, model, fleet, selection and every client's mini-batch order"
     )
-    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    train: TrainSettings = Field(default_factory=TrainSettings)
-    devices: DevicesConfig = Field(default_factory=DevicesConfig)
-    clock: ClockConfig = Field(default_factory=ClockConfig)
-    selector: SelectorConfig = Field(default_factory=RandomSelectorConfig)
-    strategy: StrategyConfig = Field(default_factory=FedAvgConfig)
-    compression: CompressorConfig = Field(default_factory=NoCompressionConfig)
-    validation: UpdateValidationConfig = Field(default_factory=UpdateValidationConfig)
-    round: RoundConfig = Field(default_factory=SyncRounds)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    deploy: DeployConfig = Field(default_factory=DeployConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-    sim: SimConfig = Field(default_factory=SimConfig)
+    rounds: int = Field(50, ge=1, description="aggregations to run")
+    clients_per_round: int = Field(10, ge=1, description="K: updates a round aims to aggregate")
+    target_accuracy: float | None = Field(
+        0.85, gt=0, le=1, description="for time-to-accuracy in the summary (null: none)"
+    )
+    output_dir: str = Field("runs/quickstart", description="where results are written")
+    checkpoint_every: int = Field(
+        10,
+        ge=0,
+        description="rounds between checkpoints of a fedsys run (0: only at the end and on "
+        "Ctrl-C)",
+    )
+    dataset: DatasetConfig = Field(
+        default_factory=DatasetConfig, description="which data, split how over how many clients"
+    )
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the model trained")
+    train: TrainSettings = Field(
+        default_factory=TrainSettings, description="local SGD on each client"
+    )
+    devices: DevicesConfig = Field(
+        default_factory=DevicesConfig,
+        description="the device profiles (speed, bandwidth, availability) of the fleet",
+    )
+    clock: ClockConfig = Field(
+        default_factory=ClockConfig,
+        description="time the virtual clock charges beyond the device traces",
+    )
+    selector: SelectorConfig = Field(
+        default_factory=RandomSelectorConfig,
+        description="which clients train each round, chosen by name",
+    )
+    strategy: StrategyConfig = Field(
+        default_factory=FedAvgConfig,
+        description="how the server aggregates updates into the model, chosen by name",
+    )
+    compression: CompressorConfig = Field(
+        default_factory=NoCompressionConfig,
+        description="how clients encode their updates for the wire, chosen by name",
+    )
+    validation: UpdateValidationConfig = Field(
+        default_factory=UpdateValidationConfig,
+        description="checks on every update before it reaches the model (shape, dtype and "
+        "finiteness are always checked)",
+    )
+    round: RoundConfig = Field(
+        default_factory=SyncRounds, description="when a round closes, chosen by mode"
+    )
+    eval: EvalConfig = Field(
+        default_factory=EvalConfig, description="when and on whom the model is evaluated"
+    )
+    deploy: DeployConfig = Field(
+        default_factory=DeployConfig,
+        description="the real aggregator (fedsys server); fedsys run ignores it except "
+        "secure_aggregation",
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="extra outputs of every round"
+    )
+    sim: SimConfig = Field(
+        default_factory=SimConfig, description="how the simulator trains a round's clients"
+    )
 
     @property
     def participation(self) -> str:

@@ -363,7 +363,8 @@ CompressorConfig = Annotated[
 
 # ---------------------------------------------------------------------- validation
 class UpdateValidationConfig(_Settings):
-    """Checks on every incoming update; ``max_norm`` bounds a delta's L2 norm."""
+    """Checks on every incoming update: its shape, dtype and finiteness always, its norm
+    when ``max_norm`` is set."""
 
     max_norm: float | None = Field(
         None, gt=0, description="also reject updates with a larger L2 norm (null: no bound)"

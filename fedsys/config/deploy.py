@@ -13,7 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class DeployConfig(BaseModel):
-    """Settings of ``fedsys server`` and its clients.
+    """Settings of ``fedsys server`` and its clients (the real aggregator).
+
+    ``fedsys run`` ignores them, except ``secure_aggregation``, whose measured cost the
+    simulator charges on its virtual clock.
 
     ``cert_dir`` and ``tokens`` default to ``<output_dir>/pki`` as ``fedsys certs``
     writes it; ``insecure: true`` turns TLS off (loopback experiments only).

@@ -458,21 +458,11 @@ class RunConfig(Settings):
         description="rounds between checkpoints of a fedsys run (0: only at the end and on "
         "Ctrl-C)",
     )
-    dataset: DatasetConfig = Field(
-        default_factory=DatasetConfig, description="which data, split how over how many clients"
-    )
-    model: ModelConfig = Field(default_factory=ModelConfig, description="the model trained")
-    train: TrainSettings = Field(
-        default_factory=TrainSettings, description="local SGD on each client"
-    )
-    devices: DevicesConfig = Field(
-        default_factory=DevicesConfig,
-        description="the device profiles (speed, bandwidth, availability) of the fleet",
-    )
-    clock: ClockConfig = Field(
-        default_factory=ClockConfig,
-        description="time the virtual clock charges beyond the device traces",
-    )
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    devices: DevicesConfig = Field(default_factory=DevicesConfig)
+    clock: ClockConfig = Field(default_factory=ClockConfig)
     selector: SelectorConfig = Field(
         default_factory=RandomSelectorConfig,
         description="which clients train each round, chosen by name",
@@ -485,28 +475,14 @@ class RunConfig(Settings):
         default_factory=NoCompressionConfig,
         description="how clients encode their updates for the wire, chosen by name",
     )
-    validation: UpdateValidationConfig = Field(
-        default_factory=UpdateValidationConfig,
-        description="checks on every update before it reaches the model (shape, dtype and "
-        "finiteness are always checked)",
-    )
+    validation: UpdateValidationConfig = Field(default_factory=UpdateValidationConfig)
     round: RoundConfig = Field(
         default_factory=SyncRounds, description="when a round closes, chosen by mode"
     )
-    eval: EvalConfig = Field(
-        default_factory=EvalConfig, description="when and on whom the model is evaluated"
-    )
-    deploy: DeployConfig = Field(
-        default_factory=DeployConfig,
-        description="the real aggregator (fedsys server); fedsys run ignores it except "
-        "secure_aggregation",
-    )
-    metrics: MetricsConfig = Field(
-        default_factory=MetricsConfig, description="extra outputs of every round"
-    )
-    sim: SimConfig = Field(
-        default_factory=SimConfig, description="how the simulator trains a round's clients"
-    )
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    sim: SimConfig = Field(default_factory=SimConfig)
 
     @property
     def participation(self) -> str:

@@ -1,15 +1,17 @@
 """The run configuration: one pydantic model per component, nested in :class:`RunConfig`.
 
 Every model forbids unknown keys, so a typo fails with an error naming the key
-instead of being silently ignored.
+instead of being silently ignored. The sections live in ``workload`` (dataset, model,
+training, devices) and ``rounds`` (round modes, evaluation, clock); this module
+gathers them into :class:`RunConfig` and re-exports them.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from fedsys.aggregation.config import (
     CompressorConfig,
@@ -19,379 +21,33 @@ from fedsys.aggregation.config import (
     UpdateValidationConfig,
 )
 from fedsys.config.deploy import DeployConfig
+from fedsys.config.rounds import (
+    AsyncRounds,
+    ClockConfig,
+    DeadlineRounds,
+    EvalConfig,
+    ParticipationSetting,
+    RoundConfig,
+    SyncRounds,
+)
+from fedsys.config.settings import Settings
+from fedsys.config.settings import refuse_unused as _refuse_unused
+from fedsys.config.workload import (
+    DATASET_KEYS,
+    DatasetConfig,
+    DevicesConfig,
+    DirichletPartition,
+    IidPartition,
+    ModelConfig,
+    PartitionConfig,
+    QuantityPartition,
+    TrainSettings,
+)
 from fedsys.secure.plan import refusal as secure_refusal
 from fedsys.selection.config import RandomSelectorConfig, SelectorConfig
 
 DATA_DEPENDENT_SELECTORS = frozenset({"oort", "power_of_choice"})
 """Selectors whose choice depends on client losses or data (not covered by DP accounting)."""
-
-
-class Settings(BaseModel):
-    """Base of every config model: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class IidPartition(Settings):
-    """Shuffle samples uniformly across clients."""
-
-    kind: Literal["iid"] = "iid"
-
-
-class DirichletPartition(Settings):
-    """Label skew: each class spread over clients by Dir(alpha); small alpha = very skewed."""
-
-    kind: Literal["dirichlet"] = "dirichlet"
-    alpha: float = Field(
-        0.5, gt=0, description="concentration of the label split; smaller: more skewed"
-    )
-
-
-class QuantityPartition(Settings):
-    """Quantity skew: lognormal client sizes with log-std sigma."""
-
-    kind: Literal["quantity"] = "quantity"
-    sigma: float = Field(1.0, gt=0, description="log-std of the lognormal client sizes")
-
-
-PartitionConfig = Annotated[
-    IidPartition | DirichletPartition | QuantityPartition, Field(discriminator="kind")
-]
-
-
-class DatasetConfig(Settings):
-    """Which data, split how across how many clients.
-
-    ``digits``, ``mnist1d`` and ``synthetic`` are generated offline; ``leaf`` and
-    ``fedscale`` read a local ``path`` (their split is natural: one client per owner).
-    """
-
-    name: Literal["digits", "mnist1d", "synthetic", "leaf", "fedscale"] = Field(
-        "digits",
-        description="digits (scikit-learn), mnist1d (generated offline), synthetic "
-        "(LEAF Synthetic(alpha, beta)), leaf (LEAF JSON folder at path), fedscale "
-        "(FedScale client_data_mapping CSV at path)",
-    )
-    num_clients: int = Field(
-        100, ge=1, le=1_000_000, description="clients to split a central dataset over"
-    )
-    partition: PartitionConfig = Field(
-        default_factory=DirichletPartition,
-        description="how a central dataset is split over the clients, chosen by kind: "
-        "iid, dirichlet (label skew) or quantity (lognormal sizes)",
-    )
-    min_samples: int = Field(1, ge=1, description="fewest samples a client holds")
-    test_fraction: float = Field(
-        0.2, gt=0, lt=1, description="held-out share of a central dataset (the test set)"
-    )
-    num_samples: int = Field(4000, ge=100, description="mnist1d: samples to generate")
-    synthetic_alpha: float = Field(
-        1.0, ge=0, description="synthetic: alpha of Synthetic(alpha, beta), model heterogeneity"
-    )
-    synthetic_beta: float = Field(
-        1.0, ge=0, description="synthetic: beta of Synthetic(alpha, beta), data heterogeneity"
-    )
-    path: str | None = Field(
-        None,
-        description="leaf: the LEAF JSON folder; fedscale: the client_data_mapping CSV "
-        "(local files, never downloaded)",
-    )
-    features_root: str | None = Field(
-        None, description="fedscale: folder the mapping's feature files are relative to"
-    )
-    factory: str | None = Field(
-        None,
-        description="your own data: 'package.module:function', called as "
-        "function(num_clients, seed) -> FederatedDataset (replaces name; the working "
-        "folder is importable)",
-    )
-
-    @model_validator(mode="after")
-    def _path_when_needed(self) -> DatasetConfig:
-        if self.factory is not None:
-            if self.name != "digits":  # the default, which a resolved config.yaml repeats
-                raise ValueError("dataset.name does not apply with dataset.factory: remove it")
-            _refuse_unused(self, "dataset", {"factory", "num_clients"}, "factory")
-            return self
-        if self.name in ("leaf", "fedscale") and not self.path:
-            raise ValueError(f"dataset.path is required for dataset {self.name!r}")
-        _refuse_unused(self, "dataset", DATASET_KEYS[self.name])
-        return self
-
-
-DATASET_KEYS = {
-    "digits": {"num_clients", "partition", "min_samples", "test_fraction"},
-    "mnist1d": {"num_clients", "partition", "min_samples", "test_fraction", "num_samples"},
-    "synthetic": {"num_clients", "synthetic_alpha", "synthetic_beta"},
-    "leaf": {"path"},
-    "fedscale": {"path", "features_root"},
-}
-"""The keys each dataset uses besides ``name`` (the others are refused when set)."""
-
-
-def _refuse_unused(
-    section: BaseModel, prefix: str, used: set[str], variant: str | None = None
-) -> None:
-    """Refuse keys given a non-default value that the chosen variant ignores."""
-    ignored = [
-        name
-        for name in sorted(section.model_fields_set - used - {"name", "source"})
-        if getattr(section, name)
-        != type(section).model_fields[name].get_default(call_default_factory=True)
-    ]
-    if ignored:
-        keys = ", ".join(f"{prefix}.{name}" for name in ignored)
-        variant = variant or getattr(section, "name", None) or getattr(section, "source", "")
-        raise ValueError(f"{keys} does not apply to {prefix} {variant!r}: remove it")
-
-
-class ModelConfig(Settings):
-    """A built-in reference model, or your own by ``factory`` (see ``fedsys.parts.factories``)."""
-
-    name: Literal["mlp", "logreg", "cnn1d"] = Field(
-        "mlp",
-        description="a built-in model: mlp (multi-layer perceptron), logreg (logistic "
-        "regression) or cnn1d (1-D convolutional net)",
-    )
-    hidden: tuple[int, ...] = Field((64,), description="mlp: hidden layer widths")
-    factory: str | None = Field(
-        None,
-        description="your own model: 'package.module:function', called as "
-        "function(input_shape, num_classes) -> nn.Module with torch seeded from seed "
-        "(replaces name; see examples/custom_model.py)",
-    )
-
-    @model_validator(mode="after")
-    def _hidden_sizes(self) -> ModelConfig:
-        if any(size < 1 for size in self.hidden):
-            raise ValueError(f"model.hidden entries must be at least 1, got {list(self.hidden)}")
-        if self.factory is not None:
-            if self.name != "mlp":  # the default, which a resolved config.yaml repeats
-                raise ValueError("model.name does not apply with model.factory: remove it")
-            _refuse_unused(self, "model", {"factory"}, "factory")
-            return self
-        _refuse_unused(self, "model", {"hidden"} if self.name == "mlp" else set())
-        return self
-
-
-class TrainSettings(Settings):
-    """Client-side local training."""
-
-    local_steps: int | None = Field(
-        10, ge=1, description="SGD steps per round (null: train local_epochs epochs)"
-    )
-    local_epochs: int = Field(1, ge=1, description="epochs per round when local_steps is null")
-    batch_size: int = Field(20, ge=1, description="mini-batch size")
-    lr: float = Field(0.05, gt=0, description="client SGD learning rate")
-    momentum: float = Field(0.0, ge=0, lt=1, description="client SGD momentum")
-    weight_decay: float = Field(0.0, ge=0, description="client SGD weight decay")
-    proximal_mu: float = Field(
-        0.0, ge=0, description="FedProx proximal term (the fedprox strategy sets it too)"
-    )
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        "cpu",
-        description="where local training and central evaluation run; auto: cuda when torch "
-        "sees a GPU. The model and data move there once; server-side weights and "
-        "checkpoints stay on the CPU",
-    )
-
-
-class DevicesConfig(Settings):
-    """Where device profiles (speed, bandwidth, availability) come from.
-
-    ``generated``: the seeded generator calibrated to published fleet statistics;
-    ``file``: a fedsys CSV trace or a FedScale pickle pair at ``path``;
-    ``uniform``: identical devices (useful to isolate algorithmic effects).
-    """
-
-    source: Literal["generated", "file", "uniform"] = Field(
-        "generated",
-        description="generated (the calibrated generator, fedsys/traces/FORMAT.md), file "
-        "(a fedsys CSV or FedScale pickle folder at path) or uniform (identical devices)",
-    )
-    path: str | None = Field(None, description="file: the trace file or folder")
-    capacity_path: str | None = Field(
-        None, description="file: FedScale's device capacity pickle, when apart from path"
-    )
-    always_available: bool = Field(
-        True, description="ignore the availability sessions: every device is always online"
-    )
-    model_cost_ratio: float | None = Field(
-        None,
-        gt=0,
-        description="compute-time multiplier against the traces' MobileNetV2 (1.0: time as "
-        "MobileNetV2); null derives it from the model size",
-    )
-    transfer_cost_ratio: float | str = Field(
-        1.0,
-        description=(
-            "transfer-time multiplier; 1.0 charges the model's real bytes, 'reference' "
-            "charges every download and upload as the traces' MobileNetV2 weights (14 MB) "
-            "would take, so a small proxy model keeps a realistic wire"
-        ),
-    )
-
-    time_scale: float = Field(
-        1.0,
-        gt=0,
-        description=(
-            "multiplies every device time (compute, transfers, availability); 0.01 runs "
-            "the fleet 100x faster than real devices (fedsys fidelity, emulated clients)"
-        ),
-    )
-
-    @field_validator("transfer_cost_ratio")
-    @classmethod
-    def _positive_or_reference(cls, value: float | str) -> float | str:
-        if value == "reference":
-            return value
-        try:
-            ratio = float(value)
-        except ValueError:
-            ratio = math.nan
-        if not ratio > 0 or not math.isfinite(ratio):
-            raise ValueError("must be a positive number or 'reference'")
-        return ratio
-
-    @model_validator(mode="after")
-    def _path_when_needed(self) -> DevicesConfig:
-        if self.source == "file" and not self.path:
-            raise ValueError("devices.path is required when devices.source is 'file'")
-        trace_keys = {"path", "capacity_path"}
-        used = set(type(self).model_fields) - ({"source"} if self.source == "file" else trace_keys)
-        _refuse_unused(self, "devices", used)
-        return self
-
-
-ParticipationSetting = Annotated[
-    Literal["selector", "poisson"] | None,
-    Field(
-        description="selector (the selector picks), or poisson (each available client "
-        "joins with probability K/N and the round waits for all of them); unset: poisson "
-        "with dp_fedavg and the random selector, else selector"
-    ),
-]
-
-
-class SyncRounds(Settings):
-    """Select ceil(overcommit × K); the round closes when the K-th client arrives.
-
-    ``participation: poisson`` skips the selector: each available client joins with
-    probability K / N and the round waits for all of them (DP-FedAvg's default).
-    """
-
-    mode: Literal["sync"] = "sync"
-    overcommit: float = Field(
-        1.3, ge=1.0, description="select ceil(overcommit x K), close at the K-th arrival"
-    )
-    participation: ParticipationSetting = None
-
-
-class DeadlineRounds(Settings):
-    """The round closes at a fixed virtual deadline; whoever arrived by then counts."""
-
-    mode: Literal["deadline"] = "deadline"
-    deadline_s: float = Field(gt=0, description="seconds after its start a round closes")
-    overcommit: float = Field(1.0, ge=1.0, description="select ceil(overcommit x K)")
-    min_participants: int = Field(
-        1, ge=1, description="fewest arrivals by the deadline for the round to count"
-    )
-    on_short_round: Literal["retry", "skip"] = Field(
-        "skip",
-        description="a round short of min_participants: skip it, or retry it with new clients",
-    )
-    max_retries: int = Field(3, ge=0, description="retry: tries of one round before skipping")
-    participation: ParticipationSetting = None
-
-
-class AsyncRounds(Settings):
-    """FedBuff: up to ``max_concurrency`` clients train at once; aggregate every B arrivals."""
-
-    mode: Literal["async"] = "async"
-    max_concurrency: int = Field(100, ge=1, description="clients training at once")
-    buffer_size: int = Field(10, ge=1, description="B: arrivals aggregated together")
-    max_staleness: int = Field(
-        20, ge=0, description="updates more aggregations behind than this are dropped"
-    )
-    staleness_exponent: float = Field(
-        0.5, ge=0, description="an update s aggregations stale weighs 1 / (1 + s)^exponent"
-    )
-
-
-RoundConfig = Annotated[SyncRounds | DeadlineRounds | AsyncRounds, Field(discriminator="mode")]
-
-
-class EvalConfig(Settings):
-    """When and on whom the global model is evaluated.
-
-    The central test set is always used; ``selection`` other than ``all`` also
-    evaluates on test participants chosen by Oort's testing selector (``deviation``:
-    a random sample sized by the deviation bound; ``category``: the fastest clients
-    holding ``samples_per_category`` test samples of every class).
-    """
-
-    every: int = Field(5, ge=1, description="evaluate every N rounds and after the last")
-    selection: Literal["all", "deviation", "category"] = Field(
-        "all",
-        description="all: the central test set only; deviation or category: also evaluate "
-        "on test participants chosen by Oort's testing selector, reported next to the "
-        "central test-set accuracy",
-    )
-    epsilon: float = Field(
-        0.05,
-        gt=0,
-        lt=1,
-        description="deviation: tolerated deviation, at the given confidence, of the mean of "
-        "the participants' per-client class shares from the population's. The class mix of "
-        "their pooled data is not covered and under size skew can deviate far more (each "
-        "evaluation records deviation_bound, share_deviation and pooled_deviation)",
-    )
-    confidence: float = Field(0.95, gt=0, lt=1, description="deviation: confidence of the bound")
-    samples_per_category: int = Field(20, ge=1, description="category: test samples per class")
-    budget: int | None = Field(
-        None, ge=1, description="category: most participants (null: no limit)"
-    )
-    method: Literal["fast", "milp"] = Field(
-        "fast", description="category: the solver, the fast path or the exact MILP alone"
-    )
-    category_counts: Literal["truth", "reported"] = Field(
-        "truth",
-        description="category: per-class counts the selector plans with: the ground truth, "
-        "or each device's reported label histogram (fedsys.data.device_stats)",
-    )
-    counts_epsilon: float | None = Field(
-        None,
-        gt=0,
-        description="reported: make each device's histogram epsilon-DP (Laplace, calibrated "
-        "by OpenDP); null: exact histograms",
-    )
-
-
-class ClockConfig(Settings):
-    """Server time the virtual clock charges besides the devices' own.
-
-    A real aggregator spends time the device traces do not hold: dispatching tasks,
-    receiving and aggregating each update, evaluating and checkpointing between
-    rounds; and each task's messages (instruction, model request, upload grant,
-    verdict) take a client time its profile does not hold. ``fedsys fidelity
-    --calibrate`` measures the three terms on a real deployment.
-    """
-
-    server_round_s: float = Field(
-        0.0,
-        ge=0,
-        description="seconds added to every round (dispatch, evaluation, checkpoint, next "
-        "selection)",
-    )
-    server_update_s: float = Field(
-        0.0, ge=0, description="seconds added per aggregated update (receive, decode, aggregate)"
-    )
-    client_task_s: float = Field(
-        0.0,
-        ge=0,
-        description="seconds added to every client's task beyond its device profile (the "
-        "protocol's messages: task, model request, upload grant, verdict)",
-    )
 
 
 class MetricsConfig(Settings):
@@ -455,8 +111,7 @@ class RunConfig(Settings):
     checkpoint_every: int = Field(
         10,
         ge=0,
-        description="rounds between checkpoints of a fedsys run (0: only at the end and on "
-        "Ctrl-C)",
+        description="rounds between checkpoints of a fedsys run (0: only at the end and on Ctrl-C)",
     )
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -566,3 +221,28 @@ class RunConfig(Settings):
                 f"({self.dataset.num_clients})"
             )
         return self
+
+
+__all__ = [
+    "DATASET_KEYS",
+    "DATA_DEPENDENT_SELECTORS",
+    "AsyncRounds",
+    "ClockConfig",
+    "DatasetConfig",
+    "DeadlineRounds",
+    "DevicesConfig",
+    "DirichletPartition",
+    "EvalConfig",
+    "IidPartition",
+    "MetricsConfig",
+    "ModelConfig",
+    "ParticipationSetting",
+    "PartitionConfig",
+    "QuantityPartition",
+    "RoundConfig",
+    "RunConfig",
+    "Settings",
+    "SimConfig",
+    "SyncRounds",
+    "TrainSettings",
+]

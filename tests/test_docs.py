@@ -169,6 +169,29 @@ def test_the_command_reference_lists_every_command_and_option() -> None:
     assert not absent, f"command reference lacks {absent}"
 
 
+def test_the_landing_page_opens_with_the_readme_setup_commands() -> None:
+    def first_bash(text: str) -> str:
+        return re.findall(r"```bash\n(.*?)```", text, flags=re.S)[0]
+
+    readme = (ROOT / "README.md").read_text()
+
+    assert first_bash((DOCS / "index.md").read_text()) == first_bash(readme)
+
+
+# Modules of backends.py (its workload, and the side that runs in Flower's venv).
+BENCHMARK_MODULES = {"backends_workload", "flower_side"}
+
+
+def test_every_benchmark_has_a_page_in_the_site() -> None:
+    scripts = {p.stem for p in (ROOT / "benchmarks").glob("*.py")} - BENCHMARK_MODULES
+    site = (ROOT / "mkdocs.yml").read_text()
+
+    missing = sorted(s for s in scripts if not (DOCS / "benchmarks" / f"{s}.md").exists())
+    unlisted = sorted(s for s in scripts if f"benchmarks/{s}.md" not in site)
+
+    assert not missing and not unlisted, f"no page: {missing}; not in the nav: {unlisted}"
+
+
 def _python_examples() -> list[tuple[str, int, str]]:
     examples = []
     for page in sorted(DOCS.glob("*.md")):

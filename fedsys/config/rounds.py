@@ -37,16 +37,18 @@ class DeadlineRounds(Settings):
     """The round closes at a fixed virtual deadline; whoever arrived by then counts."""
 
     mode: Literal["deadline"] = "deadline"
-    deadline_s: float = Field(gt=0, description="seconds after its start a round closes")
+    deadline_s: float = Field(gt=0, description="virtual seconds a round lasts at most")
     overcommit: float = Field(1.0, ge=1.0, description="select ceil(overcommit x K)")
     min_participants: int = Field(
-        1, ge=1, description="fewest arrivals by the deadline for the round to count"
+        1, ge=1, description="arrivals by the deadline a round needs to aggregate"
     )
     on_short_round: Literal["retry", "skip"] = Field(
         "skip",
         description="a round short of min_participants: skip it, or retry it with new clients",
     )
-    max_retries: int = Field(3, ge=0, description="retry: tries of one round before skipping")
+    max_retries: int = Field(
+        3, ge=0, description="retry: retries of a short round before it is skipped"
+    )
     participation: ParticipationSetting = None
 
 

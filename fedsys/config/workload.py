@@ -75,7 +75,7 @@ class DatasetConfig(Settings):
         "(local files, never downloaded)",
     )
     features_root: str | None = Field(
-        None, description="fedscale: folder the mapping's feature files are relative to"
+        None, description="fedscale: folder every sample_path of the mapping is relative to"
     )
     factory: str | None = Field(
         None,
@@ -171,9 +171,13 @@ class DevicesConfig(Settings):
         description="generated (the calibrated generator, fedsys/traces/FORMAT.md), file "
         "(a fedsys CSV or FedScale pickle folder at path) or uniform (identical devices)",
     )
-    path: str | None = Field(None, description="file: the trace file or folder")
+    path: str | None = Field(
+        None,
+        description="file: a fedsys CSV, a folder holding FedScale's client_device_capacity "
+        "(and optionally client_behave_trace), or one FedScale pickle",
+    )
     capacity_path: str | None = Field(
-        None, description="file: FedScale's device capacity pickle, when apart from path"
+        None, description="file: a second FedScale pickle, when path names only one"
     )
     always_available: bool = Field(
         True, description="ignore the availability sessions: every device is always online"

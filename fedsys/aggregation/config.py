@@ -35,13 +35,29 @@ class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Settings several rules share, described once.
+Weighted = Annotated[
+    bool, Field(description="weigh each update by its samples (false: a plain mean)")
+]
+ServerLr = Annotated[
+    float, Field(gt=0, description="server learning rate: the step taken along the aggregate")
+]
+MaxUpdates = Annotated[
+    int,
+    Field(ge=1, description="most updates held at once to aggregate a round (bounds memory)"),
+]
+NumByzantine = Annotated[
+    int, Field(ge=0, description="f: faulty or malicious clients assumed per round")
+]
+
+
 # ---------------------------------------------------------------------- FedAvg family
 class FedAvgConfig(_Settings):
     """Federated averaging (McMahan et al., 2017)."""
 
     name: Literal["fedavg"] = "fedavg"
-    weighted: bool = True
-    server_lr: float = Field(1.0, gt=0)
+    weighted: Weighted = True
+    server_lr: ServerLr = 1.0
 
     def build(self, seed: int = 0) -> Strategy:
         """Construct the strategy (``seed`` is unused)."""
@@ -52,9 +68,9 @@ class FedAvgMConfig(_Settings):
     """FedAvg with server momentum (Hsu et al., 2019)."""
 
     name: Literal["fedavgm"] = "fedavgm"
-    server_lr: float = Field(1.0, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weighted: bool = True
+    server_lr: ServerLr = 1.0
+    momentum: float = Field(0.9, ge=0, lt=1, description="server momentum")
+    weighted: Weighted = True
 
     def build(self, seed: int = 0) -> Strategy:
         """Construct the strategy (``seed`` is unused)."""
@@ -65,9 +81,11 @@ class FedProxConfig(_Settings):
     """FedProx (Li et al., 2020): FedAvg aggregation, clients train with proximal ``mu``."""
 
     name: Literal["fedprox"] = "fedprox"
-    mu: float = Field(0.01, ge=0)
-    weighted: bool = True
-    server_lr: float = Field(1.0, gt=0)
+    mu: float = Field(
+        0.01, ge=0, description="proximal term the clients train with (sets train.proximal_mu)"
+    )
+    weighted: Weighted = True
+    server_lr: ServerLr = 1.0
 
     def build(self, seed: int = 0) -> Strategy:
         """Construct the strategy (``seed`` is unused)."""
@@ -77,11 +95,11 @@ class FedProxConfig(_Settings):
 class _FedOptFields(_Settings):
     """Settings of the adaptive server optimizers (Reddi et al., 2021 defaults)."""
 
-    server_lr: float = Field(1e-2, gt=0)
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.99, ge=0, lt=1)
-    tau: float = Field(1e-3, gt=0)
-    weighted: bool = True
+    server_lr: ServerLr = 1e-2
+    beta1: float = Field(0.9, ge=0, lt=1, description="decay of the first moment (momentum)")
+    beta2: float = Field(0.99, ge=0, lt=1, description="decay of the second moment")
+    tau: float = Field(1e-3, gt=0, description="adaptivity: added to the second moment's root")
+    weighted: Weighted = True
 
     def settings(self) -> FedOptSettings:
         """The shared settings object."""
@@ -128,9 +146,11 @@ class QFedAvgConfig(_Settings):
     """q-FedAvg (Li et al., 2020); ``client_lr`` must equal the clients' SGD learning rate."""
 
     name: Literal["qfedavg"] = "qfedavg"
-    q: float = Field(1.0, ge=0)
+    q: float = Field(
+        1.0, ge=0, description="fairness: larger q weighs clients with a higher loss more"
+    )
     client_lr: float | None = Field(
-        None, gt=0, description="the simulator fills in train.lr when unset"
+        None, gt=0, description="the clients' SGD learning rate; unset: train.lr"
     )
 
     def build(self, seed: int = 0) -> Strategy:
@@ -145,7 +165,7 @@ class MedianConfig(_Settings):
     """Coordinate-wise median (Yin et al., 2018); holds up to ``max_updates`` updates."""
 
     name: Literal["median"] = "median"
-    max_updates: int = Field(DEFAULT_MAX_UPDATES, ge=1)
+    max_updates: MaxUpdates = DEFAULT_MAX_UPDATES
 
     def build(self, seed: int = 0) -> Strategy:
         """Construct the strategy (``seed`` is unused)."""
@@ -156,8 +176,10 @@ class TrimmedMeanConfig(_Settings):
     """Coordinate-wise trimmed mean (Yin et al., 2018); ``trim_fraction`` at each end."""
 
     name: Literal["trimmed_mean"] = "trimmed_mean"
-    trim_fraction: float = Field(0.1, ge=0, lt=0.5)
-    max_updates: int = Field(DEFAULT_MAX_UPDATES, ge=1)
+    trim_fraction: float = Field(
+        0.1, ge=0, lt=0.5, description="share of the values cut at each end of a coordinate"
+    )
+    max_updates: MaxUpdates = DEFAULT_MAX_UPDATES
 
     def build(self, seed: int = 0) -> Strategy:
         """Construct the strategy (``seed`` is unused)."""
@@ -168,8 +190,8 @@ class KrumConfig(_Settings):
     """Krum (Blanchard et al., 2017) assuming ``num_byzantine`` bad clients per round."""
 
     name: Literal["krum"] = "krum"
-    num_byzantine: int = Field(1, ge=0)
-    max_updates: int = Field(DEFAULT_MAX_UPDATES, ge=1)
+    num_byzantine: NumByzantine = 1
+    max_updates: MaxUpdates = DEFAULT_MAX_UPDATES
 
     def build(self, seed: int = 0) -> Strategy:
         """Construct the strategy (``seed`` is unused)."""
@@ -180,9 +202,11 @@ class MultiKrumConfig(_Settings):
     """Multi-Krum: mean of the ``num_selected`` best-scored updates (``None``: K - f)."""
 
     name: Literal["multikrum"] = "multikrum"
-    num_byzantine: int = Field(1, ge=0)
-    num_selected: int | None = Field(None, ge=1)
-    max_updates: int = Field(DEFAULT_MAX_UPDATES, ge=1)
+    num_byzantine: NumByzantine = 1
+    num_selected: int | None = Field(
+        None, ge=1, description="updates averaged (null: K - f)"
+    )
+    max_updates: MaxUpdates = DEFAULT_MAX_UPDATES
 
     def build(self, seed: int = 0) -> Strategy:
         """Construct the strategy (``seed`` is unused)."""
@@ -202,24 +226,35 @@ class DPFedAvgConfig(_Settings):
     """
 
     name: Literal["dp_fedavg"] = "dp_fedavg"
-    clip_norm: float = Field(1.0, gt=0)
-    noise_multiplier: float = Field(1.0, ge=0)
+    clip_norm: float = Field(1.0, gt=0, description="each update is clipped to this L2 norm")
+    noise_multiplier: float = Field(
+        1.0, ge=0, description="z: Gaussian noise of standard deviation z x clip_norm on the sum"
+    )
     clients_per_round: int | None = Field(
-        None, ge=1, description="the simulator fills in the run's clients_per_round when unset"
+        None,
+        ge=1,
+        description="clients summed per round; unset: the run's clients_per_round (the "
+        "buffer size in async rounds)",
     )
     population_size: int | None = Field(
-        None, ge=1, description="the simulator fills in dataset.num_clients when unset"
+        None, ge=1, description="unset: the clients holding data in the loaded dataset"
     )
     sampling: Literal["poisson", "fixed_size"] | None = Field(
-        None, description="the simulator fills in how the run draws clients when unset"
+        None, description="how the accountant takes clients to be drawn; unset: how the run draws"
     )
     acknowledge_selection_not_private: bool = Field(
-        False, description="accept a data-dependent selector that epsilon does not cover"
+        False,
+        description="accept a data-dependent selector (oort, power_of_choice), whose choice "
+        "leaks what epsilon does not cover",
     )
-    target_delta: float = Field(1e-5, gt=0, lt=1)
-    epsilon_budget: float | None = Field(None, gt=0)
-    on_budget_exceeded: Literal["stop", "warn"] = "stop"
-    server_lr: float = Field(1.0, gt=0)
+    target_delta: float = Field(1e-5, gt=0, lt=1, description="delta the epsilon is given for")
+    epsilon_budget: float | None = Field(
+        None, gt=0, description="largest epsilon the run may spend (null: no limit)"
+    )
+    on_budget_exceeded: Literal["stop", "warn"] = Field(
+        "stop", description="what happens once epsilon_budget is spent"
+    )
+    server_lr: ServerLr = 1.0
 
     @model_validator(mode="after")
     def _sample_fits_population(self) -> DPFedAvgConfig:
@@ -289,7 +324,7 @@ class Int8CompressionConfig(_Settings):
     """8-bit stochastic quantization, one scale per ``chunk_size`` values."""
 
     name: Literal["int8"] = "int8"
-    chunk_size: int = Field(256, ge=1)
+    chunk_size: int = Field(256, ge=1, description="values sharing one scale")
 
     def build(self) -> Compressor:
         """Construct the compressor."""
@@ -300,7 +335,7 @@ class TopKCompressionConfig(_Settings):
     """Top-k sparsification of a ``fraction`` of the entries, with error feedback."""
 
     name: Literal["topk"] = "topk"
-    fraction: float = Field(0.01, gt=0, le=1)
+    fraction: float = Field(0.01, gt=0, le=1, description="share of the largest entries kept")
 
     def build(self) -> Compressor:
         """Construct the compressor."""
@@ -311,8 +346,8 @@ class TopKInt8CompressionConfig(_Settings):
     """Top-k with error feedback, kept values 8-bit quantized."""
 
     name: Literal["topk_int8"] = "topk_int8"
-    fraction: float = Field(0.01, gt=0, le=1)
-    chunk_size: int = Field(256, ge=1)
+    fraction: float = Field(0.01, gt=0, le=1, description="share of the largest entries kept")
+    chunk_size: int = Field(256, ge=1, description="kept values sharing one scale")
 
     def build(self) -> Compressor:
         """Construct the compressor."""
@@ -328,9 +363,12 @@ CompressorConfig = Annotated[
 
 # ---------------------------------------------------------------------- validation
 class UpdateValidationConfig(_Settings):
-    """Checks on every incoming update; ``max_norm`` bounds a delta's L2 norm."""
+    """Checks on every incoming update: its shape, dtype and finiteness always, its norm
+    when ``max_norm`` is set."""
 
-    max_norm: float | None = Field(None, gt=0)
+    max_norm: float | None = Field(
+        None, gt=0, description="also reject updates with a larger L2 norm (null: no bound)"
+    )
 
     def build(self) -> UpdateValidator:
         """Construct the validator."""

@@ -40,7 +40,9 @@ def add_deploy_commands(commands: Any) -> None:
     server.set_defaults(handler=_cmd_server)
 
     client = commands.add_parser("client", help="run one participant that dials the aggregator")
-    client.add_argument("--server", required=True, metavar="HOST:PORT")
+    client.add_argument(
+        "--server", required=True, metavar="HOST:PORT", help="the aggregator to dial"
+    )
     client.add_argument("--token-file", type=Path, help="this client's token (required)")
     client.add_argument("--ca", type=Path, help="CA certificate that signed the server's")
     client.add_argument("--cert", type=Path, help="client certificate (mutual TLS)")
@@ -54,7 +56,7 @@ def add_deploy_commands(commands: Any) -> None:
     client.set_defaults(handler=_cmd_client)
 
     certs = commands.add_parser("certs", help="make a CA, server and client certificates, tokens")
-    certs.add_argument("out_dir", type=Path)
+    certs.add_argument("out_dir", type=Path, help="folder for the CA, certificates and tokens")
     certs.add_argument("--clients", type=int, default=10, help="number of clients to provision")
     certs.add_argument("--prefix", default="client-", help="client names: PREFIX0000, ...")
     certs.add_argument(
@@ -63,10 +65,10 @@ def add_deploy_commands(commands: Any) -> None:
     certs.set_defaults(handler=_cmd_certs)
 
     status = commands.add_parser("status", help="connected clients and round progress")
-    status.add_argument("server", metavar="HOST:PORT")
-    status.add_argument("--token-file", type=Path, required=True)
-    status.add_argument("--ca", type=Path)
-    status.add_argument("--insecure", action="store_true")
+    status.add_argument("server", metavar="HOST:PORT", help="the aggregator to ask")
+    status.add_argument("--token-file", type=Path, required=True, help="a client token to ask with")
+    status.add_argument("--ca", type=Path, help="CA certificate that signed the server's")
+    status.add_argument("--insecure", action="store_true", help="plaintext (no TLS)")
     status.set_defaults(handler=_cmd_status)
 
     deploy = commands.add_parser("deploy", help="start a whole deployment")
@@ -76,7 +78,7 @@ def add_deploy_commands(commands: Any) -> None:
     local.add_argument("--clients", type=int, default=8, help="client processes to start")
     _add_overrides(local)
     local.add_argument("--output-dir", help="where results go (default: the config's + -deploy)")
-    local.add_argument("--quiet", action="store_true")
+    local.add_argument("--quiet", action="store_true", help="no progress bar")
     local.add_argument("--traces", help="emulate the first --clients devices of this trace file")
     add_fleet_launch_options(local, "with --traces: ")
     local.set_defaults(handler=_cmd_deploy_local)

@@ -35,18 +35,21 @@ def add_query_command(subparsers: Any) -> None:
                                     'label"')
     parser.add_argument("--sites", required=True, help="sites.yaml: each site's tables")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--mode", choices=("sol", "baseline"), default="sol")
+    parser.add_argument("--mode", choices=("sol", "baseline"), default="sol",
+                        help="bind the tasks to sites early (sol) or late (baseline)")
     parser.add_argument("--parts", type=int, default=1, help="partial tasks per site")
     parser.add_argument("--epsilon", type=float, help="differential privacy of this query")
     parser.add_argument("--delta", type=float, default=0.0, help="DP delta (gaussian)")
-    parser.add_argument("--mechanism", choices=("laplace", "gaussian"), default="laplace")
+    parser.add_argument("--mechanism", choices=("laplace", "gaussian"), default="laplace",
+                        help="DP noise (gaussian needs --delta)")
     parser.add_argument("--secure", action="store_true",
                         help="sum the sites' partials under pairwise masking")
     parser.add_argument("--rtt-ms", type=float, default=0.0, help="emulated WAN round trip")
     parser.add_argument("--rate-mbps", type=float, default=0.0,
                         help="emulated WAN bandwidth per direction (0: unlimited)")
     parser.add_argument("--workdir", help="keep logs and catalogs here")
-    parser.add_argument("--timeout-s", type=float, default=300.0)
+    parser.add_argument("--timeout-s", type=float, default=300.0,
+                        help="longest time the query may take")
     parser.set_defaults(handler=_cmd_query)
 
 

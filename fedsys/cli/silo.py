@@ -38,7 +38,8 @@ def add_silo_commands(subparsers: Any) -> None:
 
 def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job", choices=JOBS, default="histogram", help="built-in job")
-    parser.add_argument("--mode", choices=("sol", "baseline", "both"), default="both")
+    parser.add_argument("--mode", choices=("sol", "baseline", "both"), default="both",
+                        help="early binding (sol), late binding (baseline) or both in turn")
     parser.add_argument("--parts", type=int, default=40, help="histogram tasks per site")
     parser.add_argument("--passes", type=int, default=1, help="scans per histogram task")
     parser.add_argument("--rounds", type=int, default=5, help="FedAvg rounds")
@@ -47,18 +48,21 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
                         help="most tasks queued at a site beyond its workers")
     parser.add_argument("--output-threshold-bytes", type=int, default=64 * 1024,
                         help="outputs above this go to communication workers")
-    parser.add_argument("--on-site-failure", choices=("rerun", "fail"), default="rerun")
-    parser.add_argument("--job-timeout-s", type=float, default=600.0)
+    parser.add_argument("--on-site-failure", choices=("rerun", "fail"), default="rerun",
+                        help="when a site is lost: rerun its tasks elsewhere, or fail the job")
+    parser.add_argument("--job-timeout-s", type=float, default=600.0,
+                        help="longest time the job may take")
     parser.add_argument("--json-out", help="write the results as JSON here")
 
 
 def _add_coordinator(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--port-file", help="write the bound port here")
     parser.add_argument("--tokens", required=True, help="tokens.json from 'fedsys certs'")
     parser.add_argument("--certs", help="folder with server.pem/server.key/ca.pem")
-    parser.add_argument("--mutual-tls", action="store_true")
+    parser.add_argument("--mutual-tls", action="store_true",
+                        help="also require site certificates")
     parser.add_argument("--insecure", action="store_true", help="plaintext (explicit opt-out)")
     parser.add_argument("--sites", type=int, required=True, help="sites to wait for")
     parser.add_argument("--wait-s", type=float, default=120.0, help="how long to wait for them")
@@ -68,7 +72,7 @@ def _add_coordinator(parser: argparse.ArgumentParser) -> None:
 
 def _add_site(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coordinator", required=True, help="HOST:PORT (or its WAN shaper)")
-    parser.add_argument("--token-file", required=True)
+    parser.add_argument("--token-file", required=True, help="this site's token")
     parser.add_argument("--name", help="site name for its tasks (default: token file stem)")
     parser.add_argument("--ca", help="CA certificate that signed the coordinator's")
     parser.add_argument("--cert", help="client certificate (mutual TLS)")
@@ -93,15 +97,15 @@ def _add_link_options(parser: argparse.ArgumentParser, rtt_default: float) -> No
 
 def _add_shaper(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", required=True, help="HOST:PORT to forward to")
-    parser.add_argument("--listen-host", default="127.0.0.1")
-    parser.add_argument("--listen-port", type=int, default=0)
+    parser.add_argument("--listen-host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--listen-port", type=int, default=0, help="0: any free port")
     parser.add_argument("--port-file", help="write the bound port here")
     _add_link_options(parser, rtt_default=100.0)
     parser.set_defaults(handler=_cmd_shaper)
 
 
 def _add_local(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sites", type=int, default=4)
+    parser.add_argument("--sites", type=int, default=4, help="site processes to start")
     parser.add_argument("--workers", type=int, default=None,
                         help="compute workers per site (default: CPUs / sites, at least 1)")
     parser.add_argument("--insecure", action="store_true",

@@ -13,7 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class DeployConfig(BaseModel):
-    """Settings of ``fedsys server`` and its clients.
+    """Settings of ``fedsys server`` and its clients (the real aggregator).
+
+    ``fedsys run`` ignores them, except ``secure_aggregation``, whose measured cost the
+    simulator charges on its virtual clock.
 
     ``cert_dir`` and ``tokens`` default to ``<output_dir>/pki`` as ``fedsys certs``
     writes it; ``insecure: true`` turns TLS off (loopback experiments only).
@@ -21,12 +24,16 @@ class DeployConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    host: str = "127.0.0.1"
-    port: int = Field(50051, ge=0, le=65535)
-    cert_dir: str | None = None
-    tokens: str | None = None
-    mutual_tls: bool = False
-    insecure: bool = False
+    host: str = Field("127.0.0.1", description="address the server listens on")
+    port: int = Field(50051, ge=0, le=65535, description="port it listens on (0: any free port)")
+    cert_dir: str | None = Field(
+        None, description="certificates made by fedsys certs (null: <output_dir>/pki)"
+    )
+    tokens: str | None = Field(
+        None, description="the clients' token digests (null: <cert_dir>/tokens.json)"
+    )
+    mutual_tls: bool = Field(False, description="also require client certificates")
+    insecure: bool = Field(False, description="turn TLS off (loopback experiments only)")
     wait_for_clients_s: float = Field(120.0, gt=0, description="longest wait for enough clients")
     min_clients: int | None = Field(
         None,
@@ -37,8 +44,12 @@ class DeployConfig(BaseModel):
     settle_s: float = Field(
         2.0, ge=0, description="after this wait, start with fewer than the over-committed count"
     )
-    round_timeout_s: float = Field(600.0, gt=0, description="a sync round closes after this")
-    ping_interval_s: float = Field(5.0, gt=0)
+    round_timeout_s: float = Field(
+        600.0, gt=0, description="a sync round closes after this even short of K"
+    )
+    ping_interval_s: float = Field(
+        5.0, gt=0, description="keep-alive interval the server tells its clients"
+    )
     upload_slots: int = Field(2, ge=1, description="updates received at once (bounds memory)")
     download_slots: int = Field(
         4, ge=1, description="model downloads served at once (each buffers up to ~2 MiB)"
@@ -50,28 +61,46 @@ class DeployConfig(BaseModel):
         description="chunk size of models and updates: a TLS connection keeps buffers sized "
         "by the messages it carried, so small chunks keep per-client memory small",
     )
-    max_message_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
+    max_message_bytes: int = Field(
+        4 * 1024 * 1024, ge=64 * 1024, description="largest gRPC message accepted"
+    )
     finish_grace_s: float = Field(3.0, ge=0, description="time for clients to hear 'finish'")
     secure_aggregation: Literal["none", "secagg+", "secagg"] = Field(
         "none",
-        description="secagg+: the server learns only the sum of the updates (Bell et al. 2020, "
-        "sparse neighbour graph); secagg: the all-pairs protocol (Bonawitz et al. 2017)",
+        description="secagg+: the server learns only the sum of the updates (SecAgg+, Bell et "
+        "al. 2020: X25519 keys with a random sparse set of neighbours, AES-CTR masks, Shamir "
+        "shares of each mask key and self-mask seed); secagg: the all-pairs protocol "
+        "(Bonawitz et al. 2017). Only for strategies that need the sum (fedavg, fedprox, "
+        "fedavgm, fedadam, fedadagrad, fedyogi, dp_fedavg, whose noise is added to the "
+        "unmasked sum) and compression none; fedsys run charges its measured cost on the "
+        "virtual clock",
     )
     secure_threshold: float = Field(
-        0.5, gt=0, le=1, description="fraction of a client's share holders that recover it"
+        0.5,
+        gt=0,
+        le=1,
+        description="fraction of a client's share holders (its neighbours and itself) that "
+        "recover its secrets, at least 2",
     )
     secure_degree: int | None = Field(
         None, ge=2, description="secagg+ neighbours per client (default 2·ceil(1.5·log2 n))"
     )
     secure_bits: int = Field(32, ge=8, le=48, description="masked integers live modulo 2^bits")
     secure_clip_range: float = Field(
-        8.0, ge=1, description="update coordinates are clipped to ±this before quantizing"
+        8.0,
+        ge=1,
+        description="update coordinates are clipped to ±this and stochastically rounded",
     )
     secure_max_weight: float = Field(
-        1000.0, gt=0, description="samples at which a client's FedAvg weight saturates"
+        1000.0,
+        gt=0,
+        description="a client's FedAvg weight is min(samples, max_weight) / max_weight",
     )
     secure_step_timeout_s: float = Field(
-        60.0, gt=0, description="longest wait for clients' keys, shares and unmask replies"
+        60.0,
+        gt=0,
+        description="longest wait for keys, shares and unmask replies; clients silent by then "
+        "have dropped out",
     )
 
     @model_validator(mode="after")

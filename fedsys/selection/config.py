@@ -30,21 +30,66 @@ class OortSelectorConfig(_SelectorSettings):
     """Oort's guided training selection (Lai et al., OSDI 2021); see :class:`OortSelector`."""
 
     name: Literal["oort"] = "oort"
-    exploration_factor: float = Field(0.9, ge=0, le=1)
-    exploration_decay: float = Field(0.98, gt=0, le=1)
-    exploration_min: float = Field(0.3, ge=0, le=1)
-    staleness_coef: float = Field(0.1, ge=0)
-    clip_bound: float = Field(0.95, gt=0, le=1)
-    round_threshold: float = Field(30.0, ge=0, le=100)
-    round_penalty: float = Field(2.0, ge=0)
-    pacer_step: int = Field(20, ge=1)
-    pacer_delta: float = Field(5.0, ge=0)
-    pacer_tolerance: float = Field(0.1, ge=0)
-    cut_off_util: float = Field(0.95, gt=0, le=1)
-    exploit_pool: float = Field(10.0, ge=1, description="exploit among >= this many x slots")
-    sample_window: float = Field(5.0, ge=1)
-    blacklist_rounds: int | None = Field(None, ge=0)
-    blacklist_max_len: float = Field(0.3, ge=0, le=1)
+    exploration_factor: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="share of a round given to unexplored clients: "
+        "max(factor x decay^round, exploration_min)",
+    )
+    exploration_decay: float = Field(
+        0.98, gt=0, le=1, description="decay of the exploration share per round"
+    )
+    exploration_min: float = Field(
+        0.3, ge=0, le=1, description="the exploration share never falls below this"
+    )
+    staleness_coef: float = Field(
+        0.1, ge=0, description="c of the staleness bonus sqrt(c ln(r) / last_round)"
+    )
+    clip_bound: float = Field(
+        0.95, gt=0, le=1, description="utilities are clipped at this quantile before normalising"
+    )
+    round_threshold: float = Field(
+        30.0,
+        ge=0,
+        le=100,
+        description="initial percentile of known client durations taken as the preferred round "
+        "duration T (100: no system penalty)",
+    )
+    round_penalty: float = Field(
+        2.0, ge=0, description="alpha: a client slower than T has its score times (T/t)^alpha"
+    )
+    pacer_step: int = Field(
+        20, ge=1, description="rounds per pacer window (the pacer starts at twice this)"
+    )
+    pacer_delta: float = Field(
+        5.0, ge=0, description="percentile points round_threshold rises by when utility stalls"
+    )
+    pacer_tolerance: float = Field(
+        0.1, ge=0, description="a window's relative utility change up to this counts as a stall"
+    )
+    cut_off_util: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="exploit among explored clients scoring at least this times the n-th best",
+    )
+    exploit_pool: float = Field(
+        10.0,
+        ge=1,
+        description="exploit among at least this many times the n slots (as the reference code)",
+    )
+    sample_window: float = Field(
+        5.0, ge=1, description="explore among this many times n of the best unexplored clients"
+    )
+    blacklist_rounds: int | None = Field(
+        None,
+        ge=0,
+        description="clients picked more than this many times are left out (null: never)",
+    )
+    blacklist_max_len: float = Field(
+        0.3, ge=0, le=1, description="largest share of known clients the blacklist holds"
+    )
 
     def build(self, seed: int) -> OortSelector:
         """Construct the selector with the run's seed."""
@@ -55,7 +100,9 @@ class PowerOfChoiceConfig(_SelectorSettings):
     """Power-of-choice (Cho et al., 2020): of ``ceil(d * k)`` candidates, the ``k`` lossiest."""
 
     name: Literal["power_of_choice"] = "power_of_choice"
-    d: float = Field(2.0, ge=1)
+    d: float = Field(
+        2.0, ge=1, description="sample ceil(d x K) candidates, keep the K with highest loss"
+    )
 
     def build(self, seed: int) -> PowerOfChoiceSelector:
         """Construct the selector with the run's seed."""

@@ -72,11 +72,11 @@ def server_config(
 def run_clients(port: int, pki: str, names: list[str], out_file: str) -> None:
     """Worker process: one asyncio task per client; latencies to ``out_file``."""
     import torch
-    from fedsys.wire.logs import setup_logging
     from torch import nn
 
     from fedsys.deploy.client import DeployClient, LocalData, TaskOutcome
     from fedsys.wire import auth
+    from fedsys.wire.logs import setup_logging
     from fedsys.wire.protos import deploy_pb2
     from fedsys.wire.transport import Backoff, ChannelSecurity
 

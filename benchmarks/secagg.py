@@ -142,9 +142,9 @@ def run_clients(port: int, pki: str, names: list[str], params: int, drop_from: i
     from fedsys.core.training import TrainResult
     from fedsys.core.update import LossStats
     from fedsys.deploy.client import DeployClient, LocalData, TaskOutcome
-    from fedsys.wire.logs import setup_logging
     from fedsys.deploy.secure_client import SecureTaskRunner
     from fedsys.wire import auth
+    from fedsys.wire.logs import setup_logging
     from fedsys.wire.protos import deploy_pb2
     from fedsys.wire.transport import Backoff, ChannelSecurity
 

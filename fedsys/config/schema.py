@@ -19,6 +19,7 @@ from fedsys.aggregation.config import (
     UpdateValidationConfig,
 )
 from fedsys.config.deploy import DeployConfig
+from fedsys.core.threads import AUTO_MIN_PARAMETERS
 from fedsys.secure.plan import refusal as secure_refusal
 from fedsys.selection.config import RandomSelectorConfig, SelectorConfig
 
@@ -333,10 +334,28 @@ class SimConfig(Settings):
         None, ge=1, description="ray: actors, one CPU each; None: one per CPU"
     )
     ray_worker_backend: Literal["sequential", "vectorized"] = "sequential"
+    threads: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "PyTorch intra-op threads per training process (the simulator, each Ray "
+            "actor, each deployed client or device host, each silo worker); 'auto': 1, "
+            f"unless the model has {AUTO_MIN_PARAMETERS:,} parameters or more, then the "
+            "process's share of the cores (small per-client steps gain nothing from more "
+            "threads, and spinning threads slow a run beside any other busy process)"
+        ),
+    )
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads_count(cls, value: object) -> object:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)
+                               and value >= 1):
+            return value
+        raise ValueError(f"expected a positive number of threads or 'auto', got {value!r}")
 
     @model_validator(mode="after")
     def _keys_of_backend(self) -> SimConfig:
-        used = {"backend"}
+        used = {"backend", "threads"}
         if self.backend == "vectorized":
             used |= {"chunk_size"}
         if self.backend == "ray":

@@ -141,3 +141,19 @@ def test_server_refuses_a_folder_holding_another_run_in_one_line(tmp_path):
     assert "holds another run" in said and "--overwrite" in said
     assert "Traceback" not in done.stderr + done.stdout
     assert (out / "summary.json").read_text() == '{"rounds": 3}\n'
+
+
+def test_deploy_local_speaks_of_wall_time_only(tmp_path):
+    out = tmp_path / "run"
+    done = _fedsys(
+        "deploy", "local", "--clients", "2", "--set", "rounds=2", "--set", "eval.every=1",
+        "--set", "dataset.num_clients=2", "--set", "clients_per_round=2",
+        "--output-dir", str(out),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert not [key for key in summary if "virtual" in key]
+    assert 0 < summary["training_time_s"] <= summary["elapsed_s"]
+    assert summary["torch_threads"] == 1
+    assert "elapsed" in done.stdout and "training time" in done.stdout
+    assert "virtual" not in done.stdout

@@ -337,6 +337,8 @@ def test_config_written_to_a_file_at_40_columns_runs_unchanged(tmp_path: Path) -
     assert path.read_text() == default_config_text()  # byte for byte: nothing wrapped
     assert run.returncode == 0, run.stderr
     assert "virtual time" in run.stdout  # a simulation's summary speaks of virtual time
+    first = run.stdout.splitlines()[0]  # a long line, piped at 40 columns: not wrapped
+    assert first.startswith("fedsys digits: 20 clients") and first.endswith("strategy=fedavg")
 
 
 def test_a_bad_config_on_stdin_is_one_line_naming_stdin() -> None:

@@ -100,7 +100,7 @@ def test_status_shows_connected_clients(tmp_path, processes):
         str(pki / "ca.pem"),
         timeout=240,
     )
-    assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stdout
+    assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
     garbled = _fedsys(
         "status",
         f"127.0.0.1:{port}",
@@ -136,8 +136,9 @@ def test_server_refuses_a_folder_holding_another_run_in_one_line(tmp_path):
 
     done = _fedsys("server", str(config), "--port", "0", timeout=120)
 
-    said = " ".join(done.stdout.split())  # the console wraps long lines
+    said = done.stderr
     assert done.returncode == 1
+    assert said.count("\n") == 1  # one line on stderr
     assert "holds another run" in said and "--overwrite" in said
     assert "Traceback" not in done.stderr + done.stdout
     assert (out / "summary.json").read_text() == '{"rounds": 3}\n'

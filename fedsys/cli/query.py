@@ -102,7 +102,14 @@ def _cmd_query(args: argparse.Namespace, console: Console) -> int:
 
 
 def _query(args: argparse.Namespace, console: Console, workdir: Path) -> int:
-    """Plan, start the sites, run the query in ``workdir``; print the answer."""
+    """Plan, start the sites, run the query in ``workdir``; print the answer.
+
+    The engine's logs (sites joining and leaving) go to ``workdir/query.log``: stdout
+    holds the answer, stderr only an error.
+    """
+    from fedsys.wire.logs import setup_logging
+
+    setup_logging(workdir / "query.log", to_stderr=False)
     from fedsys.analytics.catalog import load_sites
     from fedsys.analytics.ledger import PrivacyLedger
     from fedsys.analytics.local_sites import local_engine

@@ -69,6 +69,8 @@ def test_query_demo_answers_as_one_site_holding_all_rows_would(tmp_path: Path) -
 
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)  # nothing but the JSON answer on stdout
+    assert done.stderr == ""  # the sites' logs are in the work folder
+    assert (tmp_path / "query.log").is_file()
     demo = tmp_path / "demo"
     files = sorted(demo.glob("*.csv")) + sorted(demo.glob("*.parquet"))
     union = " UNION ALL BY NAME ".join(f"SELECT * FROM '{f}'" for f in files)

@@ -8,6 +8,12 @@ timed twice: without checkpoints, and writing its atomic checkpoint (weights, st
 and selector states, clock, pending events, records; temp file, fsync, rename) every
 10 rounds as ``fedsys run`` does by default. The headline ratio is with checkpoints.
 
+Threads on a busy machine: the default run (``fedsys run``'s embedded quickstart, its
+first ``--busy-rounds`` rounds) is timed alone and beside one CPU-bound process (a
+``python -c`` busy loop), with fedsys's default ``sim.threads`` (``auto``: one thread
+for this small MLP) and with PyTorch's default (one thread per core, what fedsys used
+before ``sim.threads``). ``busy_ratio`` is busy / quiet wall time with the default.
+
 Run: ``python benchmarks/sim_overhead.py [--rounds 20] [--clients-per-round 50]``.
 """
 
@@ -15,9 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fedsys.config import parse_config
+from fedsys.config.resolve import resolve_config
 from fedsys.data.federated import FederatedDataset
 from fedsys.parts.builders import build_model
 from fedsys.sim.simulator import Simulator
@@ -98,13 +110,53 @@ def run_bare_loop(
     return time.perf_counter() - started
 
 
+@contextmanager
+def busy_process() -> Iterator[None]:
+    """One CPU-bound process beside the caller while the block runs."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)  # let it start spinning
+        yield
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def time_default_run(rounds: int, threads: int | str) -> tuple[float, int]:
+    """Wall seconds of the quickstart run's first ``rounds`` rounds with ``sim.threads``,
+    and the threads it trained with."""
+    config = resolve_config(None, {"rounds": rounds, "sim.threads": threads})
+    simulator = Simulator.from_config(config)
+    started = time.perf_counter()
+    simulator.run()
+    return time.perf_counter() - started, simulator.torch_threads()
+
+
+def busy_rows(rounds: int, torch_default: int) -> list[dict]:
+    """The default run quiet and busy, with the default threads and PyTorch's."""
+    time_default_run(2, "auto")  # warm-up: first-call costs are no variant's
+    rows = []
+    for name, threads in (("sim.threads=auto (default)", "auto"),
+                          (f"PyTorch default ({torch_default})", torch_default)):
+        quiet_s, used = time_default_run(rounds, threads)
+        with busy_process():
+            busy_s, _ = time_default_run(rounds, threads)
+        rows.append({"variant": name, "threads": used, "quiet_s": quiet_s, "busy_s": busy_s})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--clients-per-round", type=int, default=50)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--busy-rounds", type=int, default=30, help="rounds of the default run timed busy/quiet"
+    )
     args = parser.parse_args()
+    torch_default = torch.get_num_threads()  # before anything sets it
+    busy = busy_rows(args.busy_rounds, torch_default)
     torch.set_num_threads(1)
 
     raw = sim_config(args.rounds, args.clients_per_round, args.clients)
@@ -144,6 +196,18 @@ def main() -> None:
     for name, wall, per_round, times in rows:
         print(f"{name:<30}{wall:>10.3f}{per_round:>12.2f}{times:>10.3f}")
     print(f"checkpoint size: {checkpoint_bytes / 1024:.1f} KiB")
+    print(
+        f"default run (fedsys run's quickstart, {args.busy_rounds} rounds) alone and beside "
+        f"one CPU-bound process, {os.cpu_count()} CPUs"
+    )
+    print(f"{'threads':<30}{'n':>4}{'quiet_s':>10}{'busy_s':>10}{'busy/quiet':>12}")
+    for row in busy:
+        print(
+            f"{row['variant']:<30}{row['threads']:>4}{row['quiet_s']:>10.2f}"
+            f"{row['busy_s']:>10.2f}{row['busy_s'] / row['quiet_s']:>12.2f}"
+        )
+    busy_ratio = busy[0]["busy_s"] / busy[0]["quiet_s"]
+    print(f"busy_ratio: {busy_ratio:.3f} (busy / quiet wall time with the default; target <= 1.3)")
     print(f"ratio: {ratio:.3f}x with checkpoints every {CHECKPOINT_EVERY} rounds (target <= 1.15x)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -157,6 +221,9 @@ def main() -> None:
         "ratio_without_checkpoints": sim_s / bare_s,
         "median_ratio": statistics.median(ckpt_times) / statistics.median(bare_times),
         "checkpoint_bytes": checkpoint_bytes,
+        "busy_rounds": args.busy_rounds,
+        "busy": busy,
+        "busy_ratio": busy_ratio,
         "trained_clients": trained,
         "numpy": np.__version__,
         "torch": torch.__version__,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -13,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from fedsys.cli import main
 from fedsys.config.loader import ConfigError
@@ -288,3 +290,116 @@ def test_metrics_options_write_csv_and_tensorboard_events(
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
     assert [e.step for e in events.Scalars("round/accuracy")] == [0, 1, 2]
+
+
+NARROW = {**os.environ, "COLUMNS": "40", "OMP_NUM_THREADS": "1"}
+TINY = ["--quiet", "--set", "rounds=2", "--set", "eval.every=1", "--set", "dataset.num_clients=20"]
+
+
+def test_config_piped_into_run_at_40_columns(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = subprocess.Popen(
+        [sys.executable, "-m", "fedsys.cli", "config"], stdout=subprocess.PIPE, env=NARROW
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "fedsys.cli", "run", "-", *TINY, "--output-dir", str(out)],
+        stdin=config.stdout,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=NARROW,
+        check=False,
+    )
+    assert config.stdout is not None
+    config.stdout.close()
+    assert config.wait(timeout=60) == 0
+    assert run.returncode == 0, run.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds"] == 2
+    assert summary["runtime"] == "sim" and summary["torch_threads"] == 1
+
+
+def test_config_written_to_a_file_at_40_columns_runs_unchanged(tmp_path: Path) -> None:
+    from fedsys.config.resolve import default_config_text
+
+    path = tmp_path / "my.yaml"
+    with open(path, "w") as file:
+        written = subprocess.run(
+            [sys.executable, "-m", "fedsys.cli", "config"], stdout=file, env=NARROW, timeout=60
+        )
+    run = subprocess.run(
+        [sys.executable, "-m", "fedsys.cli", "run", str(path), *TINY,
+         "--output-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, env=NARROW, check=False,
+    )
+
+    assert written.returncode == 0
+    assert path.read_text() == default_config_text()  # byte for byte: nothing wrapped
+    assert run.returncode == 0, run.stderr
+    assert "virtual time" in run.stdout  # a simulation's summary speaks of virtual time
+    first = run.stdout.splitlines()[0]  # a long line, piped at 40 columns: not wrapped
+    assert first.startswith("fedsys digits: 20 clients") and first.endswith("strategy=fedavg")
+
+
+def test_a_bad_config_on_stdin_is_one_line_naming_stdin() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "fedsys.cli", "run", "-", "--quiet"],
+        input="rounds: 3\ndataset:\n  nam: digits\n",
+        capture_output=True, text=True, timeout=120, env=NARROW, check=False,
+    )
+
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and "dataset.nam" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_print_error_joins_a_message_of_several_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    from fedsys.cli.console import print_error
+
+    print_error("error", "first line\n  second line\n")
+
+    assert capsys.readouterr().err == "error: first line second line\n"
+
+
+def _rendered(*renderables: object) -> str:
+    file = io.StringIO()
+    console = Console(file=file, width=200)
+    for renderable in renderables:
+        console.print(renderable)
+    return file.getvalue()
+
+
+def test_summary_table_shows_virtual_time_for_a_simulation_and_wall_time_for_a_deployment(
+) -> None:
+    from fedsys.cli.console import summary_table
+    from fedsys.metrics.records import RoundRecord, RunResult
+
+    records = (RoundRecord(0, 1.0, 4.0, 2.5, 3, 3, accuracy=0.5),)
+    result = RunResult(records)
+    simulated = {**result.summary(0.9), "runtime": "sim"}
+    deployed = {**result.summary(0.9, clock="wall"), "runtime": "deploy", "elapsed_s": 6.0}
+
+    sim_text = _rendered(summary_table(result, simulated))
+    real_text = _rendered(summary_table(result, deployed))
+
+    assert "virtual time" in sim_text and "wall time" in sim_text
+    assert "elapsed" in real_text and "6.0 s" in real_text
+    assert "training time" in real_text and "3.0 s" in real_text
+    assert "virtual" not in real_text
+
+
+@pytest.mark.parametrize(
+    ("clock", "label"), [("virtual", "virtual 4.0 s"), ("wall", "elapsed 4.0 s")]
+)
+def test_the_rounds_bar_says_which_time_it_shows(clock: str, label: str) -> None:
+    from fedsys.cli.console import add_rounds_task, progress_bar, round_updater
+    from fedsys.metrics.records import RoundRecord
+
+    bar = progress_bar(Console(file=io.StringIO()), 3, disable=False, clock=clock)
+    task = add_rounds_task(bar, "rounds", 3)
+    round_updater(bar, task)(RoundRecord(0, 0.0, 4.0, 0.1, 2, 2, accuracy=0.5))
+    text = _rendered(bar.get_renderable())
+
+    assert label in text and "1/3 rounds" in text and "acc 0.500" in text
+    if clock == "wall":
+        assert "virtual" not in text

@@ -24,9 +24,6 @@ from fedsys.config.schema import RunConfig
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
-# SimConfig is being changed on another branch of issue #28 (sim.threads), which gives
-# these two keys their descriptions; drop them from this set once it has landed.
-PENDING_DESCRIPTIONS = {"sim.backend", "sim.ray_worker_backend"}
 
 
 
@@ -77,9 +74,9 @@ def _config_keys(
 def test_every_config_key_has_a_description() -> None:
     missing = {key for key, _, text in _config_keys(RunConfig) if not text.strip()}
 
-    assert missing <= PENDING_DESCRIPTIONS, (
+    assert not missing, (
         f"config keys without a description (add Field(description=...)): "
-        f"{sorted(missing - PENDING_DESCRIPTIONS)}"
+        f"{sorted(missing)}"
     )
 
 

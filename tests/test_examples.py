@@ -26,8 +26,10 @@ def test_every_example_config_is_valid(config: str) -> None:
 # ``fedsys silo coordinator --job ...`` flags, which the benchmark's docstring lists.
 # Federated queries run on sites.yaml setups the benchmark generates; grpc_tls_floor
 # measures a bare gRPC server with no run at all; backends_workload and flower_side are
-# modules of backends.py (the workload, and the side that runs in Flower's venv).
+# modules of backends.py (the workload, and the side that runs in Flower's venv);
+# torch_threads times bare PyTorch steps of MLPs of several sizes.
 NOT_RUN_CONFIGS = {
+    "torch_threads",
     "silo_wan",
     "analytics_wan",
     "grpc_tls_floor",

@@ -26,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     console = Console(stderr=False)
+    console.soft_wrap = not console.is_terminal  # piped: each line as written, never wrapped
     debug = bool(getattr(args, "debug", False))
     try:
         return int(args.handler(args, console))

@@ -7,7 +7,7 @@ so a deployment or a silo can run with no terminal at all.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -17,21 +17,25 @@ from fedsys.metrics.records import RoundRecord, RunResult
 
 
 def print_error(kind: str, message: object) -> None:
-    """One line on stderr: ``kind: message``, never wrapped or marked up."""
+    """One line on stderr: ``kind: message``, never wrapped or marked up.
+
+    A message of several lines (a library's error text) is joined into one.
+    """
+    text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
     console = Console(stderr=True, soft_wrap=True)
     console.print(f"[bold red]{kind}[/]: ", end="", highlight=False)
-    console.print(str(message), highlight=False, markup=False)
+    console.print(text, highlight=False, markup=False)
 
 
 def round_updater(progress: Progress, task: TaskID) -> Callable[[RoundRecord], None]:
     """A callback moving ``task`` of ``progress`` to each round record a runtime reports.
 
     The time shown is the record's ``end_s``: virtual seconds in a simulation, seconds
-    since the server started in a deployment.
+    since the run's clock started in a deployment (the bar's label says which).
     """
 
     def on_round(record: RoundRecord) -> None:
-        fields = {"vtime": f"{record.end_s:.1f} s"}
+        fields = {"time": format_duration(record.end_s)}
         if record.accuracy is not None:
             fields["acc"] = f"{record.accuracy:.3f}"
         progress.update(task, completed=record.round_idx + 1, **fields)
@@ -39,22 +43,40 @@ def round_updater(progress: Progress, task: TaskID) -> Callable[[RoundRecord], N
     return on_round
 
 
-def progress_bar(console: Console, total: int, disable: bool) -> Progress:
-    """The rounds bar shared by ``run`` and ``deploy local``."""
+CLOCK_LABELS = {"virtual": "virtual", "wall": "elapsed"}
+"""What the rounds bar calls its time: the fleet's virtual clock, or wall seconds."""
+
+
+def progress_bar(
+    console: Console, total: int, disable: bool, clock: Literal["virtual", "wall"] = "virtual"
+) -> Progress:
+    """The rounds bar shared by ``run`` (virtual time), ``deploy local`` and ``fidelity``
+    (wall time); start its task with :func:`add_rounds_task`."""
     return Progress(
         TextColumn("[bold blue]{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total} rounds"),
         TextColumn("acc {task.fields[acc]}"),
-        TextColumn("virtual {task.fields[vtime]}"),
+        TextColumn(f"{CLOCK_LABELS[clock]} {{task.fields[time]}}"),
         TimeElapsedColumn(),
         console=console,
         disable=disable,
     )
 
 
+def add_rounds_task(
+    progress: Progress, description: str, total: int, completed: int = 0
+) -> TaskID:
+    """The rounds task of a :func:`progress_bar`, before any round."""
+    return progress.add_task(description, total=total, completed=completed, acc="-", time="0 s")
+
+
 def summary_table(result: RunResult, summary: dict[str, Any]) -> Table:
-    """A run's ``summary.json`` as a two-column table."""
+    """A run's ``summary.json`` as a two-column table.
+
+    A simulation shows its virtual time and the wall time it took; a real run
+    (``runtime: deploy``) its elapsed time and its training time, both wall seconds.
+    """
     table = Table(title="run summary", show_header=False)
     target = summary.get("target_accuracy")
     tta = summary.get("time_to_target_s")
@@ -63,8 +85,7 @@ def summary_table(result: RunResult, summary: dict[str, Any]) -> Table:
         ("rounds", str(summary["rounds"])),
         ("final accuracy", _fmt(summary["final_accuracy"], ".4f")),
         ("best accuracy", _fmt(summary["best_accuracy"], ".4f")),
-        ("virtual time", format_duration(summary["virtual_time_s"])),
-        ("wall time", f"{summary['wall_time_s']:.1f} s"),
+        *_time_rows(summary),
         ("dropouts / stragglers", f"{summary['dropouts']} / {summary['stragglers']}"),
     ]
     if target is not None:
@@ -79,8 +100,20 @@ def summary_table(result: RunResult, summary: dict[str, Any]) -> Table:
     return table
 
 
+def _time_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    if "training_time_s" in summary:  # a real run: wall seconds only
+        rows = [("training time", format_duration(summary["training_time_s"]))]
+        if "elapsed_s" in summary:
+            rows.insert(0, ("elapsed", format_duration(summary["elapsed_s"])))
+        return rows
+    return [
+        ("virtual time", format_duration(summary["virtual_time_s"])),
+        ("wall time", f"{summary['wall_time_s']:.1f} s"),
+    ]
+
+
 def format_duration(seconds: float) -> str:
-    """Virtual seconds in the unit a reader expects: s, min or h."""
+    """Seconds in the unit a reader expects: s, min or h."""
     if seconds < 120:
         return f"{seconds:.1f} s"
     if seconds < 2 * 3600:

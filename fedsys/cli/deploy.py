@@ -11,7 +11,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from fedsys.cli.console import progress_bar, round_updater, summary_table
+from fedsys.cli.console import (
+    add_rounds_task,
+    print_error,
+    progress_bar,
+    round_updater,
+    summary_table,
+)
 from fedsys.config.resolve import parse_overrides, resolve_config
 
 _EXIT_FAILED = 1
@@ -169,7 +175,7 @@ def _cmd_server(args: argparse.Namespace, console: Console) -> int:
     try:
         result = run_until_signal(server.serve(args.port_file))
     except (DeployError, CheckpointError, OutputExistsError) as exc:
-        console.print(f"[bold red]error[/]: {exc}", highlight=False)
+        print_error("error", exc)
         return _EXIT_FAILED
     if result is None:
         console.print("interrupted: the last finished round is checkpointed", highlight=False)
@@ -207,7 +213,7 @@ def _cmd_client(args: argparse.Namespace, console: Console) -> int:
     try:
         reason = run_until_signal(client.run())
     except (ClientRefusedError, ConnectionError) as exc:
-        console.print(f"[bold red]error[/]: {exc}", highlight=False)
+        print_error("error", exc)
         return _EXIT_FAILED
     if reason is None:
         return 130
@@ -238,7 +244,7 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
     except grpc.aio.AioRpcError as exc:
         from fedsys.wire.errors import error_text
 
-        console.print(f"[bold red]error[/]: {error_text(exc)}", highlight=False)
+        print_error("error", error_text(exc))
         return _EXIT_FAILED
     console.print(
         f"round {reply.round_idx}/{reply.rounds} ({reply.phase}): {reply.received} of "
@@ -272,8 +278,8 @@ def _cmd_deploy_local(args: argparse.Namespace, console: Console) -> int:
         f"{config.rounds} rounds, selector={config.selector.name}",
         highlight=False,
     )
-    with progress_bar(console, config.rounds, disable=args.quiet) as progress:
-        task = progress.add_task("deploying", total=config.rounds, acc="-", vtime="0 s")
+    with progress_bar(console, config.rounds, disable=args.quiet, clock="wall") as progress:
+        task = add_rounds_task(progress, "deploying", config.rounds)
         on_round = round_updater(progress, task)
 
         def note(text: str) -> None:
@@ -284,7 +290,7 @@ def _cmd_deploy_local(args: argparse.Namespace, console: Console) -> int:
         except KeyboardInterrupt:
             return 130
     if outcome.error is not None:
-        console.print(f"[bold red]error[/]: {outcome.error}", highlight=False)
+        print_error("error", outcome.error)
         return outcome.exit_code
     assert outcome.result is not None and outcome.summary is not None
     console.print(summary_table(outcome.result, outcome.summary))
@@ -348,6 +354,6 @@ def _run_device_host(args: argparse.Namespace, console: Console) -> int:
     try:
         reasons = run_device_host(options)
     except (ClientRefusedError, ConnectionError, TimeoutError) as exc:
-        console.print(f"[bold red]error[/]: {exc}", highlight=False)
+        print_error("error", exc)
         return 1
     return 130 if reasons is None else 0

@@ -40,7 +40,7 @@ def add_fidelity_command(commands: Any) -> None:
 
 
 def _cmd_fidelity(args: argparse.Namespace, console: Console) -> int:
-    from fedsys.cli.console import progress_bar, round_updater
+    from fedsys.cli.console import add_rounds_task, progress_bar, round_updater
     from fedsys.cli.fidelity_tables import rounds_table, terms_table, totals_table
     from fedsys.config.resolve import parse_overrides, resolve_config
     from fedsys.fidelity.report import plot_overlay, write_json
@@ -50,8 +50,8 @@ def _cmd_fidelity(args: argparse.Namespace, console: Console) -> int:
         raise ValueError(f"--warmup-s must be >= 0, got {args.warmup_s}")
     config = resolve_config(args.config, parse_overrides(args.overrides))
     output_dir = Path(args.output_dir or f"{config.output_dir}-fidelity")
-    with progress_bar(console, config.rounds, disable=args.quiet) as progress:
-        task = progress.add_task("deploying", total=config.rounds, acc="-", vtime="0 s")
+    with progress_bar(console, config.rounds, disable=args.quiet, clock="wall") as progress:
+        task = add_rounds_task(progress, "deploying", config.rounds)
         on_round = round_updater(progress, task)
 
         run = run_fidelity(

@@ -2,7 +2,8 @@
 
 The query is planned (and refused, if it has no mergeable form) before any site starts;
 then every site of the file is started on loopback behind the WAN shaper, with its own
-tables in DuckDB, and the answer is printed as a table or JSON.
+tables in DuckDB, and the answer is printed as a table or JSON. ``--demo`` first writes
+sample hospital tables and their ``sites.yaml`` (:mod:`fedsys.analytics.sample_data`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,9 +33,14 @@ def add_query_command(subparsers: Any) -> None:
     """Add ``query`` to the ``fedsys`` command."""
     parser = subparsers.add_parser(
         "query", help="federated SQL over the sites of a sites.yaml (exact, DP or secure)")
-    parser.add_argument("sql", help='e.g. "SELECT label, COUNT(*), AVG(x) FROM data GROUP BY '
-                                    'label"')
-    parser.add_argument("--sites", required=True, help="sites.yaml: each site's tables")
+    parser.add_argument("sql", nargs="?",
+                        help='e.g. "SELECT label, COUNT(*), AVG(x) FROM data GROUP BY label" '
+                             "(with --demo: a sample query by default)")
+    parser.add_argument("--sites", help="sites.yaml: each site's tables")
+    parser.add_argument("--demo", action="store_true",
+                        help="generate sample hospital tables at 3 sites (a 'visits' table: "
+                             "age, sex, diagnosis, length_of_stay, cost) and query them; "
+                             "--workdir keeps them")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--mode", choices=("sol", "baseline"), default="sol",
                         help="bind the tasks to sites early (sol) or late (baseline)")
@@ -81,17 +88,44 @@ def result_json(result: QueryResult) -> dict[str, Any]:
 
 def _cmd_query(args: argparse.Namespace, console: Console) -> int:
     try:
-        from fedsys.analytics.catalog import load_sites
-        from fedsys.analytics.ledger import PrivacyLedger
-        from fedsys.analytics.local_sites import local_engine
-        from fedsys.analytics.planner import plan_query
-        from fedsys.analytics.query import check_options
+        from fedsys.analytics import catalog, local_sites, planner, query  # noqa: F401
     except ImportError as exc:
         raise RuntimeError(f"fedsys query needs the analytics extra "
                            f"(pip install 'fedsys[analytics]'): {exc}") from None
 
-    plan = plan_query(args.sql)  # refuse what cannot run before starting any site
-    spec = load_sites(Path(args.sites))
+    if args.demo == bool(args.sites):
+        raise ValueError("fedsys query needs --sites FILE or --demo (not both)")
+    if args.sql is None and not args.demo:
+        raise ValueError("fedsys query needs a SQL query (or --demo)")
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
+        return _query(args, console, Path(args.workdir))
+    with tempfile.TemporaryDirectory(prefix="fedsys-query-") as tmp:
+        return _query(args, console, Path(tmp))
+
+
+def _query(args: argparse.Namespace, console: Console, workdir: Path) -> int:
+    """Plan, start the sites, run the query in ``workdir``; print the answer.
+
+    The engine's logs (sites joining and leaving) go to ``workdir/query.log``: stdout
+    holds the answer, stderr only an error.
+    """
+    from fedsys.wire.logs import setup_logging
+
+    setup_logging(workdir / "query.log", to_stderr=False)
+    from fedsys.analytics.catalog import load_sites
+    from fedsys.analytics.ledger import PrivacyLedger
+    from fedsys.analytics.local_sites import local_engine
+    from fedsys.analytics.planner import plan_query
+    from fedsys.analytics.query import check_options
+    from fedsys.analytics.sample_data import DEMO_SQL
+
+    sql = DEMO_SQL if args.sql is None else args.sql
+    plan = plan_query(sql)  # refuse what cannot run before starting any site
+    sites_path = Path(args.sites) if args.sites else _demo_sites(args, console, workdir)
+    if args.sql is None and not args.json:
+        console.print(f"query: {sql}", highlight=False)
+    spec = load_sites(sites_path)
     options = options_from_args(args, spec)
     check_options(plan, options)
     ledger = PrivacyLedger(Path(spec.privacy.ledger), spec.privacy.budget_epsilon,
@@ -100,20 +134,15 @@ def _cmd_query(args: argparse.Namespace, console: Console) -> int:
     link = LinkSettings.symmetric(args.rtt_ms / 1000, args.rate_mbps * 1e6 or None) \
         if args.rtt_ms or args.rate_mbps else LinkSettings()
 
-    async def main(workdir: Path) -> QueryResult:
+    async def main() -> QueryResult:
         async with local_engine(spec, workdir, mode, ledger, spec.secure.max_dropouts,
                                 link=link) as (engine, _):
             engine.job_timeout_s = args.timeout_s
-            return await engine.run(args.sql, options)
+            return await engine.run(sql, options)
 
-    if args.workdir:
-        Path(args.workdir).mkdir(parents=True, exist_ok=True)
-        result = asyncio.run(main(Path(args.workdir)))
-    else:
-        with tempfile.TemporaryDirectory(prefix="fedsys-query-") as tmp:
-            result = asyncio.run(main(Path(tmp)))
-    if args.json:
-        print(json.dumps(result_json(result), indent=1))
+    result = asyncio.run(main())
+    if args.json:  # for programs: plain, never wrapped
+        sys.stdout.write(json.dumps(result_json(result), indent=1) + "\n")
         return 0
     table = Table(title=f"{len(result.rows)} rows from {len(spec.sites)} sites in "
                         f"{result.duration_s:.2f} s, {result.bytes_moved} bytes moved")
@@ -125,3 +154,17 @@ def _cmd_query(args: argparse.Namespace, console: Console) -> int:
     for column, (mechanism, scale) in result.noise.items():
         console.print(f"{column}: {mechanism} noise, scale {scale:.4g}", highlight=False)
     return 0
+
+
+def _demo_sites(args: argparse.Namespace, console: Console, workdir: Path) -> Path:
+    """Write the sample hospital sites into ``workdir/demo``; say where (not with --json)."""
+    from fedsys.analytics.sample_data import HOSPITALS, write_sample_sites
+
+    sites_path = write_sample_sites(workdir / "demo")
+    if not args.json:
+        kept = (f"in {sites_path.parent}" if args.workdir
+                else "in a temporary folder (--workdir DIR keeps them)")
+        console.print(f"sample data: a 'visits' table at {len(HOSPITALS)} hospitals "
+                      f"({', '.join(h.name for h in HOSPITALS)}), generated {kept}",
+                      highlight=False)
+    return sites_path

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from fedsys.cli.console import format_duration, progress_bar, summary_table
+from fedsys.cli.console import add_rounds_task, progress_bar, round_updater, summary_table
 from fedsys.config.loader import ConfigError, load_config
 from fedsys.config.resolve import default_config_text, parse_overrides, resolve_config
 from fedsys.config.schema import RunConfig
@@ -20,7 +21,11 @@ from fedsys.metrics.run_folder import CONFIG_FILE, RunFolder
 def add_run_commands(commands: Any) -> None:
     """Register ``run`` and ``config`` on the ``fedsys`` parser."""
     run = commands.add_parser("run", help="run a simulated federation from a config file")
-    run.add_argument("config", nargs="?", help="YAML/TOML config (default: embedded quickstart)")
+    run.add_argument(
+        "config",
+        nargs="?",
+        help="YAML/TOML config, - for YAML on stdin (default: embedded quickstart)",
+    )
     run.add_argument(
         "--set",
         dest="overrides",
@@ -40,12 +45,15 @@ def add_run_commands(commands: Any) -> None:
     )
     run.set_defaults(handler=_cmd_run)
 
-    show_config = commands.add_parser("config", help="print the embedded default config")
+    show_config = commands.add_parser(
+        "config", help="print the embedded default config (fedsys config > my.yaml)"
+    )
     show_config.set_defaults(handler=_cmd_config)
 
 
 def _cmd_config(args: argparse.Namespace, console: Console) -> int:
-    console.print(default_config_text(), highlight=False, markup=False)
+    # for a file or a pipe (fedsys config > my.yaml): raw, never wrapped by the terminal
+    sys.stdout.write(default_config_text())
     return 0
 
 
@@ -68,6 +76,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         label=config.selector.name,
         csv=config.metrics.csv,
         tensorboard=config.metrics.tensorboard,
+        summary_fields={"runtime": "sim", "torch_threads": simulator.torch_threads()},
     )
     done = 0
     if resume_dir is None:
@@ -128,14 +137,12 @@ def _run_with_progress(
     """
     total = simulator.rounds
     with _StopOnSigint(console) as stop, progress_bar(console, total, disable=quiet) as progress:
-        task = progress.add_task("training", total=total, completed=done, acc="-", vtime="0 s")
+        task = add_rounds_task(progress, "training", total, completed=done)
+        show = round_updater(progress, task)
 
         def on_round(record: RoundRecord) -> None:
             writer.write_round(record)
-            fields = {"vtime": format_duration(record.end_s)}
-            if record.accuracy is not None:
-                fields["acc"] = f"{record.accuracy:.3f}"
-            progress.update(task, advance=1, **fields)
+            show(record)
 
         try:
             return simulator.run(  # type: ignore[no-any-return]

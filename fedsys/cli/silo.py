@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from fedsys.cli.console import print_error
 from fedsys.silo.mode import EngineMode, JobFailedError
 from fedsys.silo.shaper import LinkSettings
 
@@ -126,6 +127,17 @@ def link_from_args(args: argparse.Namespace) -> LinkSettings:
     """
     rate = args.rate_mbps * 1e6 if args.rate_mbps is not None else None
     return LinkSettings.symmetric(args.rtt_ms / 1000, rate, args.jitter_ms / 1000)
+
+
+def describe_link(link: LinkSettings) -> str:
+    """One direction of a WAN path in words: ``50 ms one-way, no rate limit``."""
+    words = [f"{link.delay_s * 1000:g} ms one-way"]
+    if link.jitter_s:
+        words.append(f"up to {link.jitter_s * 1000:g} ms jitter")
+    words.append(
+        "no rate limit" if link.rate_bps is None else f"{link.rate_bps / 1e6:g} Mbit/s"
+    )
+    return ", ".join(words)
 
 
 def modes_from_args(args: argparse.Namespace) -> list[tuple[str, EngineMode]]:
@@ -275,8 +287,8 @@ def _cmd_shaper(args: argparse.Namespace, console: Console) -> int:
         bound = await proxy.start()
         if args.port_file:
             Path(args.port_file).write_text(f"{bound}\n")
-        console.print(f"shaping {args.listen_host}:{bound} -> {args.target}: {link}",
-                      highlight=False)
+        console.print(f"shaping {args.listen_host}:{bound} -> {args.target}: "
+                      f"{describe_link(link)} each way", highlight=False)
         stop = asyncio.Event()
         _stop_on_signals(stop)
         await stop.wait()
@@ -295,8 +307,9 @@ def _cmd_local(args: argparse.Namespace, console: Console) -> int:
         workers = args.workers or max(1, (os.cpu_count() or 1) // args.sites)
         cluster = LocalCluster(workdir, sites=args.sites, workers=workers, link=link,
                                insecure=args.insecure)
-        console.print(f"starting {args.sites} sites behind a WAN of {link} "
-                      f"({'plaintext' if args.insecure else 'TLS'}) ...", highlight=False)
+        console.print(f"starting {args.sites} sites ({workers} workers each, "
+                      f"{'plaintext' if args.insecure else 'TLS'}); "
+                      f"link: {describe_link(link)} each way", highlight=False)
         async with cluster:
             assert cluster.coordinator is not None
             return await run_modes(cluster.coordinator, args, console)
@@ -318,5 +331,5 @@ def _run_async(main: Any, console: Console) -> int:
     try:
         return int(asyncio.run(main()))
     except (JobFailedError, TimeoutError, ConnectionError, ImportError) as exc:
-        Console(stderr=True).print(f"[bold red]error[/]: {exc}", highlight=False)
+        print_error("error", exc)
         return 1

@@ -76,15 +76,30 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {file} is not UTF-8 text") from None
+    return load_config_text(text, str(file), overrides, toml=file.suffix == ".toml")
+
+
+def load_config_text(
+    text: str, source: str, overrides: dict[str, Any] | None = None, toml: bool = False
+) -> RunConfig:
+    """Parse (strict YAML, or TOML), merge ``overrides`` into, and validate config text.
+
+    ``source`` names where the text came from in error messages (a path, ``stdin``).
+
+    Raises
+    ------
+    ConfigError
+        If the text is unparsable, or any key or value is invalid.
+    """
     try:
-        raw = tomllib.loads(text) if file.suffix == ".toml" else parse_yaml(text)
+        raw = tomllib.loads(text) if toml else parse_yaml(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
         detail = " ".join(str(exc).split())
-        raise ConfigError(f"cannot parse {file}: {detail}") from None
+        raise ConfigError(f"cannot parse {source}: {detail}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{file}: the top level must be a mapping of keys to values")
+        raise ConfigError(f"{source}: the top level must be a mapping of keys to values")
     return parse_config(apply_overrides(raw, overrides or {}))
 
 

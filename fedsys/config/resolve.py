@@ -6,13 +6,21 @@ means one thing whether it reaches the simulator, a deployment or fidelity.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
-from fedsys.config.loader import ConfigError, apply_overrides, load_config, parse_config, parse_yaml
+from fedsys.config.loader import (
+    ConfigError,
+    apply_overrides,
+    load_config,
+    load_config_text,
+    parse_config,
+    parse_yaml,
+)
 from fedsys.config.schema import RunConfig
 
 DEFAULT_CONFIG = "quickstart.yaml"
@@ -24,8 +32,29 @@ def default_config_text() -> str:
     return resources.files("fedsys.examples").joinpath(DEFAULT_CONFIG).read_text()
 
 
-def resolve_config(path: str | None, overrides: dict[str, Any]) -> RunConfig:
-    """Load ``path`` (or the embedded default) with ``overrides`` applied."""
+STDIN = "-"
+"""The config path that means: read YAML from standard input (``fedsys config | fedsys run -``)."""
+
+
+def resolve_config(
+    path: str | None, overrides: dict[str, Any], stdin: TextIO | None = None
+) -> RunConfig:
+    """Load ``path`` (or the embedded default) with ``overrides`` applied.
+
+    ``-`` reads YAML from ``stdin`` (default: the process's standard input) through
+    the same strict loader as a file.
+
+    Raises
+    ------
+    ConfigError
+        If the config cannot be read or parsed, or a key or value is invalid.
+    """
+    if path == STDIN:
+        try:
+            text = (stdin or sys.stdin).read()
+        except UnicodeDecodeError:
+            raise ConfigError("the config on stdin is not UTF-8 text") from None
+        return load_config_text(text, "stdin", overrides)
     if path:
         return load_config(path, overrides)
     raw = parse_yaml(default_config_text())

@@ -9,9 +9,9 @@ gathers them into :class:`RunConfig` and re-exports them.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from fedsys.aggregation.config import (
     CompressorConfig,
@@ -43,6 +43,7 @@ from fedsys.config.workload import (
     QuantityPartition,
     TrainSettings,
 )
+from fedsys.core.threads import AUTO_MIN_PARAMETERS
 from fedsys.secure.plan import refusal as secure_refusal
 from fedsys.selection.config import RandomSelectorConfig, SelectorConfig
 
@@ -73,7 +74,13 @@ class SimConfig(Settings):
     bit-identical to sequential with ``ray_worker_backend: sequential``.
     """
 
-    backend: Literal["sequential", "vectorized", "ray"] = "sequential"
+    backend: Literal["sequential", "vectorized", "ray"] = Field(
+        "sequential",
+        description=(
+            "sequential (one client after another, the reference), vectorized (batched "
+            "PyTorch, equal within float32 rounding) or ray (Ray actors, needs the ray extra)"
+        ),
+    )
     chunk_size: int = Field(
         256, ge=1, description="vectorized: clients per batched computation (bounds memory)"
     )
@@ -83,11 +90,34 @@ class SimConfig(Settings):
     ray_workers: int | None = Field(
         None, ge=1, description="ray: actors, one CPU each; None: one per CPU"
     )
-    ray_worker_backend: Literal["sequential", "vectorized"] = "sequential"
+    ray_worker_backend: Literal["sequential", "vectorized"] = Field(
+        "sequential",
+        description=(
+            "ray: how each actor trains its share, sequential (bit-identical) or vectorized"
+        ),
+    )
+    threads: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "PyTorch intra-op threads per training process (the simulator, each Ray "
+            "actor, each deployed client or device host, each silo worker); 'auto': 1, "
+            f"unless the model has {AUTO_MIN_PARAMETERS:,} parameters or more, then the "
+            "process's share of the cores (small per-client steps gain nothing from more "
+            "threads, and spinning threads slow a run beside any other busy process)"
+        ),
+    )
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads_count(cls, value: object) -> object:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)
+                               and value >= 1):
+            return value
+        raise ValueError(f"expected a positive number of threads or 'auto', got {value!r}")
 
     @model_validator(mode="after")
     def _keys_of_backend(self) -> SimConfig:
-        used = {"backend"}
+        used = {"backend", "threads"}
         if self.backend == "vectorized":
             used |= {"chunk_size"}
         if self.backend == "ray":

@@ -3,9 +3,10 @@
 The client initiates every connection (devices sit behind NAT): it registers,
 subscribes to instructions on a server stream, downloads each assigned model version
 in checksummed chunks, trains with the simulator's :class:`~fedsys.core.training.
-LocalTrainer`, encodes with the run's codec (keeping its own error-feedback residual)
-and uploads once the server grants a slot. A lost connection or a server that is not
-up yet is retried with exponential backoff and jitter.
+LocalTrainer` (on the PyTorch threads the run's ``sim.threads`` gives), encodes with
+the run's codec (keeping its own error-feedback residual) and uploads once the server
+grants a slot. A lost connection or a server that is not up yet is retried with
+exponential backoff and jitter.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from torch import nn
 from fedsys import __version__
 from fedsys.aggregation.compression import Compressor
 from fedsys.aggregation.config import CompressorConfig
+from fedsys.core.threads import use_torch_threads
 from fedsys.core.training import LocalTrainer, TrainConfig, TrainResult
 from fedsys.core.weights import ModelWeights
 from fedsys.deploy.secure_client import SecureTaskRunner, train_task
@@ -183,8 +185,11 @@ class DeployClient:
     def _prepare(self, reply: deploy_pb2.RegisterReply) -> None:
         """Build the model and data on first registration; check the model's layout."""
         self.client_id_ = reply.client_id
+        run = json.loads(reply.run_config_json)
         if self.local_ is None:
-            self.local_ = self.data(json.loads(reply.run_config_json))
+            self.local_ = self.data(run)
+        threads = use_torch_threads(run.get("sim", {}).get("threads", "auto"), self.local_.model)
+        _LOGGER.debug("torch threads", extra={"threads": threads})
         ours = layout_of(ModelWeights.from_module(self.local_.model))
         if ours != reply.layout:
             raise ClientRefusedError(

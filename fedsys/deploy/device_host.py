@@ -74,12 +74,14 @@ def build_device_client(
     Its data and model are built now from ``config`` (the run's config), so a device
     online when the trace starts is ready to connect at once.
     """
+    from fedsys.core.threads import use_torch_threads
     from fedsys.deploy.client import DeployClient
     from fedsys.deploy.emulation import AvailabilitySchedule, DeviceEmulation, profile_for
     from fedsys.wire.transport import Backoff
 
     run = config.model_dump(mode="json")
     local = device.data(run)
+    use_torch_threads(config.sim.threads, local.model)  # before the warm-up step
     profile = profile_for(traces, config.devices, device.profile, local.model, latency_s)
     client = DeployClient(
         address=address,

@@ -20,6 +20,7 @@ import logging
 import time
 from pathlib import Path
 
+from fedsys.core.threads import num_parameters, planned_threads
 from fedsys.deploy.checkpoint import ServerCheckpoint, config_hash
 from fedsys.deploy.loop_lag import LoopLag
 from fedsys.deploy.memory import peak_rss_bytes, release_large_buffers, return_free_memory
@@ -98,7 +99,14 @@ class AggregatorServer:
             label=f"deploy ({config.selector.name})",
             csv=config.metrics.csv,
             tensorboard=config.metrics.tensorboard,
-            summary_fields={"runtime": "deploy", "time_unit": "wall seconds"},
+            summary_fields={
+                "runtime": "deploy",
+                "time_unit": "wall seconds",
+                "torch_threads": planned_threads(
+                    config.sim.threads, num_parameters(self.parts.model)
+                ),
+            },
+            clock="wall",
         )
 
     def handlers(self) -> list[object]:
@@ -119,6 +127,7 @@ class AggregatorServer:
         OutputExistsError
             If ``output_dir`` holds another run and neither resuming nor overwriting.
         """
+        started = time.monotonic()
         release_large_buffers()
         state = self.state
         writer = self.run_folder()
@@ -156,14 +165,17 @@ class AggregatorServer:
                 state.records.append(record)
                 state.next_round = round_idx + 1
                 await asyncio.to_thread(self._persist, writer, self._checkpoint(), record)
-            return await self._finish(writer)
+            return await self._finish(writer, time.monotonic() - started)
         finally:
             await self.loop_lag.stop()
             writer.close()
             await server.stop(grace=1.0)
 
-    async def _finish(self, writer: RunFolder) -> RunResult:
-        """Summary and plots (in a thread), then tell every client to finish."""
+    async def _finish(self, writer: RunFolder, elapsed_s: float) -> RunResult:
+        """Summary and plots (in a thread), then tell every client to finish.
+
+        ``elapsed_s``: wall seconds since this server process started serving.
+        """
         state = self.state
         state.phase = "finished"
         result = RunResult(tuple(state.records), state.config.model_dump(mode="json"))
@@ -171,6 +183,7 @@ class AggregatorServer:
         await asyncio.to_thread(
             writer.finish,
             result,
+            elapsed_s=elapsed_s,
             server_baseline_rss_bytes=state.baseline_rss_bytes,
             server_connected_rss_bytes=state.connected_rss_bytes,
             server_peak_rss_bytes=peak_rss_bytes(),

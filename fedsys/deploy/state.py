@@ -181,8 +181,13 @@ class ServerState:
         return self.clock.now_s()
 
     def client_config_json(self) -> str:
-        """The config sections a client builds its model and data shard from."""
-        sections = self.config.model_dump(mode="json", include={"seed", "dataset", "model"})
+        """The config sections a client builds its model and data shard from.
+
+        With ``sim.threads``: the PyTorch threads a client trains with.
+        """
+        sections = self.config.model_dump(
+            mode="json", include={"seed": True, "dataset": True, "model": True, "sim": {"threads"}}
+        )
         return json.dumps(sections, sort_keys=True)
 
     def status(self) -> deploy_pb2.StatusReply:

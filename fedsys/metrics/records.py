@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
 class RoundRecord:
     """What happened in one aggregation round.
 
-    Times ending in ``_s`` are virtual seconds on the fleet's clock except
-    ``wall_s``, the host's time spent simulating the round.
+    Times ending in ``_s`` are virtual seconds on the fleet's clock in a simulation
+    (real seconds since the run's clock started in a deployment) except ``wall_s``,
+    the host's time spent on the round.
     """
 
     round_idx: int
@@ -100,17 +101,27 @@ class RunResult:
         evaluated = [r.accuracy for r in self.records if r.accuracy is not None]
         return max(evaluated) if evaluated else None
 
-    def summary(self, target_accuracy: float | None = None) -> dict[str, Any]:
-        """Headline numbers of the run, JSON-able."""
-        virtual_s = self.records[-1].end_s if self.records else 0.0
+    def summary(
+        self, target_accuracy: float | None = None, clock: Literal["virtual", "wall"] = "virtual"
+    ) -> dict[str, Any]:
+        """Headline numbers of the run, JSON-able.
+
+        Parameters
+        ----------
+        target_accuracy
+            The accuracy whose time and rounds to reach are reported.
+        clock
+            What the records' times are: ``virtual`` (a simulation: ``virtual_time_s``
+            is the fleet's time, ``wall_time_s`` the host's time simulating rounds) or
+            ``wall`` (a real run: ``training_time_s`` from the first round's start to
+            the last round's end, in wall seconds).
+        """
         tta = self.time_to_accuracy(target_accuracy) if target_accuracy else None
         return {
             "status": self.status,
             "reason": self.reason,
             "rounds": len(self.records),
-            "virtual_time_s": virtual_s,
-            "virtual_time_h": virtual_s / 3600.0,
-            "wall_time_s": sum(r.wall_s for r in self.records),
+            **(self._virtual_times() if clock == "virtual" else self._wall_times()),
             "final_accuracy": self.final_accuracy,
             "best_accuracy": self.best_accuracy,
             "target_accuracy": target_accuracy,
@@ -128,6 +139,20 @@ class RunResult:
             "mean_round_s": _mean([r.duration_s for r in self.records]),
             **({"privacy": self.privacy} if self.privacy is not None else {}),
         }
+
+
+    def _virtual_times(self) -> dict[str, float]:
+        virtual_s = self.records[-1].end_s if self.records else 0.0
+        return {
+            "virtual_time_s": virtual_s,
+            "virtual_time_h": virtual_s / 3600.0,
+            "wall_time_s": sum(r.wall_s for r in self.records),
+        }
+
+    def _wall_times(self) -> dict[str, float]:
+        if not self.records:
+            return {"training_time_s": 0.0}
+        return {"training_time_s": self.records[-1].end_s - self.records[0].start_s}
 
 
 def _mean(values: list[float]) -> float:

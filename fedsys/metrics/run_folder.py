@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -74,6 +74,9 @@ class RunFolder:
         Also write ``rounds.csv`` / ``tensorboard/`` event files.
     summary_fields
         Fields every summary of this run carries (e.g. which runtime wrote it).
+    clock
+        ``virtual`` (a simulation's records) or ``wall`` (a real run's): which times
+        the summary reports (see :meth:`RunResult.summary`).
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class RunFolder:
         csv: bool = False,
         tensorboard: bool = False,
         summary_fields: Mapping[str, Any] | None = None,
+        clock: Literal["virtual", "wall"] = "virtual",
     ) -> None:
         self.output_dir = output_dir
         self.config = config
@@ -93,6 +97,7 @@ class RunFolder:
         self.csv = csv
         self.tensorboard = tensorboard
         self.summary_fields = dict(summary_fields or {})
+        self.clock = clock
         self._jsonl = JsonlRoundWriter(output_dir / ROUNDS_FILE)
         self._csv = CsvRoundWriter(output_dir / ROUNDS_CSV_FILE) if csv else None
         self._tensorboard: TensorBoardRoundWriter | None = None
@@ -172,7 +177,11 @@ class RunFolder:
         """Write ``summary.json`` atomically and return it."""
         from fedsys import __version__
 
-        summary = {**result.summary(self.target_accuracy), **extra, **self.summary_fields}
+        summary = {
+            **result.summary(self.target_accuracy, self.clock),
+            **extra,
+            **self.summary_fields,
+        }
         summary["fedsys_version"] = __version__
         write_summary(self.output_dir / SUMMARY_FILE, summary)
         return summary

@@ -29,6 +29,7 @@ from fedsys import models
 from fedsys.aggregation.base import Strategy
 from fedsys.aggregation.fedavg import FedAvg
 from fedsys.aggregation.fedprox import FedProx
+from fedsys.core.threads import ThreadsSetting
 from fedsys.core.update import ClientUpdate
 from fedsys.core.weights import ModelWeights, TensorSpec
 from fedsys.silo.job import Job, JobBuilder
@@ -87,11 +88,15 @@ def train(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence[Output])
 
     Params: ``model`` (``{"kind": "mlp", "input_shape": [...], "num_classes": n,
     "hidden": [...]}``), ``train`` (:class:`~fedsys.core.training.TrainConfig` fields),
-    ``seed`` and ``round``. The site's dataset holds ``x`` (float32) and ``y`` (int64).
+    ``seed``, ``round`` and ``threads`` (PyTorch threads, as ``sim.threads``; default
+    ``auto``). The site's dataset holds ``x`` (float32) and ``y`` (int64).
     """
+    from fedsys.core.threads import use_torch_threads
     from fedsys.core.training import LocalTrainer, TrainConfig
+    from fedsys.silo.worker import pool_size
 
     model = model_from_spec(params["model"])
+    use_torch_threads(params.get("threads", "auto"), model, processes=pool_size())
     start = weights_from_output(inputs[0], model)
     arrays = ctx.arrays()
     features = torch.from_numpy(np.asarray(arrays["x"], dtype=np.float32))
@@ -211,9 +216,11 @@ def fedavg_job(
     strategy: Strategy[Any],
     seed: int = 0,
     name: str = "fedavg",
+    threads: ThreadsSetting = "auto",
 ) -> Job:
     """``rounds`` rounds of cross-silo FL over ``datasets`` (one site task per dataset).
 
+    ``threads`` (as ``sim.threads``) are the PyTorch threads of a site's training task.
     Returns a job whose result ``round/<rounds-1>/global`` holds the final weights.
     """
     if rounds < 1:
@@ -224,7 +231,7 @@ def fedavg_job(
     merger = StrategyMerge(strategy, model_spec)
     for round_idx in range(rounds):
         params = {"model": dict(model_spec), "train": dict(train), "seed": seed,
-                  "round": round_idx}
+                  "round": round_idx, "threads": threads}
         deltas = [
             job.site_task(f"round/{round_idx}/train/{d}", "silo.train", params, [current],
                           dataset=d)

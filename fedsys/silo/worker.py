@@ -26,6 +26,7 @@ from fedsys.silo.task_registry import (
 
 _SITE = ""
 _DATASETS: dict[str, Path] = {}
+_POOL_SIZE = 1
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,18 @@ class WorkResult:
         return self.end_s - self.start_s
 
 
-def init_worker(site: str, datasets: Mapping[str, str], modules: Sequence[str]) -> None:
-    """Pool initializer: remember the site's datasets and import its task modules."""
-    global _SITE, _DATASETS
+def init_worker(
+    site: str, datasets: Mapping[str, str], modules: Sequence[str], pool_size: int = 1
+) -> None:
+    """Pool initializer: remember the site's datasets and import its task modules.
+
+    Tasks run on one PyTorch thread unless a task asks for more (``silo.train`` sets
+    the job's ``threads`` for its model, sharing the cores among ``pool_size`` workers).
+    """
+    global _SITE, _DATASETS, _POOL_SIZE
     _SITE = site
     _DATASETS = {name: Path(path) for name, path in datasets.items()}
+    _POOL_SIZE = pool_size
     load_task_modules(modules)
     try:
         import torch
@@ -57,6 +65,11 @@ def init_worker(site: str, datasets: Mapping[str, str], modules: Sequence[str]) 
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
+
+
+def pool_size() -> int:
+    """Compute workers of this worker's pool (they share the machine's cores)."""
+    return _POOL_SIZE
 
 
 def run_task(
@@ -112,5 +125,5 @@ def make_pool(
         max_workers=workers,
         mp_context=context,
         initializer=init_worker,
-        initargs=(site, dict(datasets), tuple(modules)),
+        initargs=(site, dict(datasets), tuple(modules), workers),
     )

@@ -123,9 +123,11 @@ def build_simulator(config: RunConfig) -> Simulator:
             ray_address=config.sim.ray_address,
             ray_workers=config.sim.ray_workers,
             ray_worker_backend=config.sim.ray_worker_backend,
+            threads=config.sim.threads,
         ),
         secure_cost=secure_cost_model(config),
         server_round_s=config.clock.server_round_s,
         server_update_s=config.clock.server_update_s,
         client_task_s=config.clock.client_task_s,
+        threads=config.sim.threads,
     )

@@ -7,12 +7,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
 from fedsys import __version__
 from fedsys.aggregation.base import Strategy
 from fedsys.aggregation.compression import Compressor, NoCompression
 from fedsys.aggregation.validation import UpdateValidator
+from fedsys.core.threads import (
+    ThreadsSetting,
+    num_parameters,
+    torch_threads,
+    use_torch_threads,
+)
 from fedsys.core.training import LocalTrainer
 from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
@@ -98,6 +105,10 @@ class Simulator:
     client_task_s
         Time charged to every client's task beyond its device profile (the
         protocol's messages), measured the same way; 0 by default.
+    threads
+        PyTorch intra-op threads while the run trains (``auto``: see
+        :func:`~fedsys.core.threads.torch_threads`); the previous number is put back
+        when ``run`` returns.
     """
 
     def __init__(
@@ -127,6 +138,7 @@ class Simulator:
         server_round_s: float = 0.0,
         server_update_s: float = 0.0,
         client_task_s: float = 0.0,
+        threads: ThreadsSetting = "auto",
     ) -> None:
         self.dataset = dataset
         self.model = model
@@ -152,6 +164,7 @@ class Simulator:
         self.server_round_s = server_round_s
         self.server_update_s = server_update_s
         self.client_task_s = client_task_s
+        self.threads = threads
 
     @classmethod
     def from_config(cls, config: RunConfig) -> Simulator:
@@ -190,10 +203,17 @@ class Simulator:
             If ``resume_from`` is unreadable or belongs to another run.
         """
         initial = ModelWeights.from_module(self.model)
+        previous_threads = torch.get_num_threads()
+        use_torch_threads(self.threads, self.model)
         try:
             return self._run(on_round, resume_from, should_stop)
         finally:
             initial.load_into(self.model)
+            torch.set_num_threads(previous_threads)
+
+    def torch_threads(self) -> int:
+        """The PyTorch intra-op threads ``run`` trains with."""
+        return torch_threads(self.threads, num_parameters(self.model))
 
     def _run(
         self,

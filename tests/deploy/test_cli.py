@@ -100,7 +100,7 @@ def test_status_shows_connected_clients(tmp_path, processes):
         str(pki / "ca.pem"),
         timeout=240,
     )
-    assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stdout
+    assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
     garbled = _fedsys(
         "status",
         f"127.0.0.1:{port}",
@@ -136,8 +136,25 @@ def test_server_refuses_a_folder_holding_another_run_in_one_line(tmp_path):
 
     done = _fedsys("server", str(config), "--port", "0", timeout=120)
 
-    said = " ".join(done.stdout.split())  # the console wraps long lines
+    said = done.stderr
     assert done.returncode == 1
+    assert said.count("\n") == 1  # one line on stderr
     assert "holds another run" in said and "--overwrite" in said
     assert "Traceback" not in done.stderr + done.stdout
     assert (out / "summary.json").read_text() == '{"rounds": 3}\n'
+
+
+def test_deploy_local_speaks_of_wall_time_only(tmp_path):
+    out = tmp_path / "run"
+    done = _fedsys(
+        "deploy", "local", "--clients", "2", "--set", "rounds=2", "--set", "eval.every=1",
+        "--set", "dataset.num_clients=2", "--set", "clients_per_round=2",
+        "--output-dir", str(out),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert not [key for key in summary if "virtual" in key]
+    assert 0 < summary["training_time_s"] <= summary["elapsed_s"]
+    assert summary["torch_threads"] == 1
+    assert "elapsed" in done.stdout and "training time" in done.stdout
+    assert "virtual" not in done.stdout

@@ -64,3 +64,20 @@ def test_extra_fields_flatten_into_json_rows() -> None:
     assert row["clients"] == [3, 4]
     assert row["duration_s"] == 5.0
     assert "extra" not in row
+
+
+def test_a_real_runs_summary_has_wall_times_and_nothing_virtual() -> None:
+    result = RunResult(
+        (
+            RoundRecord(round_idx=0, start_s=2.0, end_s=5.0, wall_s=3.0, selected=3,
+                        participants=3),
+            RoundRecord(round_idx=1, start_s=5.5, end_s=9.0, wall_s=3.5, selected=3,
+                        participants=3),
+        )
+    )
+
+    summary = result.summary(clock="wall")
+
+    assert summary["training_time_s"] == 7.0
+    assert not [key for key in summary if "virtual" in key or key == "wall_time_s"]
+    assert RunResult(()).summary(clock="wall")["training_time_s"] == 0.0

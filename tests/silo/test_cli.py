@@ -58,7 +58,7 @@ def test_shaper_process_delays_a_round_trip_by_its_rtt(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "fedsys.cli", "silo", "shaper", "--target", f"127.0.0.1:{port}",
          "--rtt-ms", "80", "--port-file", str(port_file)],
-        env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         while not port_file.exists() or not port_file.read_text().strip():
@@ -78,6 +78,18 @@ def test_shaper_process_delays_a_round_trip_by_its_rtt(tmp_path):
         proc.kill()
         proc.wait(timeout=10)
         server.close()
+    said = proc.stdout.read().decode() if proc.stdout else ""
+    assert "40 ms one-way, no rate limit each way" in said  # in words, not a repr
+    assert "LinkSettings" not in said
+
+
+def test_links_are_described_in_words():
+    from fedsys.cli.silo import describe_link
+    from fedsys.silo.shaper import LinkSettings
+
+    assert describe_link(LinkSettings.symmetric(0.1)) == "50 ms one-way, no rate limit"
+    assert describe_link(LinkSettings.symmetric(0.02, 20e6, 0.005)) == (
+        "10 ms one-way, up to 5 ms jitter, 20 Mbit/s")
 
 
 def test_site_retries_an_absent_coordinator_and_stops_at_once_on_sigterm(tmp_path):

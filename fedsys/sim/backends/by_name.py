@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fedsys.core.threads import ThreadsSetting
 from fedsys.sim.backends.base import TrainingBackend
 from fedsys.sim.backends.ray_cluster import RayBackend
 from fedsys.sim.backends.sequential import SequentialBackend
@@ -17,8 +18,12 @@ def make_backend(
     ray_address: str | None = None,
     ray_workers: int | None = None,
     ray_worker_backend: str = "sequential",
+    threads: ThreadsSetting = "auto",
 ) -> TrainingBackend:
     """The backend ``sim.backend`` names, with the settings it uses.
+
+    ``threads`` (``sim.threads``) reaches the processes a backend starts (Ray actors);
+    the simulator sets its own.
 
     Raises
     ------
@@ -39,5 +44,6 @@ def make_backend(
             workers=ray_workers,
             worker_backend=ray_worker_backend,
             chunk_size=chunk_size,
+            threads=threads,
         )
     raise ValueError(f"sim.backend must be one of {', '.join(BACKENDS)}, got {name!r}")

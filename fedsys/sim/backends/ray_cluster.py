@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fedsys.core.threads import ThreadsSetting, use_torch_threads
 from fedsys.core.training import TrainResult
 from fedsys.core.update import LossStats
 from fedsys.core.weights import ModelWeights, TensorSpec
@@ -46,10 +47,17 @@ class _Share:
 class RayTrainer:
     """The actor: opens a local backend on the parts it was sent and trains shares."""
 
-    def __init__(self, parts: TrainingParts, worker_backend: str, chunk_size: int) -> None:
+    def __init__(
+        self,
+        parts: TrainingParts,
+        worker_backend: str,
+        chunk_size: int,
+        threads: ThreadsSetting = "auto",
+    ) -> None:
         from fedsys.sim.backends.by_name import make_backend
 
-        torch.set_num_threads(1)
+        # Ray gives an actor of one CPU OMP_NUM_THREADS=1, which caps ``auto``
+        self.threads_ = use_torch_threads(threads, parts.model)
         backend = make_backend(worker_backend, chunk_size=chunk_size)
         self.session = backend.open(parts)
 
@@ -160,6 +168,8 @@ class RayBackend(TrainingBackend):
         sequential backend) or ``vectorized``.
     chunk_size
         Most clients per actor call (and the vectorized chunk inside an actor).
+    threads
+        PyTorch intra-op threads of each actor (``sim.threads``).
     """
 
     name = "ray"
@@ -170,11 +180,13 @@ class RayBackend(TrainingBackend):
         workers: int | None = None,
         worker_backend: str = "sequential",
         chunk_size: int = 256,
+        threads: ThreadsSetting = "auto",
     ) -> None:
         self.address = address
         self.workers = workers
         self.worker_backend = worker_backend
         self.chunk_size = chunk_size
+        self.threads = threads
 
     def open(self, parts: TrainingParts) -> RaySession:
         """Start (or join) the cluster, ship the parts once, start the actors.
@@ -203,7 +215,7 @@ class RayBackend(TrainingBackend):
             parts_ref = ray.put(portable)
             actor_class = ray.remote(num_cpus=1)(RayTrainer)
             actors = [
-                actor_class.remote(parts_ref, self.worker_backend, self.chunk_size)
+                actor_class.remote(parts_ref, self.worker_backend, self.chunk_size, self.threads)
                 for _ in range(count)
             ]
         except BaseException:

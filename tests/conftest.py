@@ -34,3 +34,22 @@ def _timing_isolation(
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture(autouse=True)
+def _fedsys_logger_isolation() -> Iterator[None]:
+    """Each test starts with fedsys's logger as the last one left it and leaves it so.
+
+    A command run in-process (``main([...])``) calls ``setup_logging``, which gives the
+    ``fedsys`` logger its own handlers and stops propagation; without this, every later
+    test in that worker would lose its ``caplog`` records.
+    """
+    import logging
+
+    root = logging.getLogger("fedsys")
+    saved = (list(root.handlers), root.level, root.propagate)
+    yield
+    for handler in root.handlers:
+        if handler not in saved[0]:
+            handler.close()
+    root.handlers[:], root.level, root.propagate = saved

@@ -10,6 +10,7 @@ runs, and the benchmark pages' blocks are benchmarks: both are left out.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -76,3 +77,29 @@ def test_shell_example_runs_piped(name: str, block: str, tmp_path: Path) -> None
 
     assert done.returncode == 0, f"{name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     assert "Traceback" not in done.stdout + done.stderr
+    logged = [line for line in done.stderr.splitlines() if line.startswith('{"ts"')]
+    assert not logged, f"{name}: runtime log lines reached the terminal: {logged[:3]}"
+
+
+def test_the_first_setup_command_runs_its_job_piped(tmp_path: Path) -> None:
+    """The README's first command ends by running the embedded default: that part, piped
+    (its venv and install are what this environment already is)."""
+    first = _bash_blocks(ROOT / "README.md")[0].strip().splitlines()[0]
+    job = first.rsplit("&& ", 1)[1]
+    assert job == ".venv/bin/fedsys run"
+    bin_dir = Path(sys.executable).parent
+
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", job.replace(".venv/bin/", f"{bin_dir}/") + " | cat"],
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "40", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((tmp_path / "runs" / "quickstart" / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert "results in runs/quickstart" in done.stdout

@@ -304,6 +304,11 @@ def _cmd_local(args: argparse.Namespace, console: Console) -> int:
     link = link_from_args(args)
 
     async def main(workdir: Path) -> int:
+        from fedsys.wire.logs import setup_logging
+
+        # The coordinator's log (sites joining and leaving) goes beside the sites' logs:
+        # the terminal holds the demo's output, stderr only an error.
+        setup_logging(workdir / "logs" / "coordinator.log", to_stderr=False)
         workers = args.workers or max(1, (os.cpu_count() or 1) // args.sites)
         cluster = LocalCluster(workdir, sites=args.sites, workers=workers, link=link,
                                insecure=args.insecure)

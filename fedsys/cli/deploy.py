@@ -27,7 +27,7 @@ def add_deploy_commands(commands: Any) -> None:
     """Register the deployment's subcommands on the ``fedsys`` parser."""
     server = commands.add_parser("server", help="run a real aggregator (gRPC) for a config")
     server.add_argument("config", nargs="?", help="YAML/TOML config (default: embedded quickstart)")
-    _add_overrides(server)
+    add_overrides(server)
     server.add_argument("--output-dir", help="results, checkpoint and default pki/ folder")
     server.add_argument("--port", type=int, help="port to listen on (0: any free port)")
     server.add_argument("--port-file", type=Path, help="write the bound port here")
@@ -82,7 +82,7 @@ def add_deploy_commands(commands: Any) -> None:
     local = deploy_commands.add_parser("local", help="server + N client processes on loopback")
     local.add_argument("config", nargs="?", help="YAML/TOML config (default: embedded quickstart)")
     local.add_argument("--clients", type=int, default=8, help="client processes to start")
-    _add_overrides(local)
+    add_overrides(local)
     local.add_argument("--output-dir", help="where results go (default: the config's + -deploy)")
     local.add_argument("--quiet", action="store_true", help="no progress bar")
     local.add_argument("--traces", help="emulate the first --clients devices of this trace file")
@@ -103,14 +103,12 @@ def add_fleet_launch_options(parser: argparse.ArgumentParser, prefix: str = "") 
     )
 
 
-def _add_overrides(parser: argparse.ArgumentParser) -> None:
+def add_overrides(
+    parser: argparse.ArgumentParser, help: str = "override a dotted config key"
+) -> None:
+    """``--set KEY=VALUE`` (repeatable), as every command that takes a run config has it."""
     parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a dotted config key",
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from fedsys.cli.deploy import add_fleet_launch_options
+from fedsys.cli.deploy import add_fleet_launch_options, add_overrides
 
 
 def add_fidelity_command(commands: Any) -> None:
@@ -17,14 +17,7 @@ def add_fidelity_command(commands: Any) -> None:
         "fidelity", help="run a config simulated and as a real loopback deployment; compare"
     )
     fidelity.add_argument("config", nargs="?", help="YAML/TOML config (default: quickstart)")
-    fidelity.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a dotted config key",
-    )
+    add_overrides(fidelity)
     fidelity.add_argument(
         "--output-dir", help="where results go (default: the config's + -fidelity)"
     )

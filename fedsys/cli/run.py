@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from fedsys.cli.console import add_rounds_task, progress_bar, round_updater, summary_table
+from fedsys.cli.deploy import add_overrides
 from fedsys.config.loader import ConfigError, load_config
 from fedsys.config.resolve import default_config_text, parse_overrides, resolve_config
 from fedsys.config.schema import RunConfig
@@ -26,14 +27,7 @@ def add_run_commands(commands: Any) -> None:
         nargs="?",
         help="YAML/TOML config, - for YAML on stdin (default: embedded quickstart)",
     )
-    run.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a dotted config key, e.g. --set dataset.num_clients=200",
-    )
+    add_overrides(run, "override a dotted config key, e.g. --set dataset.num_clients=200")
     run.add_argument("--output-dir", help="where to write results (overrides output_dir)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument(

@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from fedsys.config.schema import RunConfig
-from fedsys.metrics.records import RoundRecord, RunResult, record_from_json
+from fedsys.metrics.records import RoundRecord, RunResult
+from fedsys.metrics.run_folder import read_rounds
 from fedsys.metrics.writers import atomic_write_text
 from fedsys.wire.supervise import end_all, fedsys_command, spawn, wait_for_port
 
@@ -122,13 +123,12 @@ def run_local(
                 ]
                 children.append(_spawn(arguments, logs / f"devices-{first:04d}-{last:04d}.out"))
             _start_trace_clock(epoch_file, len(groups), children, options.warmup_s)
-        rounds_file = output_dir / "rounds.jsonl"
         seen = 0
         while server.poll() is None:
-            rows = _read_rows(rounds_file)
-            for row in rows[seen:]:
-                on_round(record_from_json(row))
-            seen = max(seen, len(rows))
+            records = read_rounds(output_dir)
+            for record in records[seen:]:
+                on_round(record)
+            seen = max(seen, len(records))
             time.sleep(0.2)
         if server.returncode != 0:
             error = (
@@ -140,8 +140,7 @@ def run_local(
     finally:
         # Clients leave on their own once the server finished; otherwise end them now.
         _end(children, grace_s=10.0 if children and children[0].poll() is not None else 0.0)
-    records = tuple(record_from_json(row) for row in _read_rows(output_dir / "rounds.jsonl"))
-    result = RunResult(records, config.model_dump(mode="json"))
+    result = RunResult(tuple(read_rounds(output_dir)), config.model_dump(mode="json"))
     summary = json.loads((output_dir / "summary.json").read_text())
     return LocalOutcome(0, output_dir, result, summary)
 
@@ -244,18 +243,6 @@ def device_host_arguments(
 def _spawn(arguments: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     """``python -m fedsys ARGUMENTS`` in its own process group, logging to ``log_path``."""
     return spawn(fedsys_command(*arguments), log_path)
-
-
-def _read_rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            break  # a line being written
-    return rows
 
 
 def _end(children: list[subprocess.Popen[bytes]], grace_s: float = 10.0) -> None:

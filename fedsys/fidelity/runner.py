@@ -105,7 +105,7 @@ def deploy(
         If the deployment does not complete.
     """
     from fedsys.deploy.local_deployment import LocalOptions, run_local
-    from fedsys.metrics.records import record_from_json
+    from fedsys.metrics.run_folder import read_rounds
 
     output_dir.mkdir(parents=True, exist_ok=True)
     launch = output_dir / "fidelity.yaml"
@@ -125,8 +125,7 @@ def deploy(
             f"the real deployment ended with status {outcome.exit_code} ({outcome.error}); "
             f"see {output_dir / 'logs'}"
         )
-    rows = (output_dir / "rounds.jsonl").read_text().splitlines()
-    records = tuple(record_from_json(json.loads(line)) for line in rows if line.strip())
+    records = tuple(read_rounds(output_dir))
     timings = (
         tuple(json.loads(line) for line in timings_file.read_text().splitlines() if line.strip())
         if timings_file.is_file()

@@ -14,6 +14,7 @@ The file names of a run folder live here and only here.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
-from fedsys.metrics.records import RoundRecord, RunResult
+from fedsys.metrics.records import RoundRecord, RunResult, record_from_json
 from fedsys.metrics.tables import CsvRoundWriter, TensorBoardRoundWriter
 from fedsys.metrics.writers import JsonlRoundWriter, atomic_write_text, write_summary
 
@@ -203,3 +204,23 @@ def _remove_run_files(folder: Path) -> None:
     for name in RUN_FOLDERS:
         if (folder / name).is_dir():
             shutil.rmtree(folder / name)
+
+
+def read_rounds(output_dir: Path) -> list[RoundRecord]:
+    """The round records a run folder holds so far, in order.
+
+    A run may still be writing: reading stops at a line not yet complete, so a reader
+    that polls (``deploy local``'s progress bar) sees each round once it is whole.
+    """
+    path = Path(output_dir) / ROUNDS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(record_from_json(json.loads(line)))
+        except ValueError:
+            break  # a line being written
+    return records

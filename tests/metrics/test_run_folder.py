@@ -105,3 +105,17 @@ def test_a_failed_summary_write_keeps_the_previous_summary(
 
     assert (out / SUMMARY_FILE).read_text() == before
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_read_rounds_stops_at_a_line_still_being_written(tmp_path: Path) -> None:
+    from fedsys.metrics.run_folder import ROUNDS_FILE, read_rounds
+
+    whole = [RoundRecord(i, float(i), i + 1.0, 0.1, 3, 2) for i in range(2)]
+    lines = [json.dumps(r.to_json()) for r in whole]
+    (tmp_path / ROUNDS_FILE).write_text("\n".join(lines) + '\n{"round_idx": 2, "sta')
+
+    read = read_rounds(tmp_path)
+
+    assert [r.round_idx for r in read] == [0, 1]
+    assert [r.end_s for r in read] == [1.0, 2.0]
+    assert read_rounds(tmp_path / "missing") == []

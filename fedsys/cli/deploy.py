@@ -18,6 +18,7 @@ from fedsys.cli.console import (
     round_updater,
     summary_table,
 )
+from fedsys.cli.options import add_fleet_launch_options, add_overrides
 from fedsys.config.resolve import parse_overrides, resolve_config
 
 _EXIT_FAILED = 1
@@ -88,29 +89,6 @@ def add_deploy_commands(commands: Any) -> None:
     local.add_argument("--traces", help="emulate the first --clients devices of this trace file")
     add_fleet_launch_options(local, "with --traces: ")
     local.set_defaults(handler=_cmd_deploy_local)
-
-
-def add_fleet_launch_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
-    """How an emulated fleet is laid out on this machine (``deploy local``, ``fidelity``)."""
-    parser.add_argument(
-        "--devices-per-process", type=int, default=10, help=f"{prefix}devices per process"
-    )
-    parser.add_argument(
-        "--warmup-s",
-        type=float,
-        default=10.0,
-        help=f"{prefix}time for the devices online at the start to connect before round 0",
-    )
-
-
-def add_overrides(
-    parser: argparse.ArgumentParser, help: str = "override a dotted config key"
-) -> None:
-    """``--set KEY=VALUE`` (repeatable), as every command that takes a run config has it."""
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
-    )
-
 
 
 def _cmd_certs(args: argparse.Namespace, console: Console) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from fedsys.cli.deploy import add_fleet_launch_options, add_overrides
+from fedsys.cli.options import add_fleet_launch_options, add_overrides
 
 
 def add_fidelity_command(commands: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from fedsys.cli.console import add_rounds_task, progress_bar, round_updater, summary_table
-from fedsys.cli.deploy import add_overrides
+from fedsys.cli.options import add_overrides
 from fedsys.config.loader import ConfigError, load_config
 from fedsys.config.resolve import default_config_text, parse_overrides, resolve_config
 from fedsys.config.schema import RunConfig

@@ -42,7 +42,7 @@ class TaskRequest(_message.Message):
     def __init__(self, count: _Optional[int] = ..., job_id: _Optional[str] = ...) -> None: ...
 
 class TaskDone(_message.Message):
-    __slots__ = ("task_id", "attempt", "compute_s", "inline", "payload", "meta_json", "error", "payload_bytes", "start_s", "end_s", "job_id", "worker_pid")
+    __slots__ = ("task_id", "attempt", "compute_s", "inline", "payload", "meta_json", "error", "payload_bytes", "start_s", "end_s", "job_id", "worker_pid", "refused")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_S_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class TaskDone(_message.Message):
     END_S_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_PID_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     attempt: int
     compute_s: float
@@ -67,7 +68,8 @@ class TaskDone(_message.Message):
     end_s: float
     job_id: str
     worker_pid: int
-    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., compute_s: _Optional[float] = ..., inline: _Optional[bool] = ..., payload: _Optional[bytes] = ..., meta_json: _Optional[str] = ..., error: _Optional[str] = ..., payload_bytes: _Optional[int] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., job_id: _Optional[str] = ..., worker_pid: _Optional[int] = ...) -> None: ...
+    refused: str
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., compute_s: _Optional[float] = ..., inline: _Optional[bool] = ..., payload: _Optional[bytes] = ..., meta_json: _Optional[str] = ..., error: _Optional[str] = ..., payload_bytes: _Optional[int] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., job_id: _Optional[str] = ..., worker_pid: _Optional[int] = ..., refused: _Optional[str] = ...) -> None: ...
 
 class Reclaimed(_message.Message):
     __slots__ = ("task_ids", "job_id")
@@ -108,16 +110,18 @@ class Welcome(_message.Message):
     def __init__(self, site: _Optional[str] = ...) -> None: ...
 
 class JobMode(_message.Message):
-    __slots__ = ("job_id", "late_binding", "coupled_output", "output_threshold_bytes")
+    __slots__ = ("job_id", "late_binding", "coupled_output", "output_threshold_bytes", "analyst")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     LATE_BINDING_FIELD_NUMBER: _ClassVar[int]
     COUPLED_OUTPUT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_THRESHOLD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ANALYST_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     late_binding: bool
     coupled_output: bool
     output_threshold_bytes: int
-    def __init__(self, job_id: _Optional[str] = ..., late_binding: _Optional[bool] = ..., coupled_output: _Optional[bool] = ..., output_threshold_bytes: _Optional[int] = ...) -> None: ...
+    analyst: str
+    def __init__(self, job_id: _Optional[str] = ..., late_binding: _Optional[bool] = ..., coupled_output: _Optional[bool] = ..., output_threshold_bytes: _Optional[int] = ..., analyst: _Optional[str] = ...) -> None: ...
 
 class Assign(_message.Message):
     __slots__ = ("tasks",)

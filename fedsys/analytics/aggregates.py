@@ -3,7 +3,8 @@
 Every aggregate of a federated query becomes a few *partial* columns computed by DuckDB
 at the sites (SUM and COUNT for AVG; count, mean and M2 for variances; a KLL or HLL
 sketch from Apache DataSketches for approximate quantiles and distinct counts), merged
-at the coordinator. Summable aggregates also have a *secure* form whose partials are
+at the coordinator (distinct counts hash canonical values and stay exact while small:
+:mod:`fedsys.analytics.distinct`). Summable aggregates also have a *secure* form whose partials are
 plain sums, so pairwise masking can hide each site's share.
 """
 
@@ -17,15 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from fedsys.analytics.distinct import HLL_LG_K, distinct_partial, merge_distinct
 from fedsys.analytics.encoding import to_json_value
 
-__all__ = ["KINDS", "AggSpec", "SUMMABLE", "finalize", "finalize_sums", "merge_partials",
-           "partial_sql", "secure_sql", "result_type", "sketch_of", "summable_vector"]
+__all__ = ["HLL_LG_K", "KINDS", "KLL_K", "SUMMABLE", "AggSpec", "finalize", "finalize_sums",
+           "merge_partials", "partial_sql", "secure_sql", "result_type", "sketch_of",
+           "summable_vector"]
 
 KLL_K = 200
 """KLL accuracy parameter: normalized rank error about 1.65% (99% confidence)."""
-HLL_LG_K = 12
-"""HLL log2 of buckets: relative standard error about 1.6%."""
 
 KINDS = ("count", "sum", "avg", "var_samp", "var_pop", "stddev_samp", "stddev_pop", "min",
          "max", "quantile", "distinct", "histogram")
@@ -107,7 +108,8 @@ def _clamped(arg: str | None, clamp: tuple[float, float] | None) -> str | None:
 
 
 def sketch_of(spec: AggSpec, values: Sequence[Any] | np.ndarray | None) -> bytes:
-    """Serialize the site's sketch of ``values`` (KLL for quantiles, HLL for distinct)."""
+    """Serialize the site's sketch of ``values`` (KLL for quantiles; for distinct counts
+    the exact set of canonical hashes while small, else an HLL sketch of them)."""
     import datasketches as ds
 
     if spec.kind == "quantile":
@@ -115,14 +117,7 @@ def sketch_of(spec: AggSpec, values: Sequence[Any] | np.ndarray | None) -> bytes
         if values is not None and len(values):
             kll.update(np.ascontiguousarray(values, dtype=np.float64))
         return bytes(kll.serialize())
-    hll = ds.hll_sketch(HLL_LG_K)
-    if isinstance(values, np.ndarray) and values.dtype.kind in "iuf":
-        for number in values.tolist():  # Python ints and floats, hashed as the SQL values
-            hll.update(number)
-    else:
-        for value in values if values is not None else ():
-            hll.update(value if isinstance(value, (int, float, str)) else str(value))
-    return bytes(hll.serialize_compact())
+    return distinct_partial(values)
 
 
 def merge_partials(spec: AggSpec, partials: Sequence[Sequence[Any]]) -> Any:
@@ -142,6 +137,8 @@ def merge_partials(spec: AggSpec, partials: Sequence[Sequence[Any]]) -> Any:
             for key, count in pairs or ():
                 total[key] = total.get(key, 0) + int(count)
         return {"key": list(total), "value": list(total.values())} if total else None
+    if kind == "distinct":
+        return merge_distinct([p[0] for p in partials])
     return finalize(spec, _merge_sketches(kind, [p[0] for p in partials]))
 
 
@@ -162,7 +159,8 @@ def finalize_sums(spec: AggSpec, sums: Sequence[Any]) -> Any:
 
 
 def finalize(spec: AggSpec, sketch: Any) -> Any:
-    """The estimate of a merged sketch (no values: quantile NULL, distinct count 0, as SQL)."""
+    """The estimate of a merged KLL or HLL sketch (no values: quantile NULL, distinct
+    count 0, as SQL)."""
     if sketch is None or sketch.is_empty():
         return 0 if spec.kind == "distinct" else None
     if spec.kind == "quantile":
@@ -220,17 +218,12 @@ def _finalize_moments(kind: str, count: float, mean: float, m2: float) -> float 
 def _merge_sketches(kind: str, blobs: Sequence[bytes | None]) -> Any:
     import datasketches as ds
 
-    if kind == "quantile":
-        merged = ds.kll_doubles_sketch(KLL_K)
-        for blob in blobs:
-            if blob:
-                merged.merge(ds.kll_doubles_sketch.deserialize(blob))
-        return merged
-    union = ds.hll_union(HLL_LG_K)
+    del kind  # quantiles: the one sketch kind merged here
+    merged = ds.kll_doubles_sketch(KLL_K)
     for blob in blobs:
         if blob:
-            union.update(ds.hll_sketch.deserialize(blob))
-    return union.get_result()
+            merged.merge(ds.kll_doubles_sketch.deserialize(blob))
+    return merged
 
 
 def summable_vector(plan: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]],

@@ -10,11 +10,13 @@ the operator: exact MEDIAN or quantiles, COUNT(DISTINCT), joins, subqueries, win
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
 
+from fedsys.analytics import sql_text
 from fedsys.analytics.aggregates import AggSpec, partial_sql, secure_sql
 
 __all__ = ["MERGED_TABLE", "QueryPlan", "UnsupportedQueryError", "plan_query"]
@@ -60,6 +62,9 @@ class QueryPlan:
         Aggregates in slot order (``_a0``, ``_a1``...).
     final_sql
         The query over the merged table ``merged(_k0.., _a0..)``.
+    columns
+        The table's columns the sites evaluate (in WHERE, keys and aggregate arguments),
+        whose types are unified across sites before any partial is computed.
     """
 
     sql: str
@@ -69,6 +74,7 @@ class QueryPlan:
     key_columns: tuple[str | None, ...]
     aggregates: tuple[AggSpec, ...]
     final_sql: str
+    columns: tuple[str, ...] = ()
 
     def column_sources(self, clamps: dict[int, tuple[float, float]] | None = None
                        ) -> tuple[int, ...]:
@@ -83,10 +89,14 @@ class QueryPlan:
                      for slot, spec in enumerate(self.aggregates))
 
     def site_sql(self, row_range: tuple[int, int] | None = None, secure: bool = False,
-                 clamps: dict[int, tuple[float, float]] | None = None) -> str:
+                 clamps: dict[int, tuple[float, float]] | None = None,
+                 casts: Mapping[str, str] | None = None) -> str:
         """The partial-aggregate SQL a site runs on its rows ``row_range`` (by rowid).
 
-        ``secure``: summable partials only; ``clamps``: per-aggregate clamping bounds.
+        ``secure``: summable partials only; ``clamps``: per-aggregate clamping bounds;
+        ``casts``: column -> type the site reads it as (checked plain names and types,
+        see :func:`fedsys.analytics.schema.site_casts`), so every site's partials have
+        the unified types.
         """
         columns = [f"{key} AS _k{i}" for i, key in enumerate(self.keys)]
         sources = None if secure else self.column_sources(clamps)
@@ -97,14 +107,26 @@ class QueryPlan:
             exprs = secure_sql(spec, clamp) if secure else partial_sql(spec, clamp)
             columns += [f"{e} AS _a{slot}_{j}" for j, e in enumerate(exprs)]
         conditions = [f"({self.where})"] if self.where else []
-        if row_range is not None:
-            conditions.append(f"rowid >= {int(row_range[0])} AND rowid < {int(row_range[1])}")
-        sql = f"SELECT {', '.join(columns)} FROM {self.table}"
+        rows = (f"rowid >= {int(row_range[0])} AND rowid < {int(row_range[1])}"
+                if row_range is not None else None)
+        source = self.table
+        if casts:
+            replaced = ", ".join(f"CAST({_quoted(c)} AS {t}) AS {_quoted(c)}"
+                                 for c, t in sorted(casts.items()))
+            source = (f"(SELECT * REPLACE ({replaced}) FROM {self.table}"
+                      + (f" WHERE {rows}" if rows else "") + f") AS {self.table}")
+        elif rows:
+            conditions.append(rows)
+        sql = f"SELECT {', '.join(columns)} FROM {source}"
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
         if self.keys:
             sql += " GROUP BY " + ", ".join(f"_k{i}" for i in range(len(self.keys)))
         return sql
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def slot_of(column: str) -> int:
@@ -118,14 +140,39 @@ def plan_query(sql: str) -> QueryPlan:
     Raises
     ------
     UnsupportedQueryError
-        If the query has no mergeable form (the message names the operator).
+        If the query has no mergeable form (the message names the operator as written),
+        or nests deeper than :data:`~fedsys.analytics.sql_text.MAX_NESTING`.
     ValueError
         If it does not parse.
     """
     try:
+        toks = sql_text.tokens(sql)
+    except sqlglot.errors.SqlglotError as exc:
+        raise ValueError(f"query does not parse: {_first_line(exc)}") from None
+    depth = sql_text.nesting_depth(toks)
+    if depth > sql_text.MAX_NESTING:
+        raise UnsupportedQueryError(
+            f"the query nests parentheses {depth} deep; at most {sql_text.MAX_NESTING} "
+            f"levels can be planned")
+    try:
+        with sql_text.recursion_room(depth):
+            return _plan(sql, sql_text.call_names(toks))
+    except RecursionError:
+        raise UnsupportedQueryError(
+            "the query's expressions nest too deeply to plan (a long chain of operators "
+            "or calls): split or simplify it") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _plan(sql: str, written: list[str]) -> QueryPlan:
+    """:func:`plan_query` once the query's depth is known to fit the recursion limit."""
+    try:
         statements = sqlglot.parse(sql, read="duckdb")
     except sqlglot.errors.ParseError as exc:
-        raise ValueError(f"query does not parse: {str(exc).splitlines()[0]}") from None
+        raise ValueError(f"query does not parse: {_first_line(exc)}") from None
     if len(statements) != 1 or statements[0] is None:
         raise UnsupportedQueryError("a federated query is exactly one SELECT statement")
     select = statements[0]
@@ -137,14 +184,16 @@ def plan_query(sql: str) -> QueryPlan:
     keys = _group_keys(select)
     aggregates: list[AggSpec] = []
     slots: dict[str, int] = {}
+    evaluated: list[exp.Expression] = list(keys)  # what the sites evaluate
 
     def rewrite(node: exp.Expression) -> exp.Expression:
         for i, key in enumerate(keys):
             if node == key:
                 return exp.column(f"_k{i}")
-        spec = _aggregate(node)
+        spec = _aggregate(node, sql, written)
         if spec is None:
             return node
+        evaluated.append(node)
         ident = f"{spec.kind}|{spec.arg}|{spec.q}"
         if ident not in slots:
             slots[ident] = len(aggregates)
@@ -173,11 +222,14 @@ def plan_query(sql: str) -> QueryPlan:
         raise UnsupportedQueryError("a query without aggregates returns raw rows: no mergeable"
                                     " form (add COUNT, SUM, AVG, ... or GROUP BY)")
     where = select.args.get("where")
+    if where is not None:
+        evaluated.append(where.this)
+    columns = {c.name: None for node in evaluated for c in node.find_all(exp.Column)}
     return QueryPlan(
         sql=sql, table=table, where=where.this.sql("duckdb") if where is not None else None,
         keys=tuple(k.sql("duckdb") for k in keys),
         key_columns=tuple(k.name if isinstance(k, exp.Column) else None for k in keys),
-        aggregates=tuple(aggregates), final_sql=final.sql("duckdb"))
+        aggregates=tuple(aggregates), final_sql=final.sql("duckdb"), columns=tuple(columns))
 
 
 def _check_shape(select: exp.Select) -> str:
@@ -226,9 +278,15 @@ def _group_keys(select: exp.Select) -> list[exp.Expression]:
     return keys
 
 
-def _aggregate(node: exp.Expression) -> AggSpec | None:
-    """The AggSpec of an aggregate call, ``None`` for anything else."""
-    name = _function_name(node)
+def _aggregate(node: exp.Expression, sql: str, written: list[str]) -> AggSpec | None:
+    """The AggSpec of an aggregate call, ``None`` for anything else.
+
+    ``sql`` and ``written`` (its call names): errors and specs name the operator as the
+    user spelled it, not as sqlglot normalised it.
+    """
+    if not isinstance(node, exp.Func):
+        return None
+    name = sql_text.name_as_written(node, sql, written)
     if isinstance(node, exp.Anonymous) and name == "HISTOGRAM":
         if len(node.expressions) != 1:
             raise UnsupportedQueryError("HISTOGRAM(x) takes one column (bounded bins: GROUP BY "
@@ -271,14 +329,6 @@ def _refusal(name: str) -> UnsupportedQueryError:
         f"{name} has no mergeable form across sites" + (f" ({hint})" if hint else "")
         + "; supported: COUNT, SUM, AVG, MIN, MAX, VAR/STDDEV, HISTOGRAM, APPROX_QUANTILE, "
           "APPROX_COUNT_DISTINCT")
-
-
-def _function_name(node: exp.Expression) -> str:
-    if isinstance(node, exp.Anonymous):
-        return str(node.name).upper()
-    if isinstance(node, exp.Func):
-        return node.sql_name().upper()
-    return ""
 
 
 def _contains_aggregate(node: exp.Expression) -> bool:

@@ -37,6 +37,7 @@ from fedsys.analytics.planner import (
     plan_query,
     slot_of,
 )
+from fedsys.analytics.schema import STALE_SCHEMA, ColumnTypes, fetch_column_types, unify_columns
 from fedsys.analytics.secure_sum import job_bytes
 from fedsys.silo.coordinator import JobResult, SiloCoordinator
 from fedsys.silo.job import Job, JobBuilder
@@ -124,6 +125,7 @@ class FederatedQueryEngine:
         self.max_dropouts = max_dropouts
         self.job_timeout_s = job_timeout_s
         self.keys_: dict[str, bytes] = {}
+        self.schemas_: dict[tuple[str, str], ColumnTypes] = {}
 
     def sites(self) -> list[str]:
         """Connected sites holding the dataset, sorted."""
@@ -148,19 +150,56 @@ class FederatedQueryEngine:
         sites = self.sites()
         if not sites:
             raise JobFailedError(f"no connected site holds dataset {self.dataset!r}")
-        if options.privacy is not None or options.secure:
-            result = await self._run_summable(plan, options, sites)
-        else:
-            result = await self._run_exact(plan, options, sites)
+        types = await self.column_types(plan, sites)
+        summable = options.privacy is not None or options.secure
+        try:
+            if summable:
+                result = await self._run_summable(plan, options, sites, types)
+            else:
+                result = await self._run_exact(plan, options, sites, types)
+        except JobFailedError as exc:
+            self._forget_types(plan, sites)  # a site may have restarted with other files
+            if summable or STALE_SCHEMA not in str(exc):
+                raise  # a DP query is charged: it never silently runs twice
+            result = await self._run_exact(plan, options, sites,
+                                           await self.column_types(plan, sites))
         return replace(result, duration_s=time.perf_counter() - started)
+
+    async def column_types(self, plan: QueryPlan, sites: Sequence[str]) -> dict[str, str]:
+        """The type every site reads each column of ``plan`` as (unified across sites).
+
+        A site's types are asked once per table and column, then kept (a failed query
+        forgets them).
+
+        Raises
+        ------
+        UnsupportedQueryError
+            If a column is a string at one site and a number at another, or some sites
+            lack it (see :func:`fedsys.analytics.schema.unify_columns`).
+        """
+        if not plan.columns:
+            return {}
+        wanted = [c.lower() for c in plan.columns]
+        missing = [s for s in sites
+                   if any(c not in self.schemas_.get((s, plan.table), {}) for c in wanted)]
+        if missing:
+            fetched = await fetch_column_types(self._run_job, self.dataset, plan, missing)
+            for site, types in fetched.items():
+                self.schemas_.setdefault((site, plan.table), {}).update(types)
+        return unify_columns(plan.columns, {s: self.schemas_[(s, plan.table)] for s in sites})
+
+    def _forget_types(self, plan: QueryPlan, sites: Sequence[str]) -> None:
+        for site in sites:
+            self.schemas_.pop((site, plan.table), None)
 
     # ------------------------------------------------------------------ exact
 
-    async def _run_exact(self, plan: QueryPlan, options: QueryOptions, sites: list[str]
-                         ) -> QueryResult:
+    async def _run_exact(self, plan: QueryPlan, options: QueryOptions, sites: list[str],
+                         types: Mapping[str, str]) -> QueryResult:
         job = JobBuilder("query")
         ids = [job.site_task(f"{site}/{part}", "analytics.partial",
-                             {"query": plan.sql, "part": part, "parts": options.parts},
+                             {"query": plan.sql, "part": part, "parts": options.parts,
+                              "types": dict(types)},
                              dataset=self.dataset, site=site)
                for site in sites for part in range(max(1, options.parts))]
         result = await self._run_job(job.build(ids))
@@ -189,8 +228,8 @@ class FederatedQueryEngine:
 
     # -------------------------------------------------------------- summable
 
-    async def _run_summable(self, plan: QueryPlan, options: QueryOptions, sites: list[str]
-                            ) -> QueryResult:
+    async def _run_summable(self, plan: QueryPlan, options: QueryOptions, sites: list[str],
+                            types: Mapping[str, str]) -> QueryResult:
         domains = check_options(plan, options)
         clamps, measures = calibrate(plan.aggregates, options.privacy)
         if options.privacy is not None:
@@ -205,7 +244,8 @@ class FederatedQueryEngine:
             sums, duration_s = summed.total, summed.duration_s
             moved, dropped = summed.bytes_moved, summed.dropped
         else:
-            sums, duration_s, moved = await self._plain_sums(plan, clamps, domains, sites)
+            sums, duration_s, moved = await self._plain_sums(plan, clamps, domains, sites,
+                                                             types)
             dropped = []
         groups = list(product(*[[to_json_value(v) for v in d] for d in domains])) or [()]
         widths = [3 if s.kind.startswith(("var", "stddev")) else (1 if s.kind == "count" else 2)
@@ -231,10 +271,10 @@ class FederatedQueryEngine:
         return QueryResult(columns, rows, duration_s, moved, noise, dropped, measures)
 
     async def _plain_sums(self, plan: QueryPlan, clamps: Mapping[int, tuple[float, float]],
-                          domains: list[list[Any]], sites: list[str]
-                          ) -> tuple[np.ndarray, float, int]:
+                          domains: list[list[Any]], sites: list[str],
+                          types: Mapping[str, str]) -> tuple[np.ndarray, float, int]:
         job = JobBuilder("query-dp")
-        params = {"query": plan.sql, "secure": True,
+        params = {"query": plan.sql, "secure": True, "types": dict(types),
                   "clamps": {str(k): list(v) for k, v in clamps.items()}}
         ids = [job.site_task(site, "analytics.partial", params, dataset=self.dataset,
                              site=site) for site in sites]

@@ -9,6 +9,7 @@ fedsys.analytics.tasks``.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from fedsys.analytics.aggregates import sketch_of, summable_vector
 from fedsys.analytics.catalog import site_database, table_rows
 from fedsys.analytics.encoding import encode_table
 from fedsys.analytics.planner import QueryPlan, plan_query, slot_of
+from fedsys.analytics.schema import column_types, site_casts
 from fedsys.silo.task_registry import Output, TaskContext, task
 
 __all__ = ["site_keys"]
@@ -57,16 +59,30 @@ def partial(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence[Output
     """Partial aggregates of ``query`` over rows ``part`` of ``parts`` of this site's table.
 
     Params: ``query``, ``part``, ``parts``, ``secure`` (summable partials only, for DP),
-    ``clamps`` (aggregate slot -> [lo, hi]).
+    ``clamps`` (aggregate slot -> [lo, hi]), ``types`` (column -> the type every site
+    reads it as, see :mod:`fedsys.analytics.schema`).
     """
     catalog = _catalog(ctx)
     plan = _plan(str(params["query"]))
     part, parts = int(params.get("part", 0)), int(params.get("parts", 1))
     secure = bool(params.get("secure", False))
+    con = site_database(catalog)
+    casts = site_casts(con, plan, params.get("types") or {}, ctx.site)
     sql = plan.site_sql(_row_range(catalog, plan, part, parts), secure=secure,
-                        clamps=_clamps(params))
-    columns, types, rows = _partial_rows(site_database(catalog), plan, sql, secure)
+                        clamps=_clamps(params), casts=casts)
+    columns, types, rows = _partial_rows(con, plan, sql, secure)
     return Output(encode_table(columns, types, rows), {"rows": len(rows)})
+
+
+@task("analytics.schema")
+def schema(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence[Output]) -> Output:
+    """This site's types of the columns ``query`` evaluates (JSON: column -> type or null).
+
+    The coordinator unifies them across sites before any partial is computed.
+    """
+    plan = _plan(str(params["query"]))
+    types = column_types(site_database(_catalog(ctx)), plan)
+    return Output(json.dumps(types).encode(), {"columns": len(types)})
 
 
 def _partial_rows(con: Any, plan: QueryPlan, sql: str, secure: bool

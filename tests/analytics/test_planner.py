@@ -37,7 +37,12 @@ def test_equal_aggregates_share_one_slot():
 
 @pytest.mark.parametrize(("sql", "operator"), [
     ("SELECT MEDIAN(x) FROM data", "MEDIAN"),
-    ("SELECT QUANTILE_CONT(x, 0.5) FROM data", "PERCENTILE_CONT"),
+    ("SELECT QUANTILE_CONT(x, 0.5) FROM data", "^QUANTILE_CONT .*use APPROX_QUANTILE"),
+    ("SELECT label, STRING_AGG(city, ',') FROM data GROUP BY label", "^STRING_AGG "),
+    ("SELECT list(v) FROM data", "^LIST "),
+    ("SELECT Array_Agg(v) FROM data", "^ARRAY_AGG "),
+    ("SELECT group_concat(city) FROM data", "^GROUP_CONCAT "),
+    ("SELECT mode(x) FROM data", "^MODE .*HISTOGRAM"),
     ("SELECT KURTOSIS(x) FROM data", "KURTOSIS"),
     ("SELECT COUNT(DISTINCT x) FROM data", "COUNT\\(DISTINCT"),
     ("SELECT SUM(a.x) FROM a JOIN b ON a.k = b.k", "JOIN"),
@@ -88,3 +93,43 @@ def test_aggregates_with_equal_partials_read_one_set_of_site_columns():
     # Secure (summable) partials keep one set of columns per slot, as the masks expect.
     summable = plan_query("SELECT SUM(x), AVG(x) FROM data")
     assert summable.site_sql(secure=True).count("AS _a1_") == 2
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT QUANTILE_CONT(x, 0.5) FROM data",
+    "SELECT SUM(v), STRING_AGG(city, ',') FROM data",
+    "SELECT LIST(v) FROM data",
+])
+def test_refusals_never_name_sqlglots_normalised_operator(sql):
+    with pytest.raises(UnsupportedQueryError) as info:
+        plan_query(sql)
+    for normalised in ("PERCENTILE_CONT", "GROUP_CONCAT", "ARRAY_AGG"):
+        assert normalised not in str(info.value)
+
+
+def test_specs_carry_the_operator_as_written():
+    plan = plan_query("SELECT approx_count_distinct(x), Stddev_Samp(v) FROM data")
+    assert [a.name for a in plan.aggregates] == ["APPROX_COUNT_DISTINCT", "STDDEV_SAMP"]
+
+
+def test_a_hundred_nested_parentheses_plan_and_run_in_duckdb():
+    depth = 100
+    sql = ("SELECT label, SUM(" + "(" * depth + "v + 1" + ")" * depth + ") AS s FROM data "
+           "WHERE " + "(" * depth + "v > 2" + ")" * depth + " GROUP BY label ORDER BY label")
+    plan = plan_query(sql)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE data AS SELECT i % 3 AS label, i AS v FROM range(10) t(i)")
+    partials = sorted(con.execute(plan.site_sql()).fetchall())  # label, SUM, COUNT
+    assert [(k, s) for k, s, _ in partials] == con.execute(sql).fetchall()
+    assert partials[0] == (0, 4 + 7 + 10, 3)  # v = 3, 6, 9
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT SUM(" + "(" * 5000 + "v" + ")" * 5000 + ") FROM data",
+    "SELECT COUNT(*) FROM data WHERE " + "NOT " * 5000 + "v > 1",
+])
+def test_too_deep_nesting_is_refused_in_one_line(sql):
+    with pytest.raises(UnsupportedQueryError, match="nest") as info:
+        plan_query(sql)
+    assert "\n" not in str(info.value)
+    assert "recursion" not in str(info.value)

@@ -120,10 +120,11 @@ def unify_columns(columns: Sequence[str], schemas: Mapping[str, ColumnTypes]
 
 
 def _by_type(present: Mapping[str, str | None]) -> str:
+    """``BIGINT at s0, s2, VARCHAR at s1``: each type with the sites storing it."""
     sites: dict[str, list[str]] = {}
-    for site, type_name in sorted(present.items()):
+    for site, type_name in sorted(present.items(), key=lambda p: (str(p[1]), p[0])):
         sites.setdefault(str(type_name), []).append(site)
-    return " but ".join(f"{t} at {', '.join(s)}" for t, s in sites.items())
+    return "; ".join(f"{t} at {', '.join(s)}" for t, s in sites.items())
 
 
 def _conflict(column: str, present: Mapping[str, str | None]) -> str:

@@ -1,7 +1,9 @@
 """Run federated queries on a silo coordinator: plan, push down, merge, finish in DuckDB.
 
-Exact queries run as one silo job of ``parts`` partial-aggregate tasks per site (Sol
-binds them early and pipelines them; the baseline asks for each one). Differentially
+First the types of the columns the query reads are unified across sites
+(:mod:`fedsys.analytics.schema`). Exact queries run as one silo job of ``parts``
+partial-aggregate tasks per site (Sol binds them early and pipelines them; the baseline
+asks for each one). Differentially
 private queries are charged to the ledger first, then the sites compute clamped
 summable partials and the coordinator adds OpenDP noise to the merged totals. Secure
 queries sum pairwise-masked vectors, so the coordinator learns only totals; sites that

@@ -101,8 +101,9 @@ def unify_columns(columns: Sequence[str], schemas: Mapping[str, ColumnTypes]
         absent = sorted(s for s in schemas if s not in present)
         if absent:
             raise UnsupportedQueryError(
-                f"column {column} is missing at site {', '.join(absent)} (present at "
-                f"{', '.join(sorted(present))}): every site's table must have it")
+                f"column {column} is missing at site{'s' if len(absent) > 1 else ''} "
+                f"{', '.join(absent)} (present at {', '.join(sorted(present))}): every "
+                f"site's table must have it")
         distinct = sorted(set(present.values()))  # type: ignore[arg-type]
         if len(distinct) == 1:
             unified[column] = distinct[0]
@@ -114,17 +115,18 @@ def unify_columns(columns: Sequence[str], schemas: Mapping[str, ColumnTypes]
             unified[column] = common_type(tuple(distinct))
         except (ValueError, duckdb.Error) as exc:
             raise UnsupportedQueryError(
-                f"column {column}: {_by_type(present)} have no common type "
+                f"column {column} is {_by_type(present)}: no common type "
                 f"({str(exc).splitlines()[0]})") from None
     return unified
 
 
 def _by_type(present: Mapping[str, str | None]) -> str:
-    """``BIGINT at s0, s2, VARCHAR at s1``: each type with the sites storing it."""
+    """``BIGINT at sites s0, s2 and VARCHAR at site s1``: each type and who stores it."""
     sites: dict[str, list[str]] = {}
     for site, type_name in sorted(present.items(), key=lambda p: (str(p[1]), p[0])):
         sites.setdefault(str(type_name), []).append(site)
-    return "; ".join(f"{t} at {', '.join(s)}" for t, s in sites.items())
+    return " and ".join(f"{t} at site{'s' if len(s) > 1 else ''} {', '.join(s)}"
+                        for t, s in sites.items())
 
 
 def _conflict(column: str, present: Mapping[str, str | None]) -> str:

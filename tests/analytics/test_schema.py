@@ -151,7 +151,7 @@ def test_a_string_at_one_site_and_a_number_at_another_is_refused(drift, sql):
     with pytest.raises(UnsupportedQueryError) as info:
         drift.query(sql)
     message = str(info.value)
-    assert "column code is BIGINT at north; VARCHAR at south" in message
+    assert "column code is BIGINT at site north and VARCHAR at site south" in message
     assert "a string and a number" in message and "\n" not in message
 
 
@@ -187,10 +187,11 @@ def test_unify_widens_integers_and_reads_integers_and_floats_as_floats():
 
 
 @pytest.mark.parametrize(("schemas", "message"), [
-    ({"s0": {"x": "VARCHAR"}, "s1": {"x": "BIGINT"}, "s2": {"x": "DOUBLE"}},
-     "column x is BIGINT at s1; DOUBLE at s2; VARCHAR at s0: a string and a number"),
+    ({"s0": {"x": "VARCHAR"}, "s1": {"x": "BIGINT"}, "s2": {"x": "DOUBLE"}, "s3": {"x": "BIGINT"}},
+     "column x is BIGINT at sites s1, s3 and DOUBLE at site s2 and VARCHAR at site s0: a string "
+     "and a number have no common type; store it as one type at every site$"),
     ({"s0": {"x": "BOOLEAN"}, "s1": {"x": "DATE"}},
-     "column x is BOOLEAN at s0; DATE at s1: these types"),
+     "column x is BOOLEAN at site s0 and DATE at site s1: these types"),
     ({"s0": {"x": "INTEGER[]"}, "s1": {"x": "BIGINT[]"}}, "column x is"),
     ({"s0": {"x": "BIGINT"}, "s1": {"x": None}}, "column x is missing at site s1"),
 ])

@@ -5,7 +5,9 @@ arguments of every aggregate down to the sites as SQL (``site_sql``); the coordi
 merges the partials per group and evaluates the rest of the query (the SELECT
 expressions over merged aggregates, HAVING, ORDER BY, LIMIT) in DuckDB over the merged
 table (``final_sql``). A query with no mergeable form is refused with an error naming
-the operator: exact MEDIAN or quantiles, COUNT(DISTINCT), joins, subqueries, windows.
+the operator as the user wrote it: exact MEDIAN or quantiles, COUNT(DISTINCT), joins,
+subqueries, windows; so is one nested deeper than the sites can run
+(:mod:`fedsys.analytics.sql_text`).
 """
 
 from __future__ import annotations
@@ -176,6 +178,12 @@ def _plan(sql: str, written: list[str]) -> QueryPlan:
     if len(statements) != 1 or statements[0] is None:
         raise UnsupportedQueryError("a federated query is exactly one SELECT statement")
     select = statements[0]
+    depth = sql_text.expression_depth(select)
+    if depth > sql_text.MAX_EXPRESSION_DEPTH:
+        raise UnsupportedQueryError(
+            f"the query's expressions nest {depth} deep (a long chain of operators or "
+            f"calls); at most {sql_text.MAX_EXPRESSION_DEPTH} can run at the sites: split "
+            f"or simplify it")
     if not isinstance(select, exp.Select):
         raise UnsupportedQueryError(
             f"{type(select).__name__.upper()} is not supported: only one SELECT (no UNION, "

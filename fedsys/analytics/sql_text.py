@@ -21,11 +21,14 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.tokens import Token, TokenType
 
-__all__ = ["FRAMES_PER_LEVEL", "MAX_NESTING", "call_names", "name_as_written",
-           "nesting_depth", "recursion_room", "tokens"]
+__all__ = ["FRAMES_PER_LEVEL", "MAX_EXPRESSION_DEPTH", "MAX_NESTING", "call_names",
+           "expression_depth", "name_as_written", "nesting_depth", "recursion_room", "tokens"]
 
 MAX_NESTING = 256
 """Deepest parenthesis nesting a query may have (deeper ones are refused in one line)."""
+MAX_EXPRESSION_DEPTH = 500
+"""Deepest expression tree a query may have, parentheses aside (DuckDB's own limit is
+1000, counted its way: the sites and the coordinator's finishing query must stay under)."""
 FRAMES_PER_LEVEL = 60
 """Python frames one nesting level may take while parsing, rewriting and printing."""
 
@@ -53,6 +56,18 @@ def nesting_depth(toks: list[Token]) -> int:
             deepest = max(deepest, depth)
         elif token.token_type in (TokenType.R_PAREN, TokenType.R_BRACKET):
             depth = max(0, depth - 1)
+    return deepest
+
+
+def expression_depth(root: exp.Expression) -> int:
+    """The depth of ``root``'s tree, not counting parentheses (measured without recursion)."""
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        for child in node.iter_expressions():
+            stack.append((child, depth if isinstance(child, exp.Paren) else depth + 1))
     return deepest
 
 

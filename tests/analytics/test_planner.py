@@ -112,6 +112,13 @@ def test_specs_carry_the_operator_as_written():
     assert [a.name for a in plan.aggregates] == ["APPROX_COUNT_DISTINCT", "STDDEV_SAMP"]
 
 
+def test_a_chain_of_operators_under_the_depth_limit_runs_in_duckdb():
+    sql = "SELECT SUM(" + "v + " * 400 + "v) FROM data"
+    con = duckdb.connect()
+    con.execute("CREATE TABLE data AS SELECT i AS v FROM range(10) t(i)")
+    assert con.execute(plan_query(sql).site_sql()).fetchall() == [(401 * 45, 10)]
+
+
 def test_a_hundred_nested_parentheses_plan_and_run_in_duckdb():
     depth = 100
     sql = ("SELECT label, SUM(" + "(" * depth + "v + 1" + ")" * depth + ") AS s FROM data "
@@ -127,6 +134,7 @@ def test_a_hundred_nested_parentheses_plan_and_run_in_duckdb():
 @pytest.mark.parametrize("sql", [
     "SELECT SUM(" + "(" * 5000 + "v" + ")" * 5000 + ") FROM data",
     "SELECT COUNT(*) FROM data WHERE " + "NOT " * 5000 + "v > 1",
+    "SELECT SUM(" + "v + " * 2000 + "v) FROM data",  # DuckDB's own limit is 1000
 ])
 def test_too_deep_nesting_is_refused_in_one_line(sql):
     with pytest.raises(UnsupportedQueryError, match="nest") as info:

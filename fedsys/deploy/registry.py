@@ -47,6 +47,8 @@ class Session:
     """The device's own (compute s/sample, down bytes/s, up bytes/s); ``None``: unknown."""
     outbox: asyncio.Queue[deploy_pb2.Instruction] = field(default_factory=asyncio.Queue)
     assignment: Assignment | None = None
+    uploading: str | None = None
+    """The task whose update is being received (one upload of a task at a time)."""
     subscribed: bool = False
     closed: bool = False
     last_seen: float = field(default_factory=time.monotonic)

@@ -55,6 +55,7 @@ class LiveRound:
     rejected: list[tuple[ClientId, str]] = field(default_factory=list)
     failed: set[ClientId] = field(default_factory=set)
     dropped: dict[ClientId, float] = field(default_factory=dict)
+    drop_reasons: dict[ClientId, str] = field(default_factory=dict)
     late: set[ClientId] = field(default_factory=set)
     closed: bool = False
     bytes_down: int = 0
@@ -99,10 +100,11 @@ class LiveRound:
             except TimeoutError:
                 return
 
-    def drop(self, client_id: ClientId) -> None:
-        """The client disconnected before its update arrived."""
+    def drop(self, client_id: ClientId, reason: str = "connection lost") -> None:
+        """The client dropped out before its update arrived (lost link, transfer cut)."""
         if client_id in self.pending and not self.closed:
             self.dropped[client_id] = self.elapsed_s()
+            self.drop_reasons[client_id] = reason
             self.notify()
 
     def refuse(self, client_id: ClientId, reason: str, *, ends_task: bool) -> None:

@@ -234,7 +234,7 @@ def drop_on_disconnect(state: ServerState, session: Session) -> None:
     live = state.live_round
     task = session.assignment
     if live is not None and task is not None and task.round_idx == live.round_idx:
-        live.drop(session.client_id)
+        live.drop(session.client_id, "connection lost before its update arrived")
 
 
 async def maybe_evaluate(state: ServerState, round_idx: int) -> tuple[float | None, float | None]:
@@ -275,6 +275,7 @@ def record_round(
         "aggregated": aggregated,
         "clients": [
             {"client_id": c, "outcome": outcome[c], "duration_s": durations.get(c)}
+            | ({"reason": live.drop_reasons[c]} if c in live.drop_reasons else {})
             for c in sorted(live.assignments)
         ],
     }

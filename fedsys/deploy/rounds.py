@@ -86,8 +86,9 @@ async def run_round(state: ServerState, round_idx: int) -> RoundRecord:
         assert result is not None
         state.weights, state.strategy_state = result
     accuracy, test_loss = await maybe_evaluate(state, round_idx)
+    record = record_round(state, live, start_s, wall, aggregated, accuracy, test_loss)
     state.live_round = None
-    return record_round(state, live, start_s, wall, aggregated, accuracy, test_loss)
+    return record
 
 
 async def launch(state: ServerState, round_idx: int) -> LiveRound:
@@ -258,6 +259,7 @@ def record_round(
     test_loss: float | None,
 ) -> RoundRecord:
     """The round's record, in the simulator's format (who completed, straggled, dropped)."""
+    live.recorded = True  # outcomes are final from here: a later disconnect is not a dropout
     arrived = {a.client_id for a in live.arrivals}
     stragglers = set(live.assignments) - arrived - set(live.dropped) - live.failed
     samples = sum(a.num_samples for a in live.arrivals if a.loss is not None)

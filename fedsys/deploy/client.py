@@ -400,6 +400,7 @@ class DeployClient:
                 sha256=task.model_sha256,
                 idle_timeout_s=self._transfer_idle_s,
                 min_bytes_per_s=self._transfer_min_bytes_per_s,
+                wait_first=False,  # the server may queue the download for a free slot
             )
         except PayloadError as exc:
             raise ConnectionError(f"downloaded model refused: {exc}") from None

@@ -111,6 +111,7 @@ class ClientRegistry:
         for client_id, session in list(self.sessions.items()):
             if session.session_id == session_id and not session.closed:
                 session.closed = True
+                session.outbox.put_nowait(deploy_pb2.Instruction())  # wakes its stream: it ends
                 del self.sessions[client_id]
                 for callback in self.on_disconnect:
                     callback(session)

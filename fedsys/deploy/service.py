@@ -126,6 +126,8 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
                     instruction = deploy_pb2.Instruction(
                         ping=deploy_pb2.Ping(server_time_s=self.state.now_s())
                     )
+                if session.closed:  # superseded by a reconnect, or its transfer was cut
+                    return
                 session.last_seen = time.monotonic()
                 yield instruction
                 if instruction.HasField("finish"):

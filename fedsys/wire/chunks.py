@@ -320,6 +320,7 @@ async def join_async(
     idle_timeout_s: float | None = None,
     sha256: str | None = None,
     min_bytes_per_s: float | None = DEFAULT_MIN_BYTES_PER_S,
+    wait_first: bool = True,
 ) -> bytearray:
     """:func:`join` for a gRPC response stream (read to its end; verified off the loop)."""
     return await receive(
@@ -329,6 +330,7 @@ async def join_async(
         to_end=True,
         sha256=sha256,
         min_bytes_per_s=min_bytes_per_s,
+        wait_first=wait_first,
     )
 
 
@@ -369,6 +371,7 @@ async def receive(
     sha256: str | None = None,
     min_bytes_per_s: float | None = DEFAULT_MIN_BYTES_PER_S,
     slot: LendingSlot | None = None,
+    wait_first: bool = True,
 ) -> bytearray:
     """Receive a payload's chunks from a stream into ``assembler`` and verify it.
 
@@ -390,6 +393,9 @@ async def receive(
         Cut the stream when the payload (its size announced by the first chunk) is not
         all in after ``idle_timeout_s + size / min_bytes_per_s`` (see
         :class:`TransferClock`); ``None``: no total deadline.
+    wait_first
+        ``False``: the first chunk may take as long as the call allows, and the
+        deadlines start with it (a sender that queues transfers before serving one).
     slot
         A slot the caller holds; lent back while the sender is quiet and taken again
         before each chunk is stored and before returning (the caller still holds it then).
@@ -422,7 +428,7 @@ async def receive(
     """
     extract = chunk_of or _same
     stream = aiter(messages)
-    clock = TransferClock(idle_timeout_s, min_bytes_per_s)
+    clock = TransferClock(idle_timeout_s if wait_first else None, min_bytes_per_s)
     while to_end or not assembler.complete:
         message = await _next_in_time(stream, clock, slot)
         if message is None:
@@ -433,6 +439,8 @@ async def receive(
         if not chunk.data and chunk.total_bytes > 0:
             raise PayloadError("an empty chunk in a non-empty payload")
         if clock.total_bytes is None:
+            if not wait_first:  # the deadlines start with the first chunk
+                clock = TransferClock(idle_timeout_s, min_bytes_per_s)
             clock.size(chunk.total_bytes)
         assembler.add(chunk)
         if on_chunk is not None:

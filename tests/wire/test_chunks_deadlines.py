@@ -155,3 +155,21 @@ def test_slow_grpc_stream_is_cut_by_the_server():
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert "slower than 4000 bytes/s" in caught.value.details()
     assert time.monotonic() - started < 6  # 1 s + 8,000 / 4,000, not the 20 s call deadline
+
+
+def test_without_wait_first_the_deadlines_start_with_the_first_chunk():
+    data = b"f" * 3_000
+
+    async def late_then_fast():
+        await asyncio.sleep(0.6)  # queued by the sender (longer than the 0.3 s deadline)
+        for chunk in split(data, chunk_bytes=1000):
+            yield chunk
+
+    async def scenario(wait_first: bool):
+        return await receive(
+            late_then_fast(), Reassembler(MAX_BYTES), idle_timeout_s=0.3, wait_first=wait_first
+        )
+
+    assert asyncio.run(scenario(False)) == data
+    with pytest.raises(ChunkTimeoutError, match=r"no chunk for 0\.3 s"):
+        asyncio.run(scenario(True))

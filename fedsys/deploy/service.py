@@ -160,7 +160,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
                     except TimeoutError:
                         raise clock.expired(wait) from None
             except ChunkTimeoutError as exc:
-                reason = f"model download {exc}"
+                reason = f"model download stalled: {exc}"
                 self._cut_download(name, model.version, reason)
                 problem: str | None = reason
             else:

@@ -35,6 +35,8 @@ class RogueClient:
         Pause after each chunk (a slow sender).
     vanish
         Lose the link as soon as a task arrives, before any upload (its channel closes).
+    stall_download
+        Read the first chunk of the task's model, then stop reading (the stream open).
     hang
         Take the task and do nothing with it, the link kept alive (a hung device).
     from_round
@@ -48,6 +50,7 @@ class RogueClient:
     gap_s: float = 0.0
     vanish: bool = False
     hang: bool = False
+    stall_download: bool = False
     session_ended: threading.Event = field(default_factory=threading.Event)
     from_round: int = 0
     got_task: threading.Event = field(default_factory=threading.Event)
@@ -88,12 +91,29 @@ class RogueClient:
                         return  # the channel closes: the link is lost mid-task
                     if self.hang:
                         continue  # keeps reading instructions, never uploads
+                    if self.stall_download:
+                        await self._stall_download(stub, metadata, task)
+                        return
                     await self._upload(stub, metadata, task)
                     return
         except grpc.aio.AioRpcError as error:
             self.error = f"{error.code().name}: {error.details()}"
         finally:
             self.session_ended.set()
+
+    async def _stall_download(self, stub, metadata, task: deploy_pb2.TrainTask) -> None:
+        call = stub.GetModel(
+            deploy_pb2.ModelRequest(model_version=task.model_version),
+            metadata=metadata,
+            timeout=300,
+        )
+        await call.read()
+        self.chunks_sent = 1  # here: chunks read
+        try:
+            assert self._stop is not None
+            await self._stop.wait()  # reads nothing more: the server's writes back up
+        finally:
+            call.cancel()
 
     async def _upload(
         self, stub, metadata, task: deploy_pb2.TrainTask, behave: bool = False

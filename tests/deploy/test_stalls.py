@@ -184,3 +184,39 @@ def test_a_client_reconnecting_with_its_token_replaces_its_hung_session_at_once(
     finished = [e["ts"] for e in _events(log, "round finished") if e["round"] == 1]
     assert len(registered) == 2 and len(finished) == 1
     assert 0 <= finished[0] - registered[1] < 2.0  # replaced at once, not after a timeout
+
+
+@pytest.mark.timeout(300)
+def test_a_client_that_stops_reading_its_model_is_cut_and_dropped(tmp_path, processes):
+    """A 17 MB model: a client that reads one chunk and stops backs up the server's
+    writes (flow control); the download is cut at its inactivity deadline, its slot
+    freed, the client dropped with the reason; the round does not wait for it."""
+    pki = provision(tmp_path / "pki", 1)
+    out = tmp_path / "out"
+    config = write_config(
+        tmp_path / "run.yaml",
+        out,
+        pki,
+        rounds=1,
+        clients_per_round=1,
+        dataset__num_clients=1,
+        model={"name": "mlp", "hidden": [2048, 2048]},
+        deploy__download_slots=1,
+        deploy__round_timeout_s=120.0,
+        deploy__transfer_idle_s=IDLE_S,
+    )
+    server, port = processes.server(config, tmp_path / "port")
+    reader = RogueClient(f"127.0.0.1:{port}", pki, "client-0000", stall_download=True)
+    fleet = RogueFleet([reader])
+    try:
+        assert reader.got_task.wait(120), reader.error
+        started = time.monotonic()
+        assert server.wait(timeout=120) == 0, processes.log("server")
+        waited_s = time.monotonic() - started
+    finally:
+        fleet.close()
+    (record,) = rounds_done(out)
+    (entry,) = record["clients"]
+    assert entry["outcome"] == "dropped" and record["participants"] == 0, record
+    assert entry["reason"].startswith("model download stalled: no chunk for 2 s"), entry
+    assert waited_s < 30  # the deadline, evaluation and finish_grace_s; not round_timeout_s

@@ -245,11 +245,13 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             _LOGGER.info("upload cut short", extra={"client_id": client_id, "reason": str(exc)})
             return
         except ChunkTimeoutError as exc:
+            slot.release()  # free at once, before the verdict goes out
             reason = f"upload {exc}"
             self.cut_transfer(session, assignment, reason)
             yield _verdict(False, reason)
             return
         except (UpdateRefusedError, PayloadError) as exc:
+            slot.release()
             self._record_refusal(client_id, str(exc), ends_task=True)
             self.state.registry.release(client_id, assignment.task_id)
             yield _verdict(False, str(exc))
@@ -264,7 +266,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
     def cut_transfer(self, session: Session, assignment: Assignment, reason: str) -> None:
         """A transfer of ``assignment`` missed its deadline: the client dropped out.
 
-        Its slot is already free; the live round records it ``dropped`` with ``reason``
+        Its slot must be free already; the live round records it ``dropped`` with ``reason``
         and its session is closed (a device silent mid-transfer has lost its link; it
         registers again when it comes back).
         """

@@ -119,7 +119,8 @@ class TransferClock:
 
     def expired(self, waited_s: float | None) -> ChunkTimeoutError:
         """The error for a wait of ``waited_s`` (from :meth:`wait_s`) that ran out."""
-        if self.limit_s is not None and self.elapsed_s() >= self.limit_s - 1e-3:
+        shortened = self.idle_s is None or (waited_s is not None and waited_s < self.idle_s)
+        if self.limit_s is not None and shortened:  # the total deadline bounded the wait
             return self.too_slow()
         return ChunkTimeoutError(f"no chunk for {waited_s:g} s: stream cut")
 

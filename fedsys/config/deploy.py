@@ -50,7 +50,31 @@ class DeployConfig(BaseModel):
     ping_interval_s: float = Field(
         5.0, gt=0, description="keep-alive interval the server tells its clients"
     )
-    upload_slots: int = Field(2, ge=1, description="updates received at once (bounds memory)")
+    upload_slots: int = Field(
+        2,
+        ge=1,
+        description="updates received at once (bounds memory); an upload holds its slot only "
+        "while its chunks flow (see upload_lend_after_s)",
+    )
+    upload_lend_after_s: float = Field(
+        0.5,
+        gt=0,
+        description="an upload whose next chunk has not come after this lends its slot to a "
+        "waiting one and takes a slot again when the chunk arrives (a slow or silent sender "
+        "never blocks a fast one; the quiet upload's buffer stays meanwhile)",
+    )
+    transfer_idle_s: float = Field(
+        5.0,
+        gt=0,
+        description="a model download or update upload with no chunk for this long is cut: "
+        "its slot is freed and the client recorded dropped with the reason",
+    )
+    transfer_min_bytes_per_s: float = Field(
+        32 * 1024,
+        gt=0,
+        description="slowest transfer accepted: one of n bytes is cut after transfer_idle_s + "
+        "n / this seconds (client recorded dropped with the reason)",
+    )
     download_slots: int = Field(
         4, ge=1, description="model downloads served at once (each buffers up to ~2 MiB)"
     )

@@ -33,7 +33,7 @@ from fedsys.core.training import LocalTrainer, TrainConfig, TrainResult
 from fedsys.core.weights import ModelWeights
 from fedsys.deploy.secure_client import SecureTaskRunner, train_task
 from fedsys.wire import auth
-from fedsys.wire.chunks import PayloadError, join_async, sha256_hex, split
+from fedsys.wire.chunks import ChunkTimeoutError, PayloadError, join_async, sha256_hex, split
 from fedsys.wire.errors import error_text
 from fedsys.wire.protos import deploy_pb2, deploy_pb2_grpc
 from fedsys.wire.reconnect import keep_connected
@@ -144,6 +144,8 @@ class DeployClient:
         self._metadata = auth.bearer_metadata(token)
         self._secure_stub: deploy_pb2_grpc.SecureAggregatorStub | None = None
         self._secure_steps: asyncio.Queue[deploy_pb2.SecureStep] = asyncio.Queue()
+        self._transfer_idle_s = 60.0
+        self._transfer_min_bytes_per_s = 1024.0
 
     async def run(self) -> str:
         """Take part until the server says the run is over; return its reason.
@@ -186,6 +188,9 @@ class DeployClient:
         """Build the model and data on first registration; check the model's layout."""
         self.client_id_ = reply.client_id
         run = json.loads(reply.run_config_json)
+        deadlines = run.get("deploy", {})
+        self._transfer_idle_s = float(deadlines.get("transfer_idle_s", 60.0))
+        self._transfer_min_bytes_per_s = float(deadlines.get("transfer_min_bytes_per_s", 1024.0))
         if self.local_ is None:
             self.local_ = self.data(run)
         threads = use_torch_threads(run.get("sim", {}).get("threads", "auto"), self.local_.model)
@@ -390,10 +395,18 @@ class DeployClient:
         chunks = stream if self.emulation is None else self.emulation.shape_download(stream)
         try:  # checked against the assigned digest on a worker thread
             data = await join_async(
-                chunks, max_bytes=int(task.model_bytes), sha256=task.model_sha256
+                chunks,
+                max_bytes=int(task.model_bytes),
+                sha256=task.model_sha256,
+                idle_timeout_s=self._transfer_idle_s,
+                min_bytes_per_s=self._transfer_min_bytes_per_s,
+                wait_first=False,  # the server may queue the download for a free slot
             )
         except PayloadError as exc:
             raise ConnectionError(f"downloaded model refused: {exc}") from None
+        except ChunkTimeoutError as exc:  # a silent or crawling server: reconnect
+            stream.cancel()
+            raise ConnectionError(f"model download {exc}") from None
         layout = layout_of(ModelWeights.from_module(self.local_.model))
         return await asyncio.to_thread(weights_from_bytes, data, layout)
 

@@ -47,6 +47,8 @@ class Session:
     """The device's own (compute s/sample, down bytes/s, up bytes/s); ``None``: unknown."""
     outbox: asyncio.Queue[deploy_pb2.Instruction] = field(default_factory=asyncio.Queue)
     assignment: Assignment | None = None
+    uploading: str | None = None
+    """The task whose update is being received (one upload of a task at a time)."""
     subscribed: bool = False
     closed: bool = False
     last_seen: float = field(default_factory=time.monotonic)
@@ -109,6 +111,7 @@ class ClientRegistry:
         for client_id, session in list(self.sessions.items()):
             if session.session_id == session_id and not session.closed:
                 session.closed = True
+                session.outbox.put_nowait(deploy_pb2.Instruction())  # wakes its stream: it ends
                 del self.sessions[client_id]
                 for callback in self.on_disconnect:
                     callback(session)

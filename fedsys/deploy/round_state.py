@@ -55,8 +55,10 @@ class LiveRound:
     rejected: list[tuple[ClientId, str]] = field(default_factory=list)
     failed: set[ClientId] = field(default_factory=set)
     dropped: dict[ClientId, float] = field(default_factory=dict)
+    drop_reasons: dict[ClientId, str] = field(default_factory=dict)
     late: set[ClientId] = field(default_factory=set)
     closed: bool = False
+    recorded: bool = False
     bytes_down: int = 0
     feed_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -99,10 +101,17 @@ class LiveRound:
             except TimeoutError:
                 return
 
-    def drop(self, client_id: ClientId) -> None:
-        """The client disconnected before its update arrived."""
-        if client_id in self.pending and not self.closed:
+    def drop(self, client_id: ClientId, reason: str = "connection lost") -> None:
+        """The client dropped out before its update arrived (lost link, transfer cut).
+
+        Counted until the round is recorded, also after it closed: a client still
+        training when the K-th update came, whose link is lost while the round is
+        aggregated and evaluated, dropped out; it is a straggler only if still
+        connected when the record is written.
+        """
+        if client_id in self.pending and not self.recorded:
             self.dropped[client_id] = self.elapsed_s()
+            self.drop_reasons[client_id] = reason
             self.notify()
 
     def refuse(self, client_id: ClientId, reason: str, *, ends_task: bool) -> None:

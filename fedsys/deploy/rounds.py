@@ -86,8 +86,9 @@ async def run_round(state: ServerState, round_idx: int) -> RoundRecord:
         assert result is not None
         state.weights, state.strategy_state = result
     accuracy, test_loss = await maybe_evaluate(state, round_idx)
+    record = record_round(state, live, start_s, wall, aggregated, accuracy, test_loss)
     state.live_round = None
-    return record_round(state, live, start_s, wall, aggregated, accuracy, test_loss)
+    return record
 
 
 async def launch(state: ServerState, round_idx: int) -> LiveRound:
@@ -234,7 +235,7 @@ def drop_on_disconnect(state: ServerState, session: Session) -> None:
     live = state.live_round
     task = session.assignment
     if live is not None and task is not None and task.round_idx == live.round_idx:
-        live.drop(session.client_id)
+        live.drop(session.client_id, "connection lost before its update arrived")
 
 
 async def maybe_evaluate(state: ServerState, round_idx: int) -> tuple[float | None, float | None]:
@@ -258,6 +259,7 @@ def record_round(
     test_loss: float | None,
 ) -> RoundRecord:
     """The round's record, in the simulator's format (who completed, straggled, dropped)."""
+    live.recorded = True  # outcomes are final from here: a later disconnect is not a dropout
     arrived = {a.client_id for a in live.arrivals}
     stragglers = set(live.assignments) - arrived - set(live.dropped) - live.failed
     samples = sum(a.num_samples for a in live.arrivals if a.loss is not None)
@@ -275,6 +277,7 @@ def record_round(
         "aggregated": aggregated,
         "clients": [
             {"client_id": c, "outcome": outcome[c], "duration_s": durations.get(c)}
+            | ({"reason": live.drop_reasons[c]} if c in live.drop_reasons else {})
             for c in sorted(live.assignments)
         ],
     }

@@ -341,7 +341,8 @@ class SecureService(deploy_pb2_grpc.SecureAggregatorServicer):
                     payload = await receive(
                         messages,
                         assembler,
-                        idle_timeout_s=self.state.settings.round_timeout_s,
+                        idle_timeout_s=self.state.settings.transfer_idle_s,
+                        min_bytes_per_s=self.state.settings.transfer_min_bytes_per_s,
                         chunk_of=_masked_chunk,
                     )
                 except StreamCutError:

@@ -20,9 +20,18 @@ import grpc
 from fedsys.aggregation.compression import EncodedUpdate
 from fedsys.core.update import ClientUpdate, LossStats
 from fedsys.core.weights import ModelWeights
-from fedsys.deploy.registry import Session, UnknownClientError
+from fedsys.deploy.registry import Assignment, Session, UnknownClientError
 from fedsys.wire import auth
-from fedsys.wire.chunks import PayloadError, Reassembler, StreamCutError, receive, split
+from fedsys.wire.chunks import (
+    ChunkTimeoutError,
+    LendingSlot,
+    PayloadError,
+    Reassembler,
+    StreamCutError,
+    TransferClock,
+    receive,
+    split,
+)
 from fedsys.wire.protos import common_pb2, deploy_pb2, deploy_pb2_grpc
 from fedsys.wire.tensors import layout_of
 
@@ -76,8 +85,11 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         _LOGGER.info(
             "client registered",
-            extra={"client": name, "client_id": session.client_id,
-                   "fedsys_version": request.fedsys_version},
+            extra={
+                "client": name,
+                "client_id": session.client_id,
+                "fedsys_version": request.fedsys_version,
+            },
         )
         return deploy_pb2.RegisterReply(
             client_id=session.client_id,
@@ -114,6 +126,8 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
                     instruction = deploy_pb2.Instruction(
                         ping=deploy_pb2.Ping(server_time_s=self.state.now_s())
                     )
+                if session.closed:  # superseded by a reconnect, or its transfer was cut
+                    return
                 session.last_seen = time.monotonic()
                 yield instruction
                 if instruction.HasField("finish"):
@@ -125,21 +139,47 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
     # ------------------------------------------------------------------ model
     async def GetModel(  # noqa: N802
         self, request: deploy_pb2.ModelRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[deploy_pb2.Chunk]:
-        self._name(context)
+    ) -> None:
+        name = self._name(context)
         model = self.state.model_blob
         if request.model_version != model.version:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"model version {request.model_version} is gone; current is {model.version}",
             )
+        settings = self.state.settings
         async with self.state.download_slots:
-            for chunk in split(model.data, self.state.settings.chunk_bytes, model.sha256):
-                yield chunk
+            clock = TransferClock(
+                settings.transfer_idle_s, settings.transfer_min_bytes_per_s, len(model.data)
+            )
+            try:
+                for chunk in split(model.data, settings.chunk_bytes, model.sha256):
+                    wait = clock.wait_s()
+                    try:  # a client that stops reading stalls the write (flow control)
+                        await asyncio.wait_for(context.write(chunk), wait)
+                    except TimeoutError:
+                        raise clock.expired(wait) from None
+            except ChunkTimeoutError as exc:
+                reason = f"model download stalled: {exc}"
+                self._cut_download(name, model.version, reason)
+                problem: str | None = reason
+            else:
+                problem = None
+        if problem is not None:  # the slot is free before the call ends
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, problem)
         self.state.memory.transfer_finished()
         live = self.state.live_round
         if live is not None and live.model_version == model.version:
             live.bytes_down += len(model.data)
+
+    def _cut_download(self, name: str, model_version: int, reason: str) -> None:
+        """A download that missed its deadline: its client's task of that model drops out."""
+        session = self.state.registry.sessions.get(self.state.registry.client_id(name))
+        task = None if session is None else session.assignment
+        if session is None or task is None or task.model_version != model_version:
+            _LOGGER.warning("transfer cut", extra={"client": name, "reason": reason})
+            return
+        self.cut_transfer(session, task, reason)
 
     # ------------------------------------------------------------------ upload
     async def Upload(  # noqa: N802
@@ -168,26 +208,34 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             self.state.registry.release(client_id, assignment.task_id)
             yield _verdict(False, straggler_reason(assignment.round_idx))
             return
+        if session.uploading == assignment.task_id:
+            yield _verdict(False, "an upload of this task is already in progress")
+            return
+        session.uploading = assignment.task_id
+        # The slot is held while chunks flow and until the update is in the strategy's
+        # hands (or refused): received, decoded and waiting updates together stay at most
+        # upload_slots, except quiet uploads, which lend their slot back (their partial
+        # buffer stays) until their next chunk or their cut.
+        slot = LendingSlot(self.state.upload_slots, self.state.settings.upload_lend_after_s)
         try:
             self._check_header(header)
-            # The slot is held until the update is in the strategy's hands (or refused):
-            # received, decoded and waiting updates together stay at most upload_slots.
-            async with self.state.upload_slots:
-                yield deploy_pb2.UploadReply(
-                    grant=deploy_pb2.Grant(max_chunk_bytes=self.state.settings.chunk_bytes)
-                )
-                payload = await self._receive(messages, header)
-                # Decoding and validating grow with the model: a worker thread does them.
-                weights = self.state.weights
-                update = await asyncio.to_thread(
-                    self._decode, client_id, header, payload, assignment.assigned_at, weights
-                )
-                del payload  # the update's tensors view it; nothing else may keep it
-                problem = await asyncio.to_thread(self.state.validator.problem, update, weights)
-                if problem is not None:
-                    raise UpdateRefusedError(f"invalid update: {problem}")
-                await live.accept(update, assignment)
-                del update
+            await slot.take()
+            yield deploy_pb2.UploadReply(
+                grant=deploy_pb2.Grant(max_chunk_bytes=self.state.settings.chunk_bytes)
+            )
+            payload = await self._receive(messages, header, slot)
+            # Decoding and validating grow with the model: a worker thread does them.
+            weights = self.state.weights
+            update = await asyncio.to_thread(
+                self._decode, client_id, header, payload, assignment.assigned_at, weights
+            )
+            del payload  # the update's tensors view it; nothing else may keep it
+            problem = await asyncio.to_thread(self.state.validator.problem, update, weights)
+            if problem is not None:
+                raise UpdateRefusedError(f"invalid update: {problem}")
+            await live.accept(update, assignment)
+            del update
+            slot.release()
             self.state.memory.transfer_finished()
         except LateUpdateError as exc:
             self.state.registry.release(client_id, assignment.task_id)
@@ -196,13 +244,38 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         except UploadCutError as exc:
             _LOGGER.info("upload cut short", extra={"client_id": client_id, "reason": str(exc)})
             return
+        except ChunkTimeoutError as exc:
+            slot.release()  # free at once, before the verdict goes out
+            reason = f"upload {exc}"
+            self.cut_transfer(session, assignment, reason)
+            yield _verdict(False, reason)
+            return
         except (UpdateRefusedError, PayloadError) as exc:
+            slot.release()
             self._record_refusal(client_id, str(exc), ends_task=True)
             self.state.registry.release(client_id, assignment.task_id)
             yield _verdict(False, str(exc))
             return
+        finally:
+            slot.release()
+            if session.uploading == assignment.task_id:
+                session.uploading = None
         self.state.registry.release(client_id, assignment.task_id)
         yield _verdict(True, "")
+
+    def cut_transfer(self, session: Session, assignment: Assignment, reason: str) -> None:
+        """A transfer of ``assignment`` missed its deadline: the client dropped out.
+
+        Its slot must be free already; the live round records it ``dropped`` with ``reason``
+        and its session is closed (a device silent mid-transfer has lost its link; it
+        registers again when it comes back).
+        """
+        _LOGGER.warning("transfer cut", extra={"client_id": session.client_id, "reason": reason})
+        live = self.state.live_round
+        if live is not None and live.round_idx == assignment.round_idx:
+            live.drop(session.client_id, reason)
+        self.state.registry.release(session.client_id, assignment.task_id)
+        self.state.registry.disconnect(session.session_id)
 
     def _assigned_session(self, name: str, header: deploy_pb2.UpdateHeader) -> Session:
         client_id = self.state.registry.client_id(name)
@@ -242,9 +315,19 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             raise UpdateRefusedError("reported loss or time is not finite")
 
     async def _receive(
-        self, messages: AsyncIterator[deploy_pb2.UploadMessage], header: deploy_pb2.UpdateHeader
+        self,
+        messages: AsyncIterator[deploy_pb2.UploadMessage],
+        header: deploy_pb2.UpdateHeader,
+        slot: LendingSlot,
     ) -> bytearray:
-        """The update's bytes, verified; a client silent for ``round_timeout_s`` is cut."""
+        """The update's bytes, verified, within the transfer deadlines (``slot`` lent while quiet).
+
+        Raises
+        ------
+        ChunkTimeoutError
+            The client was silent for ``transfer_idle_s`` or slower than
+            ``transfer_min_bytes_per_s`` over the update.
+        """
         assembler = Reassembler(
             max_bytes=self.state.update_bytes,
             expected_bytes=self.state.update_bytes,
@@ -254,8 +337,10 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             return await receive(
                 messages,
                 assembler,
-                idle_timeout_s=self.state.settings.round_timeout_s,
+                idle_timeout_s=self.state.settings.transfer_idle_s,
+                min_bytes_per_s=self.state.settings.transfer_min_bytes_per_s,
                 chunk_of=_update_chunk,
+                slot=slot,
             )
         except StreamCutError:
             raise UploadCutError("the upload stream ended before its last chunk") from None

@@ -183,10 +183,19 @@ class ServerState:
     def client_config_json(self) -> str:
         """The config sections a client builds its model and data shard from.
 
-        With ``sim.threads``: the PyTorch threads a client trains with.
+        With ``sim.threads``: the PyTorch threads a client trains with; with the
+        ``deploy`` transfer deadlines: how long the client waits on a silent or slow
+        model download before it gives up on the link.
         """
         sections = self.config.model_dump(
-            mode="json", include={"seed": True, "dataset": True, "model": True, "sim": {"threads"}}
+            mode="json",
+            include={
+                "seed": True,
+                "dataset": True,
+                "model": True,
+                "sim": {"threads"},
+                "deploy": {"transfer_idle_s", "transfer_min_bytes_per_s"},
+            },
         )
         return json.dumps(sections, sort_keys=True)
 

@@ -98,6 +98,20 @@ def test_live_round_closing_rule_and_reports():
     asyncio.run(scenario())
 
 
+def test_a_link_lost_after_close_but_before_the_record_is_a_dropout():
+    live = LiveRound(0, 0, target=1, feed=StreamingAggregation(FedAvg(), _weights(), None))
+    for client in (1, 2, 3):
+        live.assignments[client] = Assignment(f"t{client}", client, 0, 0, time.monotonic())
+    live.arrivals.append(Arrival(1, 0.5, 10, None, 16))
+    live.closed = True  # K arrived: 2 and 3 were still training
+    live.drop(2, "connection lost before its update arrived")
+    assert live.drop_reasons == {2: "connection lost before its update arrived"}
+    live.recorded = True  # the record is written: 3 straggled, a later loss changes nothing
+    live.drop(3)
+    outcomes = {r.client_id: r.outcome for r in live.reports()}
+    assert outcomes == {1: "completed", 2: "dropped", 3: "straggled"}
+
+
 def test_checkpoint_round_trips_and_refuses_another_config(tmp_path):
     config = RunConfig()
     weights = ModelWeights.from_tensors({"w": torch.randn(3)})

@@ -23,8 +23,9 @@ def test_the_server_sends_the_threads_with_the_sections_a_client_builds_from() -
 
     run = json.loads(state.client_config_json())
 
-    assert set(run) == {"seed", "dataset", "model", "sim"}
+    assert set(run) == {"seed", "dataset", "model", "sim", "deploy"}
     assert run["sim"] == {"threads": 2}
+    assert run["deploy"] == {"transfer_idle_s": 5.0, "transfer_min_bytes_per_s": 32768.0}
 
 
 def test_the_client_sets_the_threads_it_is_sent() -> None:

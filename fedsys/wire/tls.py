@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from fedsys.core.names import plain_name
+
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
 SERVER_CERT = "server.pem"
@@ -125,7 +127,14 @@ def provision(
 
     Layout: ``ca.pem``, ``ca.key``, ``server.pem``, ``server.key`` and
     ``clients/<name>.pem`` / ``clients/<name>.key``. Private keys are mode 0600.
+
+    Raises
+    ------
+    ValueError
+        If a client name is not a plain name (it names files), before anything is written.
     """
+    for name in client_names:
+        plain_name(name, "client name")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "clients").mkdir(exist_ok=True)
     ca_cert, ca_key = make_ca()

@@ -187,3 +187,23 @@ def test_poisson_participation_with_a_selector_that_would_be_ignored_is_refused(
 
     with pytest.raises(ConfigError, match="would be ignored"):
         parse_config(raw)
+
+
+def test_async_privacy_ledger_survives_a_resume(tmp_path: Path) -> None:
+    raw = _raw()
+    raw["round"] = {"mode": "async", "max_concurrency": 8, "buffer_size": 3}
+    whole = Simulator.from_config(parse_config(raw)).run()
+    checkpoint = tmp_path / "checkpoint.pt"
+    first = Simulator.from_config(parse_config(raw))
+    first.checkpoint_path = checkpoint
+    stopped = first.run(should_stop=lambda: len(first.records_) == 4)
+    second = Simulator.from_config(parse_config(raw))
+    second.checkpoint_path = checkpoint
+
+    resumed = second.run(resume_from=checkpoint)
+
+    assert stopped.status == "interrupted" and resumed.status == "completed"
+    assert [r.extra["client_draws"] for r in resumed.records] == [
+        r.extra["client_draws"] for r in whole.records
+    ]
+    assert resumed.summary()["privacy"] == whole.summary()["privacy"]

@@ -313,6 +313,7 @@ def _run_device_host(args: argparse.Namespace, console: Console) -> int:
     profiles = parse_profiles(args.profile)
     if args.traces is None or args.config is None:
         raise ValueError("--profile needs --traces FILE and --config RUN.yaml")
+    channel_security(args.ca, args.cert, args.key, args.insecure).credentials()  # fail now
     options = DeviceHostOptions(
         profiles=tuple(profiles),
         traces=args.traces,

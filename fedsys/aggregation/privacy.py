@@ -171,7 +171,6 @@ class PrivacyAccountant:
             return self.epsilon(len(draws), delta)
         return _epsilon_of_draws(self, draws, delta)
 
-
     def epsilon_of_participations(self, count: int, delta: float) -> float:
         """Epsilon of a client whose update was in ``count`` releases, with no amplification.
 

@@ -71,6 +71,7 @@ def test_server_on_a_port_in_use_names_the_port_in_one_line(tmp_path, held_port)
 
     assert f"port {held_port} is already in use" in said
     assert "--port" in said  # the remedy: another port
+    assert not (tmp_path / "out").exists()  # checked at start, before the run folder
 
 
 def test_silo_coordinator_on_a_port_in_use_names_the_port_in_one_line(tmp_path, held_port):
@@ -207,3 +208,12 @@ def test_config_piped_to_a_file_is_yaml_that_round_trips(tmp_path):
     assert raw == yaml.safe_load(path.read_text())
     assert load_config(path) == resolve_config(None, {})
     assert yaml.safe_load(yaml.safe_dump(raw)) == raw
+
+
+def test_a_free_port_passes_the_check_at_start_and_zero_is_never_probed(held_port):
+    from fedsys.wire.transport import bind_failure, check_bindable
+
+    check_bindable("127.0.0.1", 0)
+    with pytest.raises(OSError, match=f"port {held_port} is already in use"):
+        check_bindable("127.0.0.1", held_port)
+    assert "does not resolve" in bind_failure("no-such-host.invalid", 5000)

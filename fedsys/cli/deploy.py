@@ -135,9 +135,11 @@ def _cmd_server(args: argparse.Namespace, console: Console) -> int:
     from fedsys.wire.auth import TokenStore
     from fedsys.wire.lifecycle import run_until_signal
     from fedsys.wire.logs import setup_logging
+    from fedsys.wire.transport import check_bindable
 
     config, output_dir = _server_config(args)
     server_security(config, output_dir).credentials()  # missing certificates: fail now
+    check_bindable(config.deploy.host, config.deploy.port)  # a port in use: fail now
     if args.resume:  # another config's checkpoint: fail now, not after building the parts
         ServerCheckpoint.load(output_dir, config)
     setup_logging(output_dir / "server.log")

@@ -187,12 +187,38 @@ _BIND_REMEDIES = {
 }
 
 
+def check_bindable(host: str, port: int) -> None:
+    """Fail now if ``host:port`` cannot be listened on (a command's check at start).
+
+    A server that builds its model and data before binding would otherwise report a
+    port in use only after that; the port may still be taken in between, which
+    :func:`bind` then reports the same way.
+
+    Raises
+    ------
+    OSError
+        One line naming the address, the reason and the remedy.
+    """
+    problem = None if port == 0 else _bind_problem(host, port)
+    if problem is not None:
+        raise OSError(problem)
+
+
 def bind_failure(host: str, port: int) -> str:
     """Why ``host:port`` cannot be listened on, and what to do, in one line.
 
     gRPC only says that binding failed (its reason goes to its own log, which commands
     silence); a plain socket bound to the same address tells which error it was.
     """
+    problem = _bind_problem(host, port)
+    if problem is not None:
+        return problem
+    address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    return f"cannot listen on {address} (gRPC refused the address; it is free now: try again)"
+
+
+def _bind_problem(host: str, port: int) -> str | None:
+    """What a plain socket bound to ``host:port`` runs into, or ``None`` if it binds."""
     address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -208,7 +234,7 @@ def bind_failure(host: str, port: int) -> str:
         if remedy is not None:
             return f"cannot listen on {address}: " + remedy.format(host=host, port=port)
         return f"cannot listen on {address}: {exc.strerror or exc}"
-    return f"cannot listen on {address} (gRPC refused the address; it is free now: try again)"
+    return None
 
 
 def open_channel(

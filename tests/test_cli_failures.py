@@ -217,3 +217,29 @@ def test_a_free_port_passes_the_check_at_start_and_zero_is_never_probed(held_por
     with pytest.raises(OSError, match=f"port {held_port} is already in use"):
         check_bindable("127.0.0.1", held_port)
     assert "does not resolve" in bind_failure("no-such-host.invalid", 5000)
+
+
+def test_run_resume_after_its_config_was_edited_names_the_keys(tmp_path):
+    out = tmp_path / "run"
+    done = _fedsys(
+        "run",
+        "--quiet",
+        "--output-dir",
+        str(out),
+        "--set",
+        "rounds=2",
+        "--set",
+        "dataset.num_clients=20",
+        "--set",
+        "clients_per_round=5",
+    )
+    assert done.returncode == 0, done.stderr
+    saved = out / "config.yaml"
+    raw = parse_yaml(saved.read_text())
+    raw["train"]["lr"] = raw["train"]["lr"] * 2
+    raw["rounds"] = 3
+    saved.write_text(yaml.safe_dump(raw))
+
+    said = _one_line(_fedsys("run", "--resume", str(out)))
+
+    assert "rounds, train.lr differ" in said and "restore them" in said

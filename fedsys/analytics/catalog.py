@@ -120,7 +120,14 @@ def load_sites(path: Path) -> SitesFile:
             if not full.exists():
                 raise FileNotFoundError(f"{path}: site {site.name} table {table}: no file {full}")
             site.tables[table] = str(full)
-    spec.privacy.ledger = str((path.parent / spec.privacy.ledger).resolve())
+    folder = path.parent.resolve()
+    ledger = (folder / spec.privacy.ledger).resolve()
+    if not ledger.is_relative_to(folder):  # the ledger is written: never outside
+        raise ValueError(
+            f"{path}: privacy.ledger {spec.privacy.ledger!r} lies outside the sites file's "
+            f"folder {folder}: name a file in it (or a subfolder)"
+        )
+    spec.privacy.ledger = str(ledger)
     return spec
 
 

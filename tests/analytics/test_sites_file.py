@@ -151,3 +151,19 @@ def test_names_checked_where_a_spec_is_built_in_code(tmp_path, field, value, wha
     with pytest.raises(ValueError, match=f"{what} '{value}' is not a plain name"):
         local_cluster(spec, tmp_path / "work")
     assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("ledger", ["../ledger.json", "/tmp/elsewhere.json", "sub/../../x.json"])
+def test_a_ledger_outside_the_sites_folder_is_refused(tmp_path, ledger):
+    folder = tmp_path / "sites"
+    folder.mkdir()
+    (folder / "t.csv").write_text("v\n1\n")
+    path = folder / "sites.yaml"
+    path.write_text(
+        f"sites:\n  - {{name: s0, tables: {{data: t.csv}}}}\nprivacy: {{ledger: {ledger!r}}}\n"
+    )
+
+    with pytest.raises(ValueError, match="lies outside the sites file's folder"):
+        load_sites(path)
+    path.write_text("sites:\n  - {name: s0, tables: {data: t.csv}}\nprivacy: {ledger: l/b.json}\n")
+    assert load_sites(path).privacy.ledger == str((folder / "l" / "b.json").resolve())

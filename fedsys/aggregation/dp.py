@@ -44,12 +44,27 @@ class DPFedAvgState:
     pending_draw
         The draw of the round being formed, noted by the runtime
         (:meth:`DPFedAvg.with_draw`); ``None``: the accountant's own sizes.
+    client_releases
+        Asynchronous rounds only: how many released aggregations each client's update
+        was in (``None``: rounds are sampled draws, accounted by ``draws``).
+    pending_clients
+        The clients of the aggregation being formed, noted by an asynchronous runtime
+        (:meth:`DPFedAvg.with_clients`).
     """
 
     rounds: int = 0
     epsilon: float = 0.0
     draws: tuple[tuple[int, int], ...] = ()
     pending_draw: tuple[int, int] | None = None
+    client_releases: dict[int, int] | None = None
+    pending_clients: tuple[int, ...] | None = None
+
+    def releases_after(self, clients: tuple[int, ...]) -> dict[int, int]:
+        """:attr:`client_releases` once an aggregation of ``clients`` is released."""
+        counts = dict(self.client_releases or {})
+        for client in set(clients):  # a client is in an aggregation once at most
+            counts[client] = counts.get(client, 0) + 1
+        return counts
 
 
 def gaussian_noise(num_params: int, std: float, seed: int, round_idx: int) -> torch.Tensor:
@@ -125,9 +140,36 @@ class DPFedAvg(Strategy[DPFedAvgState]):
         """Note how the next round's clients were drawn: ``sampled`` of ``population``."""
         return replace(state, pending_draw=(int(population), int(sampled)))
 
+    def with_clients(self, state: DPFedAvgState, clients: Iterable[int]) -> DPFedAvgState:
+        """Note the clients of the next aggregation of an asynchronous runtime.
+
+        From then on the run is accounted per client (see
+        :meth:`PrivacyAccountant.epsilon_of_participations`): asynchronous buffers are
+        not fresh samples, so no sampling amplification is claimed.
+        """
+        return replace(state, pending_clients=tuple(int(c) for c in clients))
+
     def privacy_report(self, state: DPFedAvgState) -> dict[str, object]:
         """What the epsilon assumes and covers, for the run summary."""
         accountant = self.accountant
+        if state.client_releases is not None:
+            most = max(state.client_releases.values(), default=0)
+            return {
+                **self._report_base(state),
+                "sampling": "async_per_client",
+                "assumption": (
+                    "asynchronous buffered rounds: who is in an aggregation depends on "
+                    "earlier draws and on device speed, not on a fresh sample, so no "
+                    "sampling amplification is relied on: given the participation schedule "
+                    "(set by the seed, the traces and sample counts, never by the data), "
+                    "each client's aggregations compose as Gaussian releases (replace-one "
+                    f"neighbours, noise z/2); epsilon is the client in the most aggregations "
+                    f"({most}), or, if larger, every aggregation priced as a draw of all the "
+                    "clients its refills drew"
+                ),
+                "q": max((m / n for n, m in state.draws if n > 0), default=1.0),
+                "max_client_releases": most,
+            }
         if accountant.sampling == "poisson":
             q: float = accountant.sampling_probability
             assumption = (
@@ -145,9 +187,15 @@ class DPFedAvg(Strategy[DPFedAvgState]):
                 "the worst round's sampled/online"
             )
         return {
+            **self._report_base(state),
             "sampling": accountant.sampling,
             "assumption": assumption,
             "q": q,
+        }
+
+    def _report_base(self, state: DPFedAvgState) -> dict[str, object]:
+        accountant = self.accountant
+        return {
             "noise_multiplier": accountant.noise_multiplier,
             "clip_norm": self.clip_norm,
             "population_size": accountant.population_size,
@@ -162,7 +210,12 @@ class DPFedAvg(Strategy[DPFedAvgState]):
         """Standard deviation of the noise added to the clipped sum: ``z C``."""
         return self.accountant.noise_multiplier * self.clip_norm
 
-    def check_budget(self, rounds: int, draws: tuple[tuple[int, int], ...] | None = None) -> float:
+    def check_budget(
+        self,
+        rounds: int,
+        draws: tuple[tuple[int, int], ...] | None = None,
+        client_releases: dict[int, int] | None = None,
+    ) -> float:
         """Epsilon after ``rounds`` rounds; raise or warn if it exceeds the budget.
 
         Parameters
@@ -171,13 +224,23 @@ class DPFedAvg(Strategy[DPFedAvgState]):
             Rounds released, this one included.
         draws
             Their ``(population, sampled)`` draws, when known (one per round).
+        client_releases
+            Asynchronous rounds: releases each client was in, this one included; the
+            epsilon is then the most-released client's (no sampling amplification), or
+            that of ``draws`` if larger.
 
         Raises
         ------
         PrivacyBudgetExceededError
             If over budget and ``on_budget_exceeded == "stop"``.
         """
-        if draws is None:
+        if client_releases is not None:
+            most = max(client_releases.values(), default=0)
+            epsilon = self.accountant.epsilon_of_participations(most, self.target_delta)
+            if draws:  # never below the aggregations priced as (union-bounded) draws
+                sampled = self.accountant.epsilon_of_draws(draws, self.target_delta)
+                epsilon = max(epsilon, sampled)
+        elif draws is None:
             epsilon = self.accountant.epsilon(rounds, self.target_delta)
         else:
             epsilon = self.accountant.epsilon_of_draws(draws, self.target_delta)
@@ -206,7 +269,10 @@ class DPFedAvg(Strategy[DPFedAvgState]):
         accountant = self.accountant
         draw = state.pending_draw or (accountant.population_size, accountant.clients_per_round)
         draws = (*state.draws, draw)
-        epsilon = self.check_budget(rounds, draws)
+        releases = state.client_releases
+        if state.pending_clients is not None:
+            releases = state.releases_after(state.pending_clients)
+        epsilon = self.check_budget(rounds, draws, releases)
         total = torch.zeros_like(weights.flat)
         for update in updates:
             weights.check_same_layout(update.delta)
@@ -217,5 +283,5 @@ class DPFedAvg(Strategy[DPFedAvgState]):
         _LOGGER.info(
             "DP-FedAvg round %d: epsilon=%.4g at delta=%g", rounds, epsilon, self.target_delta
         )
-        new_state = DPFedAvgState(rounds, epsilon, draws)
+        new_state = DPFedAvgState(rounds, epsilon, draws, client_releases=releases)
         return weights.with_flat(weights.flat + step * total), new_state

@@ -171,6 +171,34 @@ class PrivacyAccountant:
             return self.epsilon(len(draws), delta)
         return _epsilon_of_draws(self, draws, delta)
 
+    def epsilon_of_participations(self, count: int, delta: float) -> float:
+        """Epsilon of a client whose update was in ``count`` releases, with no amplification.
+
+        For asynchronous rounds, where who is in an aggregation is not a fresh sample:
+        a client drawn when the pipeline first fills (``max_concurrency`` at once) and
+        its place in later buffers depend on its speed and on earlier draws, so no
+        per-aggregation sampling probability composes soundly. Conditioned on the
+        participation schedule (which the data does not decide), each release a client
+        is in is a Gaussian mechanism, and the others cost it nothing. Replace-one
+        neighbours (the schedule stays fixed; the clipped sum moves by up to ``2C``):
+        ``count`` Gaussian events with noise multiplier ``z / 2``. An upper bound on
+        any sampled accounting of the same releases.
+
+        Raises
+        ------
+        ValueError
+            If ``count`` is negative or ``delta`` is not in (0, 1).
+        """
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        if not 0 < delta < 1:
+            raise ValueError(f"delta must be in (0, 1), got {delta}")
+        if count == 0:
+            return 0.0
+        if self.noise_multiplier == 0:
+            return float("inf")
+        return _epsilon_of_gaussians(self.noise_multiplier / 2, count, delta)
+
 
 Draw = tuple[int, int]
 """One round's sampling: (population sampled from, clients sampled)."""
@@ -194,6 +222,17 @@ def _epsilon_of_draws(accountant: PrivacyAccountant, draws: Sequence[Draw], delt
     orders = next(iter(curves.values()))[0]
     total = sum(count * curves[draw][1] for draw, count in counts.items())
     return _compute_epsilon(orders, total, delta)
+
+
+@functools.lru_cache(maxsize=1024)
+def _epsilon_of_gaussians(noise_multiplier: float, count: int, delta: float) -> float:
+    """Epsilon of ``count`` composed Gaussian mechanisms (sensitivity 1, noise ``z``)."""
+    import dp_accounting
+    from dp_accounting.rdp import RdpAccountant
+
+    accountant = RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+    accountant.compose(dp_accounting.GaussianDpEvent(noise_multiplier), count)
+    return float(accountant.get_epsilon(delta))
 
 
 def _compute_epsilon(orders: np.ndarray, rdp: np.ndarray, delta: float) -> float:

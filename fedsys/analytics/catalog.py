@@ -12,13 +12,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fedsys.config.loader import load_yaml_file
+from fedsys.core.names import plain_name
 
 __all__ = ["PrivacySection", "SecureSection", "SiteSpec", "SitesFile", "load_sites",
            "site_database", "table_rows", "write_catalog"]
 
 _READERS = {".csv": "read_csv_auto", ".parquet": "read_parquet", ".pq": "read_parquet"}
+
+MAX_SITES_FILE_BYTES = 1024 * 1024
+"""Largest ``sites.yaml`` read (a federation of hundreds of sites is a few kilobytes)."""
 
 
 class SiteSpec(BaseModel):
@@ -28,12 +33,18 @@ class SiteSpec(BaseModel):
     name: str = Field(min_length=1)
     tables: dict[str, str] = Field(min_length=1)
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        return plain_name(name, "site name")  # it names the site's folders and files
+
     @field_validator("tables")
     @classmethod
     def _known_formats(cls, tables: dict[str, str]) -> dict[str, str]:
         for table, path in tables.items():
             if not table.isidentifier():
                 raise ValueError(f"table name {table!r} is not an identifier")
+            plain_name(table, "table name")
             if Path(path).suffix.lower() not in _READERS:
                 raise ValueError(f"table {table!r}: {path} is not .csv or .parquet")
         return tables
@@ -66,6 +77,11 @@ class SitesFile(BaseModel):
     privacy: PrivacySection = Field(default_factory=PrivacySection)
     secure: SecureSection = Field(default_factory=SecureSection)
 
+    @field_validator("dataset")
+    @classmethod
+    def _plain_dataset(cls, dataset: str) -> str:
+        return plain_name(dataset, "dataset name")
+
     @field_validator("sites")
     @classmethod
     def _unique(cls, sites: list[SiteSpec]) -> list[SiteSpec]:
@@ -81,27 +97,37 @@ def load_sites(path: Path) -> SitesFile:
     Raises
     ------
     ValueError
-        If the file is malformed, names an unknown key or a table file that is missing.
+        If the file is malformed (aliases, duplicate keys, over 1 MiB), names an unknown
+        key, a name that is not plain (:func:`~fedsys.core.names.plain_name`) or a table
+        file that is missing.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"sites file {path} does not exist")
+    # The strict loader: an alias bomb or a duplicate key is refused before anything
+    # is expanded or started.
+    raw = load_yaml_file(path, "sites file", MAX_SITES_FILE_BYTES)
     try:
-        raw = yaml.safe_load(path.read_text())
         spec = SitesFile.model_validate(raw)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"])
-        raise ValueError(f"{path}: {where}: {error['msg']}") from None
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ValueError(f"{path}: {where}: {message}") from None
     for site in spec.sites:
         for table, file in site.tables.items():
             full = (path.parent / file).resolve()
             if not full.exists():
                 raise FileNotFoundError(f"{path}: site {site.name} table {table}: no file {full}")
             site.tables[table] = str(full)
-    spec.privacy.ledger = str((path.parent / spec.privacy.ledger).resolve())
+    folder = path.parent.resolve()
+    ledger = (folder / spec.privacy.ledger).resolve()
+    if not ledger.is_relative_to(folder):  # the ledger is written: never outside
+        raise ValueError(
+            f"{path}: privacy.ledger {spec.privacy.ledger!r} lies outside the sites file's "
+            f"folder {folder}: name a file in it (or a subfolder)"
+        )
+    spec.privacy.ledger = str(ledger)
     return spec
 
 

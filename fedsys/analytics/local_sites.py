@@ -14,6 +14,7 @@ from pathlib import Path
 from fedsys.analytics.catalog import SitesFile, write_catalog
 from fedsys.analytics.ledger import PrivacyLedger
 from fedsys.analytics.query import FederatedQueryEngine
+from fedsys.core.names import plain_name
 from fedsys.silo.coordinator import CoordinatorSettings
 from fedsys.silo.local_federation import LocalCluster
 from fedsys.silo.mode import EngineMode
@@ -27,7 +28,20 @@ TASK_MODULE = "fedsys.analytics.tasks"
 def local_cluster(spec: SitesFile, workdir: Path, workers: int = 1,
                   link: LinkSettings | None = None, insecure: bool = True,
                   settings: CoordinatorSettings | None = None) -> LocalCluster:
-    """A :class:`LocalCluster` whose sites hold the tables of ``spec`` (not started)."""
+    """A :class:`LocalCluster` whose sites hold the tables of ``spec`` (not started).
+
+    Each site's name names its catalog folder, token, certificate and log: checked
+    again here (a spec may be built in code, or changed after validation), before
+    anything is written, so nothing lands outside ``workdir``.
+
+    Raises
+    ------
+    ValueError
+        If a site or the dataset name is not a plain name.
+    """
+    plain_name(spec.dataset, "dataset name")
+    for site in spec.sites:
+        plain_name(site.name, "site name")
     catalogs = {i: {spec.dataset: write_catalog(workdir / "catalogs" / site.name / "tables.json",
                                                 site.tables)}
                 for i, site in enumerate(spec.sites)}

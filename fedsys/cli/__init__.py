@@ -8,6 +8,7 @@ package.
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 from collections.abc import Sequence
 
@@ -23,6 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     Every user mistake ends in one line on stderr and a non-zero status (2: bad
     config, 1: any other error, 130: interrupted); ``--debug`` shows the traceback.
     """
+    # gRPC's C core logs to the terminal on its own (``E... add_port.cc:83] Failed to add
+    # port``); commands report every failure in one line of their own. It reads this
+    # variable when first imported, which nothing has done yet; a user's value stays.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     parser = _parser()
     args = parser.parse_args(argv)
     console = Console(stderr=False)

@@ -129,14 +129,19 @@ def _server_config(args: argparse.Namespace) -> tuple[Any, Path]:
 
 def _cmd_server(args: argparse.Namespace, console: Console) -> int:
     from fedsys.deploy.build import server_parts, server_security, tokens_path
-    from fedsys.deploy.checkpoint import CheckpointError
+    from fedsys.deploy.checkpoint import CheckpointError, ServerCheckpoint
     from fedsys.deploy.server import AggregatorServer, DeployError
     from fedsys.metrics.run_folder import OutputExistsError
     from fedsys.wire.auth import TokenStore
     from fedsys.wire.lifecycle import run_until_signal
     from fedsys.wire.logs import setup_logging
+    from fedsys.wire.transport import check_bindable
 
     config, output_dir = _server_config(args)
+    server_security(config, output_dir).credentials()  # missing certificates: fail now
+    check_bindable(config.deploy.host, config.deploy.port)  # a port in use: fail now
+    if args.resume:  # another config's checkpoint: fail now, not after building the parts
+        ServerCheckpoint.load(output_dir, config)
     setup_logging(output_dir / "server.log")
     store = TokenStore(tokens_path(config, output_dir))
     server = AggregatorServer(
@@ -173,6 +178,7 @@ def _cmd_client(args: argparse.Namespace, console: Console) -> int:
         return _run_device_host(args, console)
     if args.token_file is None or (args.data_index is None and args.data is None):
         raise ValueError("fedsys client needs --token-file and one of --data-index, --data")
+    channel_security(args.ca, args.cert, args.key, args.insecure).credentials()  # fail now
     setup_logging()
     provider = (
         shard_provider(args.data_index)
@@ -309,6 +315,7 @@ def _run_device_host(args: argparse.Namespace, console: Console) -> int:
     profiles = parse_profiles(args.profile)
     if args.traces is None or args.config is None:
         raise ValueError("--profile needs --traces FILE and --config RUN.yaml")
+    channel_security(args.ca, args.cert, args.key, args.insecure).credentials()  # fail now
     options = DeviceHostOptions(
         profiles=tuple(profiles),
         traces=args.traces,

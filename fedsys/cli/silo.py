@@ -248,6 +248,7 @@ def parse_data(items: Sequence[str]) -> dict[str, str]:
 
 
 def _cmd_site(args: argparse.Namespace, console: Console) -> int:
+    from fedsys.core.names import plain_name
     from fedsys.silo.site import SiteManager, SiteSettings
     from fedsys.wire.auth import read_token
     from fedsys.wire.logs import setup_logging
@@ -262,7 +263,7 @@ def _cmd_site(args: argparse.Namespace, console: Console) -> int:
     open_channel(args.coordinator, security)  # one-line error for missing TLS material
     settings = SiteSettings(workers=args.workers, comm_workers=args.comm_workers,
                             task_modules=tuple(args.tasks))
-    name = args.name or Path(args.token_file).stem
+    name = plain_name(args.name or Path(args.token_file).stem, "site name")  # names its files
     manager = SiteManager(args.coordinator, token, security, datasets, name, settings)
 
     async def main() -> int:

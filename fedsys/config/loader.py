@@ -30,7 +30,7 @@ class StrictYamlLoader(yaml.SafeLoader):
             raise yaml.constructor.ConstructorError(
                 None,
                 None,
-                "anchors and aliases (&name, *name) are not allowed in a config",
+                "anchors and aliases (&name, *name) are not allowed in a fedsys file",
                 event.start_mark,
             )
         return super().compose_node(parent, index)  # type: ignore[no-any-return]
@@ -58,6 +58,59 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=StrictYamlLoader)  # a SafeLoader: builds plain values only
 
 
+MAX_FILE_BYTES = 4 * 1024 * 1024
+"""Largest YAML/TOML file read (a run config or a ``sites.yaml`` is a few kilobytes)."""
+
+
+def read_text_file(path: str | Path, what: str, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """The UTF-8 text of a file a user or a peer named, at most ``max_bytes`` long.
+
+    Raises
+    ------
+    ConfigError
+        One line naming ``what`` and the file: missing, a folder, too large, unreadable
+        or not UTF-8.
+    """
+    file = Path(path)
+    if not file.is_file():
+        state = "is a folder, not a file" if file.is_dir() else "not found"
+        raise ConfigError(f"{what} {file} {state}")
+    try:
+        with open(file, "rb") as stream:
+            data = stream.read(max_bytes + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {file}: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise ConfigError(f"{what} {file} is larger than {max_bytes // 1024} KiB: refused")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {file} is not UTF-8 text") from None
+
+
+def load_yaml_file(path: str | Path, what: str, max_bytes: int = MAX_FILE_BYTES) -> Any:
+    """A YAML file a user or a peer named, read with :class:`StrictYamlLoader`.
+
+    No anchors or aliases (an alias bomb is refused before anything is expanded), no
+    duplicate keys, at most ``max_bytes``.
+
+    Raises
+    ------
+    ConfigError
+        One line naming ``what``, the file and the problem.
+    """
+    text = read_text_file(path, what, max_bytes)
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse {what} {path}: {parse_problem(exc)}") from None
+
+
+def parse_problem(exc: Exception) -> str:
+    """A YAML or TOML error on one line, without PyYAML's ``in "<unicode string>"``."""
+    return " ".join(str(exc).replace(' in "<unicode string>",', " at").split())
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read, merge ``overrides`` (dotted keys) into, and validate a config file.
 
@@ -67,15 +120,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         If the file is missing, unparsable, or any key or value is invalid.
     """
     file = Path(path)
-    if not file.is_file():
-        what = "is a folder, not a file" if file.is_dir() else "not found"
-        raise ConfigError(f"config file {file} {what}")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {file} is not UTF-8 text") from None
+    text = read_text_file(file, "config file")
     return load_config_text(text, str(file), overrides, toml=file.suffix == ".toml")
 
 
@@ -94,8 +139,7 @@ def load_config_text(
     try:
         raw = tomllib.loads(text) if toml else parse_yaml(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        detail = " ".join(str(exc).split())
-        raise ConfigError(f"cannot parse {source}: {detail}") from None
+        raise ConfigError(f"cannot parse {source}: {parse_problem(exc)}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

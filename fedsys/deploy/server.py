@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from fedsys.core.threads import num_parameters, planned_threads
-from fedsys.deploy.checkpoint import ServerCheckpoint, config_hash
+from fedsys.deploy.checkpoint import ServerCheckpoint, config_hash, training_keys
 from fedsys.deploy.loop_lag import LoopLag
 from fedsys.deploy.memory import peak_rss_bytes, release_large_buffers, return_free_memory
 from fedsys.deploy.registry import ClientRegistry
@@ -269,6 +269,7 @@ class AggregatorServer:
             strategy_state=state.strategy_state,
             selector_state=state.selector_state,
             records=tuple(r.to_json() for r in state.records),
+            config=training_keys(state.config),
         )
 
     def _persist(

@@ -302,7 +302,8 @@ class Simulator:
             changed = _changed_keys(state["config"], self.config)
             if changed:
                 raise CheckpointError(
-                    f"checkpoint {source} is of another run: {', '.join(changed)} differ"
+                    f"checkpoint {source} is of another run: {', '.join(changed)} differ "
+                    "from its config: restore them, or start a new run in another folder"
                 )
         records = list(state["records"])
         if len(records) > self.rounds:

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from fedsys.core.names import plain_name
+
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
 SERVER_CERT = "server.pem"
@@ -125,7 +127,14 @@ def provision(
 
     Layout: ``ca.pem``, ``ca.key``, ``server.pem``, ``server.key`` and
     ``clients/<name>.pem`` / ``clients/<name>.key``. Private keys are mode 0600.
+
+    Raises
+    ------
+    ValueError
+        If a client name is not a plain name (it names files), before anything is written.
     """
+    for name in client_names:
+        plain_name(name, "client name")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "clients").mkdir(exist_ok=True)
     ca_cert, ca_key = make_ca()
@@ -140,18 +149,44 @@ def provision(
         _write_private(out_dir / "clients" / f"{name}.key", client.key_pem)
 
 
-def _read(path: Path, what: str) -> bytes:
+def _read(path: Path, what: str, remedy: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise FileNotFoundError(f"cannot read {what} {path}: {exc.strerror}") from None
+        raise FileNotFoundError(f"cannot read {what} {path}: {exc.strerror}; {remedy}") from None
+
+
+def _server_remedy(cert_dir: Path) -> str:
+    if not cert_dir.is_dir():
+        return (
+            f"the certificate folder {cert_dir} does not exist: make it with "
+            f"'fedsys certs {cert_dir} --clients N' (or opt out of TLS with --insecure)"
+        )
+    return f"make the certificates with 'fedsys certs {cert_dir} --clients N'"
+
+
+def _client_remedy(path: Path) -> str:
+    remedy = (
+        "give the files 'fedsys certs DIR' made (DIR/ca.pem; for mutual TLS "
+        "DIR/clients/NAME.pem and NAME.key)"
+    )
+    if not path.parent.is_dir():
+        remedy += f": the folder {path.parent} does not exist"
+    return remedy
 
 
 def server_credentials(cert_dir: Path, require_client_cert: bool = False) -> grpc.ServerCredentials:
-    """TLS credentials of the server; mutual TLS when ``require_client_cert``."""
-    key = _read(cert_dir / SERVER_KEY, "server key")
-    cert = _read(cert_dir / SERVER_CERT, "server certificate")
-    roots = _read(cert_dir / CA_CERT, "CA certificate") if require_client_cert else None
+    """TLS credentials of the server; mutual TLS when ``require_client_cert``.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the missing file and the command that makes it.
+    """
+    remedy = _server_remedy(cert_dir)
+    key = _read(cert_dir / SERVER_KEY, "server key", remedy)
+    cert = _read(cert_dir / SERVER_CERT, "server certificate", remedy)
+    roots = _read(cert_dir / CA_CERT, "CA certificate", remedy) if require_client_cert else None
     return grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=roots, require_client_auth=require_client_cert
     )
@@ -160,12 +195,18 @@ def server_credentials(cert_dir: Path, require_client_cert: bool = False) -> grp
 def channel_credentials(
     ca_path: Path, cert_path: Path | None = None, key_path: Path | None = None
 ) -> grpc.ChannelCredentials:
-    """TLS credentials of a client: trust ``ca_path``; present a certificate for mutual TLS."""
-    roots = _read(ca_path, "CA certificate")
+    """TLS credentials of a client: trust ``ca_path``; present a certificate for mutual TLS.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the missing file and where ``fedsys certs`` puts it.
+    """
+    roots = _read(ca_path, "CA certificate", _client_remedy(ca_path))
     if cert_path is None or key_path is None:
         return grpc.ssl_channel_credentials(root_certificates=roots)
     return grpc.ssl_channel_credentials(
         root_certificates=roots,
-        private_key=_read(key_path, "client key"),
-        certificate_chain=_read(cert_path, "client certificate"),
+        private_key=_read(key_path, "client key", _client_remedy(key_path)),
+        certificate_chain=_read(cert_path, "client certificate", _client_remedy(cert_path)),
     )

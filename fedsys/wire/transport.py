@@ -7,7 +7,9 @@ sets a gRPC option itself, so limits and security are decided in one place.
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +81,28 @@ class ChannelSecurity:
     server_name: str | None = None
     insecure: bool = False
 
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        """Channel credentials, or ``None`` for an explicitly insecure channel.
+
+        Commands call it at start so that a missing file fails at once, not at the
+        first dial.
+
+        Raises
+        ------
+        ValueError
+            If TLS is on but no CA certificate is given.
+        FileNotFoundError
+            If a certificate or key file cannot be read.
+        """
+        if self.insecure:
+            return None
+        if self.ca_path is None:
+            raise ValueError(
+                "TLS is on by default: pass the CA certificate (--ca) made by 'fedsys certs', "
+                "or opt out explicitly with --insecure"
+            )
+        return tls.channel_credentials(self.ca_path, self.cert_path, self.key_path)
+
 
 def _options(max_message_bytes: int) -> list[tuple[str, int | str]]:
     return [
@@ -141,13 +165,76 @@ def bind(server: grpc.aio.Server, host: str, port: int, security: ServerSecurity
     """
     address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     credentials = security.credentials()
-    if credentials is None:
-        bound = server.add_insecure_port(address)
-    else:
-        bound = server.add_secure_port(address, credentials)
+    try:
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
+    except RuntimeError:  # gRPC >= 1.60 raises where older versions returned 0
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot listen on {address}")
+        raise OSError(bind_failure(host, port))
     return bound
+
+
+_BIND_REMEDIES = {
+    errno.EADDRINUSE: "port {port} is already in use by another process: stop it, or choose "
+    "another port (--port; 0 picks a free one)",
+    errno.EACCES: "port {port} needs privileges this process lacks: choose a port above 1023 "
+    "(--port; 0 picks a free one)",
+    errno.EADDRNOTAVAIL: "{host} is not an address of this machine: listen on one of its "
+    "addresses (or 0.0.0.0)",
+}
+
+
+def check_bindable(host: str, port: int) -> None:
+    """Fail now if ``host:port`` cannot be listened on (a command's check at start).
+
+    A server that builds its model and data before binding would otherwise report a
+    port in use only after that; the port may still be taken in between, which
+    :func:`bind` then reports the same way.
+
+    Raises
+    ------
+    OSError
+        One line naming the address, the reason and the remedy.
+    """
+    problem = None if port == 0 else _bind_problem(host, port)
+    if problem is not None:
+        raise OSError(problem)
+
+
+def bind_failure(host: str, port: int) -> str:
+    """Why ``host:port`` cannot be listened on, and what to do, in one line.
+
+    gRPC only says that binding failed (its reason goes to its own log, which commands
+    silence); a plain socket bound to the same address tells which error it was.
+    """
+    problem = _bind_problem(host, port)
+    if problem is not None:
+        return problem
+    address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    return f"cannot listen on {address} (gRPC refused the address; it is free now: try again)"
+
+
+def _bind_problem(host: str, port: int) -> str | None:
+    """What a plain socket bound to ``host:port`` runs into, or ``None`` if it binds."""
+    address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"cannot listen on {address}: host {host!r} does not resolve ({exc.strerror})"
+    family, kind, proto, _, sockaddr = infos[0]
+    try:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            probe.bind(sockaddr)
+    except OSError as exc:
+        remedy = _BIND_REMEDIES.get(exc.errno or 0)
+        if remedy is not None:
+            return f"cannot listen on {address}: " + remedy.format(host=host, port=port)
+        return f"cannot listen on {address}: {exc.strerror or exc}"
+    return None
 
 
 def open_channel(
@@ -163,16 +250,11 @@ def open_channel(
         If TLS is on but no CA certificate is given.
     """
     options = _options(max_message_bytes)
-    if security.insecure:
+    credentials = security.credentials()
+    if credentials is None:
         return grpc.aio.insecure_channel(address, options=options)
-    if security.ca_path is None:
-        raise ValueError(
-            "TLS is on by default: pass the CA certificate (--ca) made by 'fedsys certs', "
-            "or opt out explicitly with --insecure"
-        )
     if security.server_name:
         options.append(("grpc.ssl_target_name_override", security.server_name))
-    credentials = tls.channel_credentials(security.ca_path, security.cert_path, security.key_path)
     return grpc.aio.secure_channel(address, credentials, options=options)
 
 

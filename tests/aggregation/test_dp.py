@@ -141,3 +141,56 @@ def test_warn_runs_the_round_and_warns():
 def test_accountant_rejects_a_sample_larger_than_the_population():
     with pytest.raises(ValueError, match="clients_per_round"):
         PrivacyAccountant(1.0, clients_per_round=11, population_size=10)
+
+
+def test_per_client_epsilon_is_that_many_gaussians_under_replace_one():
+    accountant = PrivacyAccountant(
+        1.3, clients_per_round=10, population_size=500, sampling="fixed_size"
+    )
+
+    epsilon = accountant.epsilon_of_participations(7, 1e-5)
+
+    relation = dp_accounting.NeighboringRelation.REPLACE_ONE
+    expected = RdpAccountant(neighboring_relation=relation).compose(
+        dp_accounting.GaussianDpEvent(0.65), 7
+    )
+    np.testing.assert_allclose(epsilon, expected.get_epsilon(1e-5), rtol=1e-9)
+    assert accountant.epsilon_of_participations(0, 1e-5) == 0.0
+
+
+def test_async_aggregations_count_each_clients_releases():
+    strategy = dp(noise_multiplier=1.3, per_round=3, population=50, sampling="fixed_size")
+    weights = weights_of([0, 0, 0, 0])
+    state = strategy.init_state(weights)
+    buffers = [(1, 2, 3), (1, 4, 5), (1, 2, 6)]  # client 1 in all three, 2 in two
+
+    for buffer in buffers:
+        state = strategy.with_draw(state, 40, 3)
+        state = strategy.with_clients(state, buffer)
+        updates = [update_of([0.1, 0, 0, 0]) for _ in buffer]
+        weights, state = strategy.aggregate(weights, iter(updates), state)
+
+    assert state.client_releases == {1: 3, 2: 2, 3: 1, 4: 1, 5: 1, 6: 1}
+    per_client = strategy.accountant.epsilon_of_participations(3, strategy.target_delta)
+    sampled = strategy.accountant.epsilon_of_draws([(40, 3)] * 3, strategy.target_delta)
+    assert per_client > sampled  # no amplification claimed for asynchronous buffers
+    np.testing.assert_allclose(state.epsilon, per_client, rtol=1e-12)
+    report = strategy.privacy_report(state)
+    assert report["sampling"] == "async_per_client" and report["max_client_releases"] == 3
+
+
+def test_async_budget_stops_before_a_client_exceeds_it():
+    strategy = dp(
+        noise_multiplier=1.3, per_round=2, population=50, sampling="fixed_size", epsilon_budget=12.0
+    )
+    weights = weights_of([0, 0, 0, 0])
+    state = strategy.init_state(weights)
+    budget_rounds = 0
+    with pytest.raises(PrivacyBudgetExceededError):
+        for _ in range(50):
+            state = strategy.with_clients(strategy.with_draw(state, 40, 2), (7, budget_rounds + 8))
+            weights, state = strategy.aggregate(weights, iter([]), state)
+            budget_rounds += 1
+    assert state.epsilon <= 12.0
+    limit = strategy.accountant.epsilon_of_participations(budget_rounds + 1, 1e-5)
+    assert limit > 12.0  # client 7 in one more aggregation would have spent too much

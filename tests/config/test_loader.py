@@ -1,7 +1,7 @@
 import pytest
 
 from fedsys.config import ConfigError, load_config, parse_config
-from fedsys.config.loader import apply_overrides
+from fedsys.config.loader import MAX_FILE_BYTES, apply_overrides, load_yaml_file
 
 
 def test_defaults_validate() -> None:
@@ -69,3 +69,36 @@ def test_switching_a_variant_drops_the_old_variants_settings() -> None:
     assert config.round.mode == "async"
     assert config.round.buffer_size == 4
     assert config.dataset.num_clients == 50  # a plain key like dataset.name clears nothing
+
+
+BILLION_LAUGHS = (
+    'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+    "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+    "d: [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+)
+
+
+def test_any_named_yaml_file_refuses_aliases_duplicates_and_size(tmp_path) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BILLION_LAUGHS)
+    with pytest.raises(ConfigError, match=r"anchors and aliases .* at line 1, column 4"):
+        load_yaml_file(bomb, "sites file")
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("sites: 1\nsites: 2\n")
+    with pytest.raises(ConfigError, match="duplicate key 'sites'"):
+        load_yaml_file(twice, "sites file")
+    big = tmp_path / "big.yaml"
+    big.write_text("x: " + "y" * 2048 + "\n")
+    with pytest.raises(ConfigError, match="larger than 1 KiB"):
+        load_yaml_file(big, "sites file", max_bytes=1024)
+    assert load_yaml_file(big, "sites file") == {"x": "y" * 2048}
+
+
+def test_config_files_share_the_size_limit(tmp_path) -> None:
+    path = tmp_path / "huge.yaml"
+    with open(path, "w") as file:
+        file.write("rounds: 3\n")
+        file.write("# padding\n" * (MAX_FILE_BYTES // 10 + 1))
+    with pytest.raises(ConfigError, match=r"config file .* is larger than"):
+        load_config(path)

@@ -123,7 +123,7 @@ def test_resume_without_checkpoint_and_missing_certs_are_one_line_errors(tmp_pat
     config.write_text(text)
     done = _fedsys("server", str(config), "--port", "0", timeout=120)
     assert done.returncode == 1
-    assert "cannot read token file" in done.stdout + done.stderr
+    assert "cannot read server key" in done.stderr and "fedsys certs" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -101,23 +102,52 @@ def test_fixed_size_overcommitted_draws_are_accounted_draw_by_draw(mode: dict[st
     np.testing.assert_allclose(result.records[-1].extra["epsilon"], expected, rtol=1e-9)
 
 
-def test_async_rounds_divide_and_account_by_the_updates_aggregated() -> None:
-    raw = _raw()
-    raw["round"] = {"mode": "async", "max_concurrency": 8, "buffer_size": 3}
-    simulator = Simulator.from_config(parse_config(raw))
-
-    result = simulator.run()
-
-    assert simulator.strategy.accountant.clients_per_round == 3
-    draws = [tuple(r.extra["draw"]) for r in result.records]
-    assert len(draws) == raw["rounds"] == 8
-    assert all(m == 3 == r.participants for (_, m), r in zip(draws, result.records, strict=True))
+def _wor(draws: list[tuple[int, int]]) -> float:
     events = [
         dp_accounting.SampledWithoutReplacementDpEvent(n, m, dp_accounting.GaussianDpEvent(Z / 2))
         for n, m in draws
     ]
-    expected = _epsilon(events, dp_accounting.NeighboringRelation.REPLACE_ONE)
-    np.testing.assert_allclose(result.summary()["privacy"]["epsilon"], expected, rtol=1e-9)
+    return _epsilon(events, dp_accounting.NeighboringRelation.REPLACE_ONE)
+
+
+def test_async_epsilon_bounds_independent_accounts_of_the_logged_draws() -> None:
+    # Prepare: a pipeline four buffers deep, so the first refill draws 12 clients at once.
+    raw = _raw()
+    raw["rounds"] = 10
+    raw["round"] = {"mode": "async", "max_concurrency": 12, "buffer_size": 3}
+    simulator = Simulator.from_config(parse_config(raw))
+    # Act
+    result = simulator.run()
+    # Assert: updates are still divided by the buffer size.
+    assert simulator.strategy.accountant.clients_per_round == 3
+    records = result.records
+    assert len(records) == 10 and all(r.participants == 3 for r in records)
+    # The run logged, for each aggregated client, the draw that launched it.
+    first = records[0].extra["client_draws"]
+    assert all(drawn == 12 for _, _, drawn in first)  # the first refill: max_concurrency
+    # Independent account 1: each client's aggregations as unamplified Gaussian releases.
+    releases = Counter(c for r in records for c in set(r.extra["clients"]))
+    most = max(releases.values())
+    per_client = _epsilon(
+        [dp_accounting.GaussianDpEvent(Z / 2)] * most, dp_accounting.NeighboringRelation.REPLACE_ONE
+    )
+    # Independent account 2: each aggregation as a draw of every client its refills drew.
+    union = []
+    for r in records:
+        refills = {tuple(d) for d in r.extra["client_draws"]}
+        online = min(n for _, n, _ in refills)
+        union.append((online, min(online, sum(m for _, _, m in refills))))
+    sampled = _wor(union)
+    # What was reported before: a draw of the buffer from its smallest population.
+    understated = _wor([(min(n for _, n, _ in r.extra["client_draws"]), 3) for r in records])
+    privacy = result.summary()["privacy"]
+    assert privacy["sampling"] == "async_per_client"
+    assert privacy["max_client_releases"] == most
+    assert privacy["epsilon"] >= per_client * (1 - 1e-9)
+    assert privacy["epsilon"] >= sampled * (1 - 1e-9)
+    np.testing.assert_allclose(privacy["epsilon"], max(per_client, sampled), rtol=1e-9)
+    assert privacy["epsilon"] > understated * 1.05
+    np.testing.assert_allclose(records[-1].extra["epsilon"], privacy["epsilon"], rtol=1e-9)
 
 
 def test_leaf_population_is_the_users_in_the_files(tmp_path: Path) -> None:
@@ -157,3 +187,23 @@ def test_poisson_participation_with_a_selector_that_would_be_ignored_is_refused(
 
     with pytest.raises(ConfigError, match="would be ignored"):
         parse_config(raw)
+
+
+def test_async_privacy_ledger_survives_a_resume(tmp_path: Path) -> None:
+    raw = _raw()
+    raw["round"] = {"mode": "async", "max_concurrency": 8, "buffer_size": 3}
+    whole = Simulator.from_config(parse_config(raw)).run()
+    checkpoint = tmp_path / "checkpoint.pt"
+    first = Simulator.from_config(parse_config(raw))
+    first.checkpoint_path = checkpoint
+    stopped = first.run(should_stop=lambda: len(first.records_) == 4)
+    second = Simulator.from_config(parse_config(raw))
+    second.checkpoint_path = checkpoint
+
+    resumed = second.run(resume_from=checkpoint)
+
+    assert stopped.status == "interrupted" and resumed.status == "completed"
+    assert [r.extra["client_draws"] for r in resumed.records] == [
+        r.extra["client_draws"] for r in whole.records
+    ]
+    assert resumed.summary()["privacy"] == whole.summary()["privacy"]

@@ -25,6 +25,21 @@ def staleness_weight(staleness: int, exponent: float = 0.5) -> float:
     return float((1.0 + staleness) ** -exponent)
 
 
+def buffer_draw(client_draws: list[tuple[int, int, int]]) -> tuple[int, int]:
+    """One aggregation as a single draw: ``(population, sampled)`` for the accountant.
+
+    A client is in the buffer only if one of the refills that launched its clients drew
+    it, so its chance is at most the sum over those refills of drawn / online (the union
+    bound): priced as all their draws from the smallest of their populations.
+    ``client_draws`` holds ``(selection, online, drawn)`` per buffered client.
+    """
+    distinct = set(client_draws)
+    if not distinct:
+        return 0, 0
+    population = min(online for _, online, _ in distinct)
+    return population, min(population, sum(drawn for _, _, drawn in distinct))
+
+
 @dataclass
 class _Window:
     """What happened since the last aggregation."""
@@ -51,12 +66,16 @@ class AsyncRunState:
         Selections made so far (each draws from its own stream).
     idle_s
         Virtual seconds spent waiting for a usable client.
+    drawn_by
+        For each launch in flight (by serial): the draw that launched it, as
+        ``(selection, online population, clients drawn)``.
     """
 
     snapshots: dict[int, ModelWeights]
     pinned: dict[int, int]
     selections: int
     idle_s: float
+    drawn_by: dict[int, tuple[int, int, int]] = field(default_factory=dict)
 
 
 class BufferedAsyncRounds(RoundMode):
@@ -66,9 +85,15 @@ class BufferedAsyncRounds(RoundMode):
     its staleness is ``V - v``. Updates staler than ``max_staleness`` are dropped;
     the others are scaled by :func:`staleness_weight` before the strategy sees them.
     Each "round" record is one aggregation. ``clients_per_round`` is not used: the
-    buffer size plays its part. For privacy accounting an aggregation counts as a
-    fixed-size draw of its buffered updates from the smallest online population any
-    of them was drawn from (the worst case over the window's availability).
+    buffer size plays its part.
+
+    For privacy accounting a strategy that asks (``with_clients``, as DP-FedAvg does)
+    is told each aggregation's clients: a buffer is not a fresh sample (the first refill
+    draws ``max_concurrency`` clients at once, and a fast client returns to buffer after
+    buffer), so the run is accounted per client, without sampling amplification. Each
+    record's ``extra`` logs the draw that launched each of its clients
+    (``client_draws``: selection, online population, clients drawn), so the accounting
+    can be checked independently.
 
     Parameters
     ----------
@@ -120,6 +145,7 @@ class _AsyncRun:
         self.selections = 0
         self.idle_s = 0.0
         self.max_idle_s = 30 * 86400.0
+        self.drawn_by: dict[int, tuple[int, int, int]] = {}
 
     def state(self) -> AsyncRunState:
         """What the next aggregation needs besides the engine (for checkpoints)."""
@@ -128,6 +154,7 @@ class _AsyncRun:
             pinned=dict(self.pinned),
             selections=self.selections,
             idle_s=self.idle_s,
+            drawn_by=dict(self.drawn_by),
         )
 
     def restore(self, state: AsyncRunState) -> None:
@@ -136,6 +163,7 @@ class _AsyncRun:
         self.pinned = Counter(state.pinned)
         self.selections = state.selections
         self.idle_s = state.idle_s
+        self.drawn_by = dict(state.drawn_by)
 
     def fill_buffer(self, version: int) -> _Window:
         window = _Window(start_s=self.engine.clock.now_s)
@@ -168,8 +196,10 @@ class _AsyncRun:
         if free <= 0:
             return
         chosen = self.engine.select(self.selections, free)
+        draw = (self.selections, self.engine.last_population, len(chosen))
         self.selections += 1
         for launch in self.engine.launch(chosen, version=version):
+            self.drawn_by[launch.serial] = draw
             self.pinned[version] += 1
             window.launched += 1
             window.bytes_down += launch.bytes_down
@@ -177,12 +207,14 @@ class _AsyncRun:
     def _on_arrival(self, event: ClientArrived, version: int, window: _Window) -> None:
         if version - event.launch.version > self.mode.max_staleness:
             window.stale.append(event.launch)
+            self.drawn_by.pop(event.launch.serial, None)
             self._unpin(event.launch.version, version)
         else:
             window.buffer.append(event.launch)
 
     def _on_dropout(self, event: ClientDropped, version: int, window: _Window) -> None:
         window.dropped.append(event.launch)
+        self.drawn_by.pop(event.launch.serial, None)
         self._unpin(event.launch.version, version)
 
     def _unpin(self, launch_version: int, current: int) -> None:
@@ -204,8 +236,15 @@ class _AsyncRun:
                 yield used[id(launch)]
                 self._unpin(launch.version, version)
 
-        population = min((launch.population for launch in window.buffer), default=0)
-        engine.note_draw(population, len(window.buffer))
+        client_draws = [
+            self.drawn_by.pop(launch.serial, (-1, launch.population, self.mode.max_concurrency))
+            for launch in window.buffer
+        ]
+        engine.note_draw(*buffer_draw(client_draws))
+        with_clients = getattr(engine.parts.strategy, "with_clients", None)
+        if with_clients is not None:  # privacy accounted per client (see the class)
+            clients = [launch.client_id for launch in window.buffer]
+            engine.strategy_state = with_clients(engine.strategy_state, clients)
         result = engine.aggregate(weighted_updates())
         self.snapshots[version + 1] = engine.weights
         if self.pinned[version] <= 0:
@@ -232,6 +271,7 @@ class _AsyncRun:
             train_loss=result.train_loss,
             extra={
                 "clients": [launch.client_id for launch in window.buffer],
+                "client_draws": [list(draw) for draw in client_draws],
                 "mean_staleness": sum(staleness) / len(staleness) if staleness else 0.0,
                 "max_staleness": max(staleness, default=0),
                 **engine.accounting(result),

@@ -25,6 +25,7 @@ from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
 from fedsys.parts.rules import wire_bytes
 from fedsys.secure.cost import SecureCostModel
+from fedsys.selection.availability import feed_availability
 from fedsys.selection.base import Selector
 from fedsys.selection.priors import feed_priors
 from fedsys.sim.backends.base import BackendSession, TrainingParts, TrainJob
@@ -186,12 +187,11 @@ class Engine:
         if len(available) == 0 or k <= 0:
             return []
         sizes = self.parts.dataset.client_sizes[available].astype(np.float64)
-        self.selector_state = feed_priors(
-            self.parts.selector, self.selector_state, available, sizes, self.expected_s[available]
-        )
-        chosen, self.selector_state = self.parts.selector.select(
-            self.selector_state, round_idx, available, k, self.clock.now_s
-        )
+        selector, now, hint = self.parts.selector, self.clock.now_s, self.expected_s[available]
+        state = feed_priors(selector, self.selector_state, available, sizes, hint)
+        until = self.parts.fleet.online_until(available, now)  # the trace's session ends
+        state = feed_availability(selector, state, available, until, now)
+        chosen, self.selector_state = selector.select(state, round_idx, available, k, now)
         return chosen
 
     def select_waiting(
@@ -493,7 +493,6 @@ class _Tally:
 def _chain_first(first: ClientUpdate, rest: Iterator[ClientUpdate]) -> Iterator[ClientUpdate]:
     yield first
     yield from rest
-
 
 
 _POISSON_STREAM = 0x9015

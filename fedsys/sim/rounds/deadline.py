@@ -9,6 +9,7 @@ from fedsys.metrics.records import RoundRecord
 from fedsys.parts.rules import ceil_overcommit
 from fedsys.sim.engine import Engine, WallTimer, report_for
 from fedsys.sim.rounds.base import RoundMode, RoundOutcome, aggregate_round, play_round
+from fedsys.sim.rounds.late import LatePolicy, due_updates, hold_stragglers
 
 
 class DeadlineRounds(RoundMode):
@@ -34,6 +35,9 @@ class DeadlineRounds(RoundMode):
     participation
         ``"selector"`` (fixed-size draws by the selector) or ``"poisson"`` (each
         available client joins with probability ``K / N``; see :class:`SyncRounds`).
+    late
+        What becomes of updates that miss the deadline (default: discarded; see
+        :mod:`fedsys.sim.rounds.late`).
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class DeadlineRounds(RoundMode):
         on_short_round: str = "skip",
         max_retries: int = 3,
         participation: str = "selector",
+        late: LatePolicy | None = None,
     ) -> None:
         if participation not in ("selector", "poisson"):
             raise ValueError(
@@ -57,6 +62,7 @@ class DeadlineRounds(RoundMode):
         self.on_short_round = on_short_round
         self.max_retries = max_retries
         self.participation = participation
+        self.late = late if late is not None else LatePolicy()
 
     def run(
         self, engine: Engine, rounds: int, clients_per_round: int, start_round: int = 0
@@ -87,7 +93,9 @@ class DeadlineRounds(RoundMode):
                 outcome = RoundOutcome(
                     end_s=outcome.end_s, dropped=outcome.dropped, stragglers=outcome.stragglers
                 )
-            record = aggregate_round(engine, round_idx, len(chosen), outcome, start_s)
+            late, _ = due_updates(engine, self.late, round_idx, outcome.end_s)
+            hold_stragglers(engine, self.late, outcome.stragglers)
+            record = aggregate_round(engine, round_idx, len(chosen), outcome, start_s, late)
             extra = {**record.extra, "attempts": attempts, "short": short, "discarded": discarded}
             yield replace(record, wall_s=timer.elapsed_s(), extra=extra)
 

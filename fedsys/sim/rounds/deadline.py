@@ -10,6 +10,7 @@ from fedsys.parts.rules import ceil_overcommit
 from fedsys.sim.engine import Engine, WallTimer, report_for
 from fedsys.sim.rounds.base import RoundMode, RoundOutcome, aggregate_round, play_round
 from fedsys.sim.rounds.late import LatePolicy, due_updates, hold_stragglers
+from fedsys.sim.work import WorkPolicy, plan_work
 
 
 class DeadlineRounds(RoundMode):
@@ -38,6 +39,9 @@ class DeadlineRounds(RoundMode):
     late
         What becomes of updates that miss the deadline (default: discarded; see
         :mod:`fedsys.sim.rounds.late`).
+    work
+        Local steps and upload share per participant (default: ``train.local_steps``
+        for all; see :mod:`fedsys.sim.work`).
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class DeadlineRounds(RoundMode):
         max_retries: int = 3,
         participation: str = "selector",
         late: LatePolicy | None = None,
+        work: WorkPolicy | None = None,
     ) -> None:
         if participation not in ("selector", "poisson"):
             raise ValueError(
@@ -63,6 +68,7 @@ class DeadlineRounds(RoundMode):
         self.max_retries = max_retries
         self.participation = participation
         self.late = late if late is not None else LatePolicy()
+        self.work = work if work is not None else WorkPolicy()
 
     def run(
         self, engine: Engine, rounds: int, clients_per_round: int, start_round: int = 0
@@ -80,7 +86,8 @@ class DeadlineRounds(RoundMode):
                 else:
                     chosen = engine.select_waiting(round_idx, wanted)
                 engine.note_draw(engine.last_population, len(chosen))
-                launches = engine.launch(chosen, version=round_idx)
+                work = plan_work(engine, chosen, self.work, target_s=self.deadline_s)
+                launches = engine.launch(chosen, version=round_idx, work=work)
                 deadline = engine.clock.now_s + self.deadline_s
                 outcome = play_round(engine, launches, None, deadline, round_idx)
                 attempts += 1

@@ -10,6 +10,7 @@ from fedsys.parts.rules import ceil_overcommit
 from fedsys.sim.engine import Engine, WallTimer
 from fedsys.sim.rounds.base import RoundMode, aggregate_round, play_round
 from fedsys.sim.rounds.late import LatePolicy, due_updates, hold_stragglers
+from fedsys.sim.work import WorkPolicy, plan_work
 
 
 class SyncRounds(RoundMode):
@@ -32,6 +33,9 @@ class SyncRounds(RoundMode):
     late
         What becomes of stragglers' updates (default: discarded; see
         :mod:`fedsys.sim.rounds.late`).
+    work
+        Local steps and upload share per participant (default: ``train.local_steps``
+        for all; see :mod:`fedsys.sim.work`).
     """
 
     def __init__(
@@ -39,6 +43,7 @@ class SyncRounds(RoundMode):
         overcommit: float = 1.3,
         participation: str = "selector",
         late: LatePolicy | None = None,
+        work: WorkPolicy | None = None,
     ) -> None:
         if participation not in ("selector", "poisson"):
             raise ValueError(
@@ -47,6 +52,7 @@ class SyncRounds(RoundMode):
         self.overcommit = overcommit
         self.participation = participation
         self.late = late if late is not None else LatePolicy()
+        self.work = work if work is not None else WorkPolicy()
 
     def run(
         self, engine: Engine, rounds: int, clients_per_round: int, start_round: int = 0
@@ -64,7 +70,8 @@ class SyncRounds(RoundMode):
                 chosen = engine.select_waiting(round_idx, wanted)
                 close_after = clients_per_round
             engine.note_draw(engine.last_population, len(chosen))
-            launches = engine.launch(chosen, version=round_idx)
+            work = plan_work(engine, chosen, self.work, arrivals=close_after)
+            launches = engine.launch(chosen, version=round_idx, work=work)
             outcome = play_round(engine, launches, close_after=close_after)
             late, _ = due_updates(engine, self.late, round_idx, outcome.end_s)
             hold_stragglers(engine, self.late, outcome.stragglers)

@@ -47,6 +47,10 @@ def round_shape(state: ServerState) -> tuple[int, int | None, float, int]:
     config, settings = state.config, state.settings
     k = config.clients_per_round
     mode = config.round
+    if isinstance(mode, SyncRounds | DeadlineRounds) and (
+        mode.late_updates.curve != "off" or mode.local_work.mode != "fixed"
+    ):
+        raise DeployError("round.late_updates and round.local_work are simulator-only so far")
     if isinstance(mode, SyncRounds):
         fewest = settings.min_clients or k
         return ceil_overcommit(k, mode.overcommit), k, settings.round_timeout_s, fewest

@@ -16,6 +16,13 @@ round's end. Here:
   without error feedback: the rest is dropped) that fits, at least
   ``min_upload_fraction``.
 
+Where it departs from the reference code (``training/param_server.py``,
+``prune_client_tasks``): there, steps grow by ``min(10, beta x idle steps / epoch) + 1``
+(up to 11x) and every participant drops a random share of its update that grows with
+its rank by gradient utility (0.1 to 0.6); here the cap is configurable and only a
+participant that would miss the target sends less, its largest values (top-k), just
+enough to arrive by the target.
+
 The plan only changes what the clock charges (``samples_processed``, upload bytes)
 and what the trainer runs; the selector learns the processed samples it reports.
 """

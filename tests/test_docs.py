@@ -174,8 +174,9 @@ def test_the_landing_page_opens_with_the_readme_setup_commands() -> None:
     assert first_bash((DOCS / "index.md").read_text()) == first_bash(readme)
 
 
-# Modules of backends.py (its workload, and the side that runs in Flower's venv).
-BENCHMARK_MODULES = {"backends_workload", "flower_side"}
+# Modules of backends.py (its workload, and the side that runs in Flower's venv), and
+# selection_tta.py's adapter of the original Oort.
+BENCHMARK_MODULES = {"backends_workload", "flower_side", "oort_original"}
 
 
 def test_every_benchmark_has_a_page_in_the_site() -> None:

@@ -170,6 +170,9 @@ def _section(key: str, field: FieldInfo, level: int) -> list[str]:
             tag = _tag(variant, field.discriminator)
             lines += [f"{'#' * (level + 1)} `{key}.{field.discriminator}: {tag}`", ""]
             lines += _doc(variant) + _table(keys_of(variant, key + ".", field.discriminator))
+            for name, sub in variant.model_fields.items():  # a variant's own sections
+                if sub_models(sub.annotation):
+                    lines += _section(f"{key}.{name}", sub, level + 2)
         return lines
     (model,) = sub_models(field.annotation)
     lines += _doc(model) + _table(keys_of(model, key + "."))

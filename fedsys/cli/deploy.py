@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,12 @@ def add_deploy_commands(commands: Any) -> None:
     source.add_argument("--data-index", type=int, help="train on shard I of the run's dataset")
     source.add_argument("--data", type=Path, help="local LEAF folder or FedScale mapping CSV")
     client.add_argument("--max-attempts", type=int, default=20, help="reconnects before giving up")
+    client.add_argument(
+        "--session-s",
+        type=float,
+        help="seconds this device expects to stay online (reported at each subscribe, counted "
+        "from the client's start; availability-aware selectors use it)",
+    )
     add_emulation_arguments(client)
     client.set_defaults(handler=_cmd_client)
 
@@ -191,6 +200,7 @@ def _cmd_client(args: argparse.Namespace, console: Console) -> int:
         security=channel_security(args.ca, args.cert, args.key, args.insecure),
         data=provider,
         backoff=Backoff(base_s=0.5, cap_s=10.0, max_attempts=args.max_attempts),
+        session_remaining_s=session_clock(args.session_s),
     )
     try:
         reason = run_until_signal(client.run())
@@ -201,6 +211,22 @@ def _cmd_client(args: argparse.Namespace, console: Console) -> int:
         return 130
     logging.getLogger("fedsys.deploy").info("finished", extra={"reason": reason})
     return 0
+
+
+def session_clock(session_s: float | None) -> Callable[[], float | None] | None:
+    """Seconds left of a session of ``session_s`` that starts now (``None``: not reported).
+
+    Raises
+    ------
+    ValueError
+        If ``session_s`` is negative or not finite.
+    """
+    if session_s is None:
+        return None
+    if not math.isfinite(session_s) or session_s < 0:
+        raise ValueError(f"--session-s must be a finite number >= 0, got {session_s}")
+    ends = time.monotonic() + session_s
+    return lambda: max(ends - time.monotonic(), 0.0)
 
 
 def _cmd_status(args: argparse.Namespace, console: Console) -> int:

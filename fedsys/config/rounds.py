@@ -19,6 +19,54 @@ ParticipationSetting = Annotated[
 ]
 
 
+class LateUpdates(Settings):
+    """What happens to a straggler's update that arrives after its round closed.
+
+    ``off`` (the default) discards it, as FedScale does. Any other curve keeps the
+    straggler training and aggregates its update into the first round that closes
+    after it arrives, ``s`` rounds late, scaled by ``w(s)`` (REFL, EuroSys 2023):
+    ``constant`` 1, ``polynomial`` ``(1 + s)^-exponent`` (FedBuff), ``exponential``
+    ``exp(-exponent x s)``, ``hinge`` 1 up to ``hinge_after`` rounds, then
+    ``1 / (1 + exponent x (s - hinge_after))``.
+    """
+
+    curve: Literal["off", "constant", "polynomial", "exponential", "hinge"] = Field(
+        "off", description="staleness discount of late updates; off: discard them"
+    )
+    exponent: float = Field(0.5, ge=0, description="the curve's steepness (see the curves above)")
+    hinge_after: int = Field(1, ge=0, description="hinge: rounds of lateness that keep full weight")
+    max_staleness: int = Field(
+        5, ge=1, description="updates more rounds late than this are discarded"
+    )
+
+
+class LocalWork(Settings):
+    """Local work set per participant from its expected time (PyramidFL, MobiCom 2022).
+
+    ``fixed`` (the default): every client runs ``train.local_steps``. ``idle_time``:
+    the round's target duration is the expected arrival of its K-th fastest client
+    (sync) or the deadline (deadline rounds); a client expected to finish sooner
+    spends its idle time on more steps, ``floor(steps x (target - transfers) /
+    compute)``, at most ``max_factor`` times ``train.local_steps``; with
+    ``partial_upload`` a client expected later than the target uploads only the
+    top-k share of its update that lets it arrive by the target (at least
+    ``min_upload_fraction``). Both are charged on the virtual clock.
+    """
+
+    mode: Literal["fixed", "idle_time"] = Field(
+        "fixed", description="fixed: train.local_steps for all; idle_time: see above"
+    )
+    max_factor: float = Field(
+        4.0, ge=1, description="idle_time: most local steps, in multiples of train.local_steps"
+    )
+    partial_upload: bool = Field(
+        False, description="idle_time: slow clients upload a top-k share of their update"
+    )
+    min_upload_fraction: float = Field(
+        0.1, gt=0, le=1, description="partial_upload: smallest share of values uploaded"
+    )
+
+
 class SyncRounds(Settings):
     """Select ceil(overcommit × K); the round closes when the K-th client arrives.
 
@@ -31,6 +79,13 @@ class SyncRounds(Settings):
         1.3, ge=1.0, description="select ceil(overcommit x K), close at the K-th arrival"
     )
     participation: ParticipationSetting = None
+    late_updates: LateUpdates = Field(
+        default_factory=LateUpdates,
+        description="stragglers' updates aggregated a few rounds late, staleness-discounted",
+    )
+    local_work: LocalWork = Field(
+        default_factory=LocalWork, description="local steps and upload share per participant"
+    )
 
 
 class DeadlineRounds(Settings):
@@ -50,6 +105,13 @@ class DeadlineRounds(Settings):
         3, ge=0, description="retry: retries of a short round before it is skipped"
     )
     participation: ParticipationSetting = None
+    late_updates: LateUpdates = Field(
+        default_factory=LateUpdates,
+        description="updates arriving after the deadline aggregated a few rounds late",
+    )
+    local_work: LocalWork = Field(
+        default_factory=LocalWork, description="local steps and upload share per participant"
+    )
 
 
 class AsyncRounds(Settings):

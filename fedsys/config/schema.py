@@ -47,7 +47,7 @@ from fedsys.core.threads import AUTO_MIN_PARAMETERS
 from fedsys.secure.plan import refusal as secure_refusal
 from fedsys.selection.config import RandomSelectorConfig, SelectorConfig
 
-DATA_DEPENDENT_SELECTORS = frozenset({"oort", "power_of_choice"})
+DATA_DEPENDENT_SELECTORS = frozenset({"oort", "power_of_choice", "availability"})
 """Selectors whose choice depends on client losses or data (not covered by DP accounting)."""
 
 

@@ -7,9 +7,10 @@ the cost of the SGD steps themselves.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -149,6 +150,15 @@ class LocalTrainer:
         if batch_loss_fn is None and loss_fn is cross_entropy_per_sample:
             batch_loss_fn = F.cross_entropy
         self.batch_loss_fn = batch_loss_fn
+
+    def with_steps(self, local_steps: int) -> LocalTrainer:
+        """This trainer running ``local_steps`` SGD steps (adaptive per-client work).
+
+        A copy, so subclasses (private or proximal trainers) keep their behaviour.
+        """
+        trainer = copy.copy(self)
+        trainer.config = replace(self.config, local_steps=local_steps)
+        return trainer
 
     def _losses(
         self, outputs: torch.Tensor, targets: torch.Tensor

@@ -111,6 +111,10 @@ class DeployClient:
     emulation
         Makes this client behave like a traced device (paced compute, shaped link;
         see :mod:`fedsys.deploy.emulation`); ``None``: a real device.
+    session_remaining_s
+        Asked at each subscribe: seconds the device expects to stay online from now
+        (charging, on Wi-Fi), reported to availability-aware selectors; ``None`` (or a
+        callable returning ``None``): unknown.
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class DeployClient:
         max_silence_s: float = 60.0,
         transfer_attempts: int = 3,
         emulation: DeviceEmulation | None = None,
+        session_remaining_s: Callable[[], float | None] | None = None,
     ) -> None:
         self.address = address
         self.token = token
@@ -137,6 +142,7 @@ class DeployClient:
         self.transfer_attempts = transfer_attempts
         self._rng = random.Random(seed)
         self.emulation = emulation
+        self.session_remaining_s = session_remaining_s
         self.outcomes: list[TaskOutcome] = []
         self.local_: LocalData | None = None
         self.client_id_: int | None = None
@@ -217,6 +223,9 @@ class DeployClient:
             request.device.compute_s_per_sample = profile.compute_s_per_sample
             request.device.down_bytes_per_s = profile.down_bytes_per_s
             request.device.up_bytes_per_s = profile.up_bytes_per_s
+        remaining = None if self.session_remaining_s is None else self.session_remaining_s()
+        if remaining is not None:
+            request.session_remaining_s = max(float(remaining), 1e-3)  # 0: unknown
         tasks: asyncio.Queue[deploy_pb2.TrainTask] = asyncio.Queue()
         self._secure_steps = asyncio.Queue()
         reader = asyncio.create_task(self._read(stub, request, tasks))

@@ -45,6 +45,8 @@ class Session:
     num_samples: int = 0
     speed: tuple[float, float, float] | None = None
     """The device's own (compute s/sample, down bytes/s, up bytes/s); ``None``: unknown."""
+    online_until_s: float = float("nan")
+    """When the device expects to go offline, on the run's clock (its report); NaN: unknown."""
     outbox: asyncio.Queue[deploy_pb2.Instruction] = field(default_factory=asyncio.Queue)
     assignment: Assignment | None = None
     uploading: str | None = None
@@ -127,6 +129,11 @@ class ClientRegistry:
             if s.subscribed and not s.closed and s.assignment is None
         ]
         return np.asarray(sorted(idle), dtype=np.int64)
+
+    def online_until(self, client_ids: np.ndarray) -> np.ndarray:
+        """Each client's reported session end (NaN: unknown or not connected)."""
+        sessions = [self.sessions.get(int(c)) for c in np.asarray(client_ids).tolist()]
+        return np.array([np.nan if s is None else s.online_until_s for s in sessions])
 
     def busy_count(self) -> int:
         """Connected clients still working on an assignment."""

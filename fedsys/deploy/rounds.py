@@ -29,6 +29,7 @@ from fedsys.deploy.secure_round import SecureRound
 from fedsys.deploy.state import DeployError, ModelBlob, ServerState
 from fedsys.metrics.records import RoundRecord
 from fedsys.parts.rules import ceil_overcommit, task_seed
+from fedsys.selection.availability import feed_availability
 from fedsys.selection.priors import feed_priors
 from fedsys.wire.protos import deploy_pb2
 
@@ -46,6 +47,10 @@ def round_shape(state: ServerState) -> tuple[int, int | None, float, int]:
     config, settings = state.config, state.settings
     k = config.clients_per_round
     mode = config.round
+    if isinstance(mode, SyncRounds | DeadlineRounds) and (
+        mode.late_updates.curve != "off" or mode.local_work.mode != "fixed"
+    ):
+        raise DeployError("round.late_updates and round.local_work are simulator-only so far")
     if isinstance(mode, SyncRounds):
         fewest = settings.min_clients or k
         return ceil_overcommit(k, mode.overcommit), k, settings.round_timeout_s, fewest
@@ -101,8 +106,10 @@ async def launch(state: ServerState, round_idx: int) -> LiveRound:
     state.selector_state = feed_priors(
         selector, state.selector_state, available, *priors(state, available)
     )
+    until, now = state.registry.online_until(available), state.now_s()  # what devices reported
+    state.selector_state = feed_availability(selector, state.selector_state, available, until, now)
     chosen, state.selector_state = selector.select(
-        state.selector_state, round_idx, available, select, state.now_s()
+        state.selector_state, round_idx, available, select, now
     )
     serials = {int(c): state.launches + i for i, c in enumerate(chosen)}
     state.launches += len(chosen)

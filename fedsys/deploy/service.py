@@ -113,8 +113,12 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             speed = device_speed(request.device) if request.HasField("device") else None
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        remaining = request.session_remaining_s
+        if not (math.isfinite(remaining) and remaining >= 0):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad session_remaining_s")
         session.num_samples = int(request.num_samples)
         session.speed = speed
+        session.online_until_s = self.state.now_s() + remaining if remaining else math.nan
         session.subscribed = True
         self.state.registry.changed.set()
         ping_s = self.state.settings.ping_interval_s

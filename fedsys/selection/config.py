@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fedsys.selection.availability import AvailabilityAwareSelector
 from fedsys.selection.base import Selector
 from fedsys.selection.oort import OortSelector
 from fedsys.selection.power_of_choice import PowerOfChoiceSelector
@@ -109,10 +110,53 @@ class PowerOfChoiceConfig(_SelectorSettings):
         return PowerOfChoiceSelector(d=self.d, seed=seed)
 
 
-SelectorConfig = Annotated[
+BaseSelectorConfig = Annotated[
     RandomSelectorConfig | OortSelectorConfig | PowerOfChoiceConfig,
+    Field(discriminator="name"),
+]
+"""A selector that ranks clients by itself (what ``availability`` wraps)."""
+
+
+class AvailabilitySelectorConfig(_SelectorSettings):
+    """REFL-style availability awareness around any selector; see
+    :class:`~fedsys.selection.availability.AvailabilityAwareSelector`."""
+
+    name: Literal["availability"] = "availability"
+    base: BaseSelectorConfig = Field(
+        default_factory=OortSelectorConfig,
+        description="the selector that ranks the feasible clients, chosen by name (default oort)",
+    )
+    margin: float = Field(
+        1.0,
+        gt=0,
+        description="a client is feasible when its predicted remaining online time is at least "
+        "margin x its expected round duration",
+    )
+    pool: float = Field(
+        1.5,
+        ge=1,
+        description="the base picks ceil(pool x K) feasible candidates, the K predicted to go "
+        "offline soonest are kept (1: feasibility filter only)",
+    )
+
+    def build(self, seed: int) -> AvailabilityAwareSelector:
+        """Construct the wrapper and its base with the run's seed."""
+        return AvailabilityAwareSelector(
+            base=self.base.build(seed), margin=self.margin, pool=self.pool
+        )
+
+
+SelectorConfig = Annotated[
+    RandomSelectorConfig | OortSelectorConfig | PowerOfChoiceConfig | AvailabilitySelectorConfig,
     Field(discriminator="name"),
 ]
 """Union of every selector config, discriminated by ``name``."""
 
-__all__ = ["OortSelectorConfig", "PowerOfChoiceConfig", "RandomSelectorConfig", "SelectorConfig"]
+__all__ = [
+    "AvailabilitySelectorConfig",
+    "BaseSelectorConfig",
+    "OortSelectorConfig",
+    "PowerOfChoiceConfig",
+    "RandomSelectorConfig",
+    "SelectorConfig",
+]

@@ -33,7 +33,7 @@ from fedsys.sim.backends.by_name import make_backend
 from fedsys.sim.device import resolve_device
 from fedsys.sim.federated_eval import FederatedEvaluator
 from fedsys.sim.rounds.base import RoundMode
-from fedsys.sim.rounds.sync import SyncRounds as SyncMode
+from fedsys.sim.rounds.setup import build_round_based
 from fedsys.sim.simulator import Simulator
 from fedsys.traces import DeviceFleet
 
@@ -74,13 +74,8 @@ def build_evaluator(
 
 def build_round_mode(config: RoundConfig, participation: str = "selector") -> RoundMode:
     """The round mode object for the configured ``round.mode``."""
-    if isinstance(config, SyncRounds):
-        return SyncMode(overcommit=config.overcommit, participation=participation)
-    if isinstance(config, DeadlineRounds):
-        from fedsys.sim.rounds.deadline import DeadlineRounds as DeadlineMode
-
-        settings = config.model_dump(exclude={"mode", "participation"})
-        return DeadlineMode(**settings, participation=participation)
+    if isinstance(config, SyncRounds | DeadlineRounds):
+        return build_round_based(config, participation)
     if isinstance(config, AsyncRounds):
         from fedsys.sim.rounds.buffered import BufferedAsyncRounds
 

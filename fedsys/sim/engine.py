@@ -25,12 +25,15 @@ from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
 from fedsys.parts.rules import wire_bytes
 from fedsys.secure.cost import SecureCostModel
+from fedsys.selection.availability import feed_availability
 from fedsys.selection.base import Selector
 from fedsys.selection.priors import feed_priors
 from fedsys.sim.backends.base import BackendSession, TrainingParts, TrainJob
 from fedsys.sim.backends.sequential import SequentialSession
 from fedsys.sim.device import weights_on
 from fedsys.sim.events import EventQueue, Launch, VirtualClock, outcome_event
+from fedsys.sim.timeline import plan_launches
+from fedsys.sim.work import WorkPlan, partial_upload
 from fedsys.traces.fleet import DeviceFleet
 from fedsys.traces.timing import client_round_time
 
@@ -186,12 +189,11 @@ class Engine:
         if len(available) == 0 or k <= 0:
             return []
         sizes = self.parts.dataset.client_sizes[available].astype(np.float64)
-        self.selector_state = feed_priors(
-            self.parts.selector, self.selector_state, available, sizes, self.expected_s[available]
-        )
-        chosen, self.selector_state = self.parts.selector.select(
-            self.selector_state, round_idx, available, k, self.clock.now_s
-        )
+        selector, now, hint = self.parts.selector, self.clock.now_s, self.expected_s[available]
+        state = feed_priors(selector, self.selector_state, available, sizes, hint)
+        until = self.parts.fleet.online_until(available, now)  # the trace's session ends
+        state = feed_availability(selector, state, available, until, now)
+        chosen, self.selector_state = selector.select(state, round_idx, available, k, now)
         return chosen
 
     def select_waiting(
@@ -255,55 +257,18 @@ class Engine:
             self.strategy_state = with_draw(self.strategy_state, population, sampled)
 
     # ------------------------------------------------------------------ timelines
-    def launch(self, client_ids: Sequence[ClientId], version: int) -> list[Launch]:
-        """Plan each client's timeline from now and schedule its outcome event."""
+    def launch(
+        self, client_ids: Sequence[ClientId], version: int, work: WorkPlan | None = None
+    ) -> list[Launch]:
+        """Plan each client's timeline from now (``work``: per-client steps and uploads,
+        see :mod:`fedsys.sim.work`) and schedule its outcome event."""
         if not client_ids:
             return []
-        ids = np.asarray(client_ids, dtype=np.int64)
-        now = self.clock.now_s
-        bytes_down = self.weights.num_bytes
-        bytes_up = self.upload_bytes()
-        secure = None
-        if self.parts.secure_cost is not None:
-            secure = self.parts.secure_cost.round_cost(len(ids), self.weights.num_params, bytes_up)
-            bytes_down += secure.extra_bytes_down
-            bytes_up += secure.extra_bytes_up
-        download_s, compute_s, upload_s = client_round_time(
-            self.parts.fleet,
-            ids,
-            self.samples_processed[ids],
-            bytes_down,
-            bytes_up,
-            self.parts.model_cost_ratio,
-        )
-        if secure is not None:  # protocol compute; the unmasking trip and the server's work
-            compute_s = compute_s + secure.client_compute_s
-            latency_s = secure.round_trips * self.parts.secure_cost.round_trip_s  # type: ignore[union-attr]
-            upload_s = upload_s + latency_s + secure.server_compute_s
-        upload_s = upload_s + self.parts.client_task_s  # the task's messages end with its verdict
-        offline_s = self.parts.fleet.online_until(ids, now)
-        sizes = self.parts.dataset.client_sizes
-        launches = []
-        for i, client in enumerate(ids.tolist()):
-            launch = Launch(
-                client_id=client,
-                version=version,
-                start_s=now,
-                download_s=float(download_s[i]),
-                compute_s=float(compute_s[i]),
-                upload_s=float(upload_s[i]),
-                offline_s=float(offline_s[i]),
-                num_samples=int(sizes[client]),
-                bytes_down=bytes_down,
-                bytes_up=bytes_up,
-                serial=self.launches,
-                samples_processed=int(self.samples_processed[client]),
-                population=self.last_population,
-            )
+        launches = plan_launches(self, client_ids, version, work)
+        for launch in launches:
             self.launches += 1
             self.queue.push(*outcome_event(launch))
-            self.busy.add(client)
-            launches.append(launch)
+            self.busy.add(launch.client_id)
         return launches
 
     def upload_bytes(self) -> int:
@@ -335,6 +300,7 @@ class Engine:
                 client_id=launch.client_id,
                 start=self.weights if starts is None else starts[i],
                 seed=(parts.seed, launch.version, launch.client_id, launch.serial),
+                local_steps=launch.local_steps,
             )
             for i, launch in enumerate(launches)
         ]
@@ -343,6 +309,8 @@ class Engine:
             delta = weights_on(result.delta, torch.device("cpu"))
             if self.compresses:
                 delta = self.compress(launch, delta)
+            elif launch.upload_fraction < 1.0:  # a slow client's top-k share (PyramidFL)
+                delta = partial_upload(delta, launch)
             yield launch, ClientUpdate(
                 client_id=launch.client_id,
                 delta=delta,
@@ -493,7 +461,6 @@ class _Tally:
 def _chain_first(first: ClientUpdate, rest: Iterator[ClientUpdate]) -> Iterator[ClientUpdate]:
     yield first
     yield from rest
-
 
 
 _POISSON_STREAM = 0x9015

@@ -31,6 +31,10 @@ class Launch:
     serial: int = 0
     samples_processed: int = 0
     population: int = 0
+    local_steps: int | None = None
+    """Local SGD steps set for this client (``None``: the trainer's own)."""
+    upload_fraction: float = 1.0
+    """Share of the update's values it uploads (top-k); 1: the whole update."""
 
     @property
     def duration_s(self) -> float:

@@ -22,6 +22,8 @@ SELECTOR_CONFIGS: list[dict[str, Any]] = [
     {"name": "power_of_choice"},
     {"name": "oort"},
     {"name": "oort", "pacer_step": 1, "blacklist_rounds": 1, "exploration_min": 0.0},
+    {"name": "availability"},
+    {"name": "availability", "base": {"name": "random"}, "pool": 2.0},
 ]
 
 

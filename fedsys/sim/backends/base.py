@@ -34,11 +34,14 @@ class TrainJob:
         Weights the client starts from (the global model, or an async snapshot).
     seed
         Seed sequence of the client's mini-batch order (see ``fold_seed``).
+    local_steps
+        Local SGD steps of this job (``None``: the trainer's configured ones).
     """
 
     client_id: int
     start: ModelWeights
     seed: tuple[int, ...]
+    local_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,10 @@ def train_one(parts: TrainingParts, job: TrainJob) -> TrainResult:
     start = job.start
     if start.flat.device != parts.device:
         start = ModelWeights(start.specs, start.flat.to(parts.device))
-    result = parts.trainer.train(parts.model, start, features, labels, seed=list(job.seed))
+    trainer = (
+        parts.trainer if job.local_steps is None else parts.trainer.with_steps(job.local_steps)
+    )
+    result = trainer.train(parts.model, start, features, labels, seed=list(job.seed))
     if result.delta.flat.device.type != "cpu":
         result = TrainResult(
             delta=ModelWeights(result.delta.specs, result.delta.flat.cpu()),

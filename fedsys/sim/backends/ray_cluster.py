@@ -38,10 +38,10 @@ _INSTALL_HINT = "sim.backend=ray needs Ray: pip install 'fedsys[ray]'"
 
 @dataclass(frozen=True)
 class _Share:
-    """Jobs one actor trains in one call: (client, start key, seed) each."""
+    """Jobs one actor trains in one call: (client, start key, seed, local steps) each."""
 
     indices: list[int]
-    jobs: list[tuple[int, int, tuple[int, ...]]]
+    jobs: list[tuple[int, int, tuple[int, ...], int | None]]
 
 
 class RayTrainer:
@@ -63,7 +63,7 @@ class RayTrainer:
 
     def train(
         self,
-        jobs: list[tuple[int, int, tuple[int, ...]]],
+        jobs: list[tuple[int, int, tuple[int, ...], int | None]],
         specs: tuple[TensorSpec, ...],
         *starts: np.ndarray,
     ) -> list[tuple[int, np.ndarray, int, tuple[float, float, int], int]]:
@@ -73,7 +73,8 @@ class RayTrainer:
         """
         weights = [ModelWeights(specs, torch.from_numpy(np.array(start))) for start in starts]
         local = [
-            TrainJob(client_id=client, start=weights[key], seed=seed) for client, key, seed in jobs
+            TrainJob(client_id=client, start=weights[key], seed=seed, local_steps=steps)
+            for client, key, seed, steps in jobs
         ]
         out = []
         for position, result in self.session.train(local):
@@ -139,7 +140,12 @@ class RaySession(BackendSession):
             yield _Share(
                 indices=list(chosen),
                 jobs=[
-                    (jobs[i].client_id, keys[id(jobs[i].start)], tuple(jobs[i].seed))
+                    (
+                        jobs[i].client_id,
+                        keys[id(jobs[i].start)],
+                        tuple(jobs[i].seed),
+                        jobs[i].local_steps,
+                    )
                     for i in chosen
                 ],
             )

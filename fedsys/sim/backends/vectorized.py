@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -52,7 +53,12 @@ class VectorizedSession(BackendSession):
         dataset, config = self.parts.dataset, self.parts.trainer.config
         offsets, sizes = dataset.offsets, dataset.client_sizes
         plans = [
-            client_plan(config, int(offsets[job.client_id]), int(sizes[job.client_id]), job.seed)
+            client_plan(
+                config if job.local_steps is None else replace(config, local_steps=job.local_steps),
+                int(offsets[job.client_id]),
+                int(sizes[job.client_id]),
+                job.seed,
+            )
             for job in jobs
         ]
         order = sorted(range(len(jobs)), key=lambda i: bucket_key(plans[i]))

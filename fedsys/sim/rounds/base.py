@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from fedsys.core.update import ClientUpdate
 from fedsys.metrics.records import RoundRecord
 from fedsys.sim.engine import Engine, report_for
 from fedsys.sim.events import ClientArrived, ClientDropped, Event, Launch, RoundDeadline
+
+if TYPE_CHECKING:
+    from fedsys.sim.rounds.late import LateUpdate
 
 
 class RoundMode(ABC):
@@ -99,19 +103,33 @@ def _launch_of(event: Event) -> Launch | None:
 
 
 def aggregate_round(
-    engine: Engine, round_idx: int, selected: int, outcome: RoundOutcome, start_s: float
+    engine: Engine,
+    round_idx: int,
+    selected: int,
+    outcome: RoundOutcome,
+    start_s: float,
+    late: Sequence[LateUpdate] = (),
 ) -> RoundRecord:
     """Train the arrived clients, aggregate them, report everyone to the selector.
+
+    ``late`` are earlier rounds' stragglers whose updates arrived by now: each trains
+    from its own start weights and enters the aggregate scaled by its staleness
+    weight (they reported ``straggled`` when their round closed).
 
     The round ends when its last counted update arrives plus the server's calibrated
     time (``clock.server_round_s`` + ``clock.server_update_s`` per aggregated update).
     """
     updates: dict[int, ClientUpdate] = {}
+    weights = {id(u.launch): u.weight for u in late}
 
     def trained() -> Iterator[ClientUpdate]:
         for launch, update in engine.train_many(outcome.arrived):
             updates[id(launch)] = update
             yield update
+        if late:
+            starts = [u.start for u in late]
+            for launch, update in engine.train_many([u.launch for u in late], starts):
+                yield replace(update, delta=update.delta.scale(weights[id(launch)]))
 
     result = engine.aggregate(trained())
     reports = [
@@ -135,11 +153,12 @@ def aggregate_round(
         dropouts=len(outcome.dropped),
         stragglers=len(outcome.stragglers),
         bytes_down=sum(launch.bytes_down for launch in launched),
-        bytes_up=sum(launch.bytes_up for launch in outcome.arrived),
+        bytes_up=sum(launch.bytes_up for launch in [*outcome.arrived, *(u.launch for u in late)]),
         rejected=len(result.rejected),
         train_loss=result.train_loss,
         extra={
             "clients": [launch.client_id for launch in outcome.arrived],
+            **({"late": [[u.launch.client_id, u.staleness] for u in late]} if late else {}),
             **engine.accounting(result),
         },
     )

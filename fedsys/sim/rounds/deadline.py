@@ -9,6 +9,8 @@ from fedsys.metrics.records import RoundRecord
 from fedsys.parts.rules import ceil_overcommit
 from fedsys.sim.engine import Engine, WallTimer, report_for
 from fedsys.sim.rounds.base import RoundMode, RoundOutcome, aggregate_round, play_round
+from fedsys.sim.rounds.late import LatePolicy, due_updates, hold_stragglers
+from fedsys.sim.work import WorkPolicy, plan_work
 
 
 class DeadlineRounds(RoundMode):
@@ -34,6 +36,12 @@ class DeadlineRounds(RoundMode):
     participation
         ``"selector"`` (fixed-size draws by the selector) or ``"poisson"`` (each
         available client joins with probability ``K / N``; see :class:`SyncRounds`).
+    late
+        What becomes of updates that miss the deadline (default: discarded; see
+        :mod:`fedsys.sim.rounds.late`).
+    work
+        Local steps and upload share per participant (default: ``train.local_steps``
+        for all; see :mod:`fedsys.sim.work`).
     """
 
     def __init__(
@@ -44,6 +52,8 @@ class DeadlineRounds(RoundMode):
         on_short_round: str = "skip",
         max_retries: int = 3,
         participation: str = "selector",
+        late: LatePolicy | None = None,
+        work: WorkPolicy | None = None,
     ) -> None:
         if participation not in ("selector", "poisson"):
             raise ValueError(
@@ -57,6 +67,8 @@ class DeadlineRounds(RoundMode):
         self.on_short_round = on_short_round
         self.max_retries = max_retries
         self.participation = participation
+        self.late = late if late is not None else LatePolicy()
+        self.work = work if work is not None else WorkPolicy()
 
     def run(
         self, engine: Engine, rounds: int, clients_per_round: int, start_round: int = 0
@@ -74,7 +86,8 @@ class DeadlineRounds(RoundMode):
                 else:
                     chosen = engine.select_waiting(round_idx, wanted)
                 engine.note_draw(engine.last_population, len(chosen))
-                launches = engine.launch(chosen, version=round_idx)
+                work = plan_work(engine, chosen, self.work, target_s=self.deadline_s)
+                launches = engine.launch(chosen, version=round_idx, work=work)
                 deadline = engine.clock.now_s + self.deadline_s
                 outcome = play_round(engine, launches, None, deadline, round_idx)
                 attempts += 1
@@ -87,7 +100,9 @@ class DeadlineRounds(RoundMode):
                 outcome = RoundOutcome(
                     end_s=outcome.end_s, dropped=outcome.dropped, stragglers=outcome.stragglers
                 )
-            record = aggregate_round(engine, round_idx, len(chosen), outcome, start_s)
+            late, _ = due_updates(engine, self.late, round_idx, outcome.end_s)
+            hold_stragglers(engine, self.late, outcome.stragglers)
+            record = aggregate_round(engine, round_idx, len(chosen), outcome, start_s, late)
             extra = {**record.extra, "attempts": attempts, "short": short, "discarded": discarded}
             yield replace(record, wall_s=timer.elapsed_s(), extra=extra)
 

@@ -27,14 +27,16 @@ class RegisterReply(_message.Message):
     def __init__(self, client_id: _Optional[int] = ..., session_id: _Optional[str] = ..., run_config_json: _Optional[str] = ..., layout: _Optional[_Union[_common_pb2.Layout, _Mapping]] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("session_id", "num_samples", "device")
+    __slots__ = ("session_id", "num_samples", "device", "session_remaining_s")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_REMAINING_S_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     num_samples: int
     device: DeviceSpeed
-    def __init__(self, session_id: _Optional[str] = ..., num_samples: _Optional[int] = ..., device: _Optional[_Union[DeviceSpeed, _Mapping]] = ...) -> None: ...
+    session_remaining_s: float
+    def __init__(self, session_id: _Optional[str] = ..., num_samples: _Optional[int] = ..., device: _Optional[_Union[DeviceSpeed, _Mapping]] = ..., session_remaining_s: _Optional[float] = ...) -> None: ...
 
 class DeviceSpeed(_message.Message):
     __slots__ = ("compute_s_per_sample", "down_bytes_per_s", "up_bytes_per_s")

@@ -1,0 +1,150 @@
+"""Stragglers' updates aggregated into a later round, discounted by their staleness.
+
+A synchronous round closes at its K-th arrival (or its deadline); FedScale discards
+the slower clients' work. REFL (Abdelmoniem et al., EuroSys 2023, code
+github.com/ahmedcs/REFL, read for behaviour only) lets them finish and folds their
+update into the first round that closes after it arrives, ``s`` rounds late, with a
+weight that falls with ``s``. The straggler stays busy (not selectable) until then,
+trains from the weights of the round it was picked for, and is charged its whole
+timeline on the virtual clock.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from fedsys.core.weights import ModelWeights
+from fedsys.sim.engine import Engine
+from fedsys.sim.events import Launch
+
+CURVES = ("off", "constant", "polynomial", "exponential", "hinge")
+
+
+@dataclass(frozen=True)
+class LatePolicy:
+    """How late updates are weighted (see :class:`fedsys.config.rounds.LateUpdates`).
+
+    Parameters
+    ----------
+    curve
+        ``off`` (discard late updates), ``constant``, ``polynomial``,
+        ``exponential`` or ``hinge``.
+    exponent
+        Steepness of the curve.
+    hinge_after
+        ``hinge``: rounds of lateness kept at full weight.
+    max_staleness
+        Updates more rounds late than this are discarded.
+    """
+
+    curve: str = "off"
+    exponent: float = 0.5
+    hinge_after: int = 1
+    max_staleness: int = 5
+
+    def __post_init__(self) -> None:
+        if self.curve not in CURVES:
+            raise ValueError(f"late update curve must be one of {CURVES}, got {self.curve!r}")
+        if self.exponent < 0 or self.max_staleness < 1 or self.hinge_after < 0:
+            raise ValueError(
+                "late updates need exponent >= 0, max_staleness >= 1 and hinge_after >= 0"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether stragglers keep training for a later round."""
+        return self.curve != "off"
+
+    def weight(self, staleness: int) -> float:
+        """``w(s)`` of an update ``s`` rounds late (0 beyond ``max_staleness``).
+
+        Raises
+        ------
+        ValueError
+            If ``staleness`` is negative.
+        """
+        if staleness < 0:
+            raise ValueError(f"staleness must be >= 0, got {staleness}")
+        if not self.enabled or staleness > self.max_staleness:
+            return 0.0
+        a, s = self.exponent, float(staleness)
+        if self.curve == "polynomial":
+            return (1.0 + s) ** -a
+        if self.curve == "exponential":
+            return math.exp(-a * s)
+        if self.curve == "hinge":
+            return 1.0 if s <= self.hinge_after else 1.0 / (1.0 + a * (s - self.hinge_after))
+        return 1.0
+
+
+@dataclass(frozen=True)
+class LateState:
+    """Stragglers still training for a later round, and the weights they started from."""
+
+    pending: tuple[Launch, ...] = ()
+    starts: dict[int, ModelWeights] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LateUpdate:
+    """A straggler's update due in this round: who, from which weights, at what weight."""
+
+    launch: Launch
+    start: ModelWeights
+    staleness: int
+    weight: float
+
+
+def hold_stragglers(engine: Engine, policy: LatePolicy, stragglers: list[Launch]) -> list[Launch]:
+    """Keep the stragglers that will finish training; return the ones that will not.
+
+    Call at a round's close, before it aggregates (the engine's weights are still the
+    ones the stragglers started from). Kept clients stay busy until they are used.
+    """
+    if not policy.enabled or not stragglers:
+        return stragglers
+    state = _state(engine)
+    kept = [launch for launch in stragglers if launch.completes]
+    starts = dict(state.starts)
+    for launch in kept:
+        engine.busy.add(launch.client_id)
+        starts.setdefault(launch.version, engine.weights)
+    engine.mode_state = LateState(pending=(*state.pending, *kept), starts=starts)
+    return [launch for launch in stragglers if not launch.completes]
+
+
+def due_updates(
+    engine: Engine, policy: LatePolicy, round_idx: int, end_s: float
+) -> tuple[list[LateUpdate], list[Launch]]:
+    """Late updates that arrived by ``end_s`` (to aggregate) and ones now too stale.
+
+    Both leave the pending set and their clients are released.
+    """
+    state = _state(engine)
+    if not state.pending:
+        return [], []
+    due, expired, waiting = [], [], []
+    for launch in state.pending:
+        staleness = round_idx - launch.version
+        if staleness > policy.max_staleness:
+            expired.append(launch)
+        elif launch.finish_s <= end_s:
+            start = state.starts[launch.version]
+            due.append(LateUpdate(launch, start, staleness, policy.weight(staleness)))
+        else:
+            waiting.append(launch)
+    for launch in [*expired, *(u.launch for u in due)]:
+        engine.release(launch)
+    versions = {launch.version for launch in waiting}
+    starts = {v: w for v, w in state.starts.items() if v in versions}
+    engine.mode_state = replace(state, pending=tuple(waiting), starts=starts)
+    return due, expired
+
+
+def _state(engine: Engine) -> LateState:
+    state = engine.mode_state
+    return state if isinstance(state, LateState) else LateState()
+
+
+__all__ = ["CURVES", "LatePolicy", "LateState", "LateUpdate", "due_updates", "hold_stragglers"]

@@ -25,7 +25,7 @@ from fedsys.core.weights import ModelWeights
 from fedsys.data.federated import FederatedDataset
 from fedsys.parts.rules import wire_bytes
 from fedsys.secure.cost import SecureCostModel
-from fedsys.selection.availability import feed_availability
+from fedsys.selection.availability import UsesAvailability, feed_availability
 from fedsys.selection.base import Selector
 from fedsys.selection.priors import feed_priors
 from fedsys.sim.backends.base import BackendSession, TrainingParts, TrainJob
@@ -191,8 +191,9 @@ class Engine:
         sizes = self.parts.dataset.client_sizes[available].astype(np.float64)
         selector, now, hint = self.parts.selector, self.clock.now_s, self.expected_s[available]
         state = feed_priors(selector, self.selector_state, available, sizes, hint)
-        until = self.parts.fleet.online_until(available, now)  # the trace's session ends
-        state = feed_availability(selector, state, available, until, now)
+        if isinstance(selector, UsesAvailability):  # the trace's session ends
+            until = self.parts.fleet.online_until(available, now)
+            state = feed_availability(selector, state, available, until, now)
         chosen, self.selector_state = selector.select(state, round_idx, available, k, now)
         return chosen
 

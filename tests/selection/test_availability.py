@@ -111,3 +111,20 @@ def test_feed_rejects_misaligned_session_ends() -> None:
     selector = AvailabilityAwareSelector(RandomSelector(seed=0))
     with pytest.raises(ValueError, match="online_until_s"):
         feed_availability(selector, selector.init_state(), np.arange(3), np.zeros(2), 0.0)
+
+
+def test_config_builds_the_wrapper_around_the_named_base() -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from fedsys.selection.config import SelectorConfig
+
+    adapter = TypeAdapter(SelectorConfig)
+    default = adapter.validate_python({"name": "availability"}).build(7)
+    assert isinstance(default.base, OortSelector) and default.base.seed == 7
+    custom = adapter.validate_python(
+        {"name": "availability", "base": {"name": "random"}, "margin": 1.5, "pool": 1.0}
+    ).build(3)
+    assert isinstance(custom.base, RandomSelector)
+    assert (custom.margin, custom.pool) == (1.5, 1.0)
+    with pytest.raises(ValidationError, match="pool"):
+        adapter.validate_python({"name": "availability", "pool": 0.5})

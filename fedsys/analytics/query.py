@@ -247,7 +247,7 @@ class FederatedQueryEngine:
             moved, dropped = summed.bytes_moved, summed.dropped
         else:
             sums, duration_s, moved = await self._plain_sums(plan, clamps, domains, sites,
-                                                             types)
+                                                             types, options.privacy)
             dropped = []
         groups = list(product(*[[to_json_value(v) for v in d] for d in domains])) or [()]
         widths = [3 if s.kind.startswith(("var", "stddev")) else (1 if s.kind == "count" else 2)
@@ -274,10 +274,14 @@ class FederatedQueryEngine:
 
     async def _plain_sums(self, plan: QueryPlan, clamps: Mapping[int, tuple[float, float]],
                           domains: list[list[Any]], sites: list[str],
-                          types: Mapping[str, str]) -> tuple[np.ndarray, float, int]:
+                          types: Mapping[str, str], privacy: PrivacySpec | None = None,
+                          ) -> tuple[np.ndarray, float, int]:
         job = JobBuilder("query-dp")
-        params = {"query": plan.sql, "secure": True, "types": dict(types),
-                  "clamps": {str(k): list(v) for k, v in clamps.items()}}
+        params: dict[str, Any] = {"query": plan.sql, "secure": True, "types": dict(types),
+                                  "clamps": {str(k): list(v) for k, v in clamps.items()}}
+        if privacy is not None:  # a site noises its DP-only columns itself, at this epsilon
+            params["privacy"] = {"epsilon": privacy.epsilon, "delta": privacy.delta,
+                                 "mechanism": privacy.mechanism}
         ids = [job.site_task(site, "analytics.partial", params, dataset=self.dataset,
                              site=site) for site in sites]
         result = await self._run_job(job.build(ids))

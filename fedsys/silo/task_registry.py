@@ -11,6 +11,11 @@ its SQL tasks the same way::
     def count(ctx, params, inputs):
         table = ctx.arrays()["rows"]
         return Output(str(len(table)).encode())
+
+Each task belongs to a job kind (``analytics``, ``training``...), which a site's rules
+accept or not, and may have a *checker*: the function a site with rules
+(:mod:`fedsys.silo.gate`) calls before the task runs, to refuse it or to say what it
+reads and costs (``@checker("analytics.partial")``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,11 @@ BUILTIN_TASK_MODULES = (
     "fedsys.silo.spin_task",
 )
 """Modules every site imports: the built-in histogram, training and test-load tasks."""
+
+BUILTIN_KINDS = {"silo.histogram": "histogram", "silo.sum_counts": "histogram",
+                 "silo.train": "training", "silo.spin": "test"}
+"""Job kinds of the built-in tasks (others say theirs when registered, or take the
+prefix of their name: ``analytics.partial`` is an ``analytics`` task)."""
 
 
 @dataclass(frozen=True)
@@ -117,12 +127,18 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 TaskFn = Callable[[TaskContext, Mapping[str, Any], Sequence[Output]], Output]
 """A task: (context, JSON params, outputs of its inputs in order) -> output."""
 
+CheckFn = Callable[[Any, Any], Any]
+"""A checker: (the site's rules, the task request) -> the admission, see
+:mod:`fedsys.silo.gate` (typed there: the registry stays below the rules)."""
+
 
 class TaskRegistry:
     """Task functions by name."""
 
     def __init__(self) -> None:
         self._tasks: dict[str, TaskFn] = {}
+        self._kinds: dict[str, str] = dict(BUILTIN_KINDS)
+        self._checkers: dict[str, CheckFn] = {}
 
     def register(self, name: str, fn: TaskFn) -> None:
         """Register ``fn`` under ``name``.
@@ -154,16 +170,47 @@ class TaskRegistry:
         """Registered names, sorted."""
         return sorted(self._tasks)
 
+    def set_kind(self, name: str, kind: str) -> None:
+        """Say which job kind task ``name`` belongs to."""
+        self._kinds[name] = kind
+
+    def kind(self, name: str) -> str:
+        """The job kind of task ``name`` (its name's prefix unless registered)."""
+        return self._kinds.get(name, name.partition(".")[0])
+
+    def register_checker(self, name: str, fn: CheckFn) -> None:
+        """Register the site-rules checker of task ``name``."""
+        self._checkers[name] = fn
+
+    def checker(self, name: str) -> CheckFn | None:
+        """The checker of task ``name``, ``None`` if it has none."""
+        return self._checkers.get(name)
+
 
 REGISTRY = TaskRegistry()
 """The process-wide registry sites use; task modules register into it when imported."""
 
 
-def task(name: str) -> Callable[[TaskFn], TaskFn]:
-    """Decorator registering a task function in :data:`REGISTRY` under ``name``."""
+def task(name: str, kind: str | None = None) -> Callable[[TaskFn], TaskFn]:
+    """Decorator registering a task function in :data:`REGISTRY` under ``name``.
+
+    ``kind``: the job kind a site's rules accept it under (default: the name's prefix).
+    """
 
     def decorate(fn: TaskFn) -> TaskFn:
         REGISTRY.register(name, fn)
+        if kind is not None:
+            REGISTRY.set_kind(name, kind)
+        return fn
+
+    return decorate
+
+
+def checker(name: str) -> Callable[[CheckFn], CheckFn]:
+    """Decorator registering the site-rules checker of task ``name``."""
+
+    def decorate(fn: CheckFn) -> CheckFn:
+        REGISTRY.register_checker(name, fn)
         return fn
 
     return decorate

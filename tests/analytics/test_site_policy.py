@@ -1,0 +1,133 @@
+"""Three real sites, each with its own site.yaml, answer the same queries under their rules.
+
+s0 suppresses groups under 110 rows, s1 hides column ``x``, s2 releases column ``v``
+only with differential privacy (its own bounds, domains and budget). The querier is
+today's engine on a real coordinator; each rule is applied at its site.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from fedsys.analytics.catalog import SitesFile, SiteSpec
+from fedsys.analytics.dp import PrivacySpec
+from fedsys.analytics.ledger import PrivacyLedger
+from fedsys.analytics.local_sites import local_cluster
+from fedsys.analytics.query import FederatedQueryEngine, QueryOptions
+from fedsys.silo.audit import read_audit
+from fedsys.silo.coordinator import CoordinatorSettings
+from fedsys.silo.mode import JobFailedError
+from fedsys.silo.shaper import LinkSettings
+from tests.analytics.conftest import SITES, LoopThread, write_site_tables
+
+MIN_GROUP = 110
+LABELS = [0, 1, 2, 3, 4]
+
+
+def _rules(files: dict[str, Path]) -> dict[str, dict]:
+    def site(name: str, **table: object) -> dict:
+        return {"name": name, "sql": {"dataset": "demo", "tables": {
+            "data": {"path": str(files[name]), **table}}}}
+
+    small = site("s0")
+    small["sql"]["min_group_size"] = MIN_GROUP
+    return {
+        "s0": small,
+        "s1": site("s1", columns=["label", "v", "city", "d"]),
+        "s2": {**site("s2", dp_columns=["v"], bounds={"v": [0, 100]},
+                      domains={"label": LABELS}),
+               "privacy": {"budget_epsilon": 2.0, "analyst_epsilon": 2.0}},
+    }
+
+
+class Sites:
+    def __init__(self, engine: FederatedQueryEngine, loop: LoopThread, files: dict[str, Path],
+                 workdir: Path) -> None:
+        self.engine, self.loop, self.files, self.workdir = engine, loop, files, workdir
+
+    def query(self, sql: str, options: QueryOptions | None = None):
+        return self.loop.run(self.engine.run(sql, options))
+
+    def site_file(self, site: str, name: str) -> Path:
+        return self.workdir / "sites" / site / name
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
+    workdir = tmp_path_factory.mktemp("site-rules")
+    files = write_site_tables(workdir / "tables")
+    spec = SitesFile(dataset="demo", sites=[SiteSpec(name=s, tables={"data": str(files[s])})
+                                            for s in SITES])
+    cluster = local_cluster(spec, workdir, workers=1, link=LinkSettings.symmetric(0.01),
+                            settings=CoordinatorSettings(site_timeout_s=6.0),
+                            site_rules=_rules(files))
+    loop = LoopThread()
+    try:
+        loop.run(cluster.start(), timeout_s=240)
+        assert cluster.coordinator is not None
+        ledger = PrivacyLedger(workdir / "querier_ledger.json", budget_epsilon=5.0)
+        engine = FederatedQueryEngine(cluster.coordinator, "demo", ledger=ledger,
+                                      job_timeout_s=60)
+        yield Sites(engine, loop, files, workdir)
+    finally:
+        loop.run(cluster.close(), timeout_s=60)
+        loop.close()
+
+
+def _group_counts(path: Path) -> dict[tuple, int]:
+    rows = duckdb.connect().execute(
+        f"SELECT label, city, COUNT(*) FROM '{path}' GROUP BY label, city").fetchall()
+    return {(label, city): n for label, city, n in rows}
+
+
+def test_each_site_suppresses_its_own_small_groups(sites):
+    result = sites.query("SELECT label, city, COUNT(*) AS n FROM data GROUP BY label, city "
+                         "ORDER BY label, city")
+    expected: dict[tuple, int] = {}
+    for site in SITES:
+        for key, n in _group_counts(sites.files[site]).items():
+            if site != "s0" or n >= MIN_GROUP:
+                expected[key] = expected.get(key, 0) + n
+    suppressed = [k for k, n in _group_counts(sites.files["s0"]).items() if n < MIN_GROUP]
+    assert suppressed, "the data must hold groups under the minimum at s0"
+    assert result.rows == sorted((*k, n) for k, n in expected.items())
+
+
+def test_a_column_one_site_hides_fails_the_query_naming_that_site(sites):
+    with pytest.raises(JobFailedError, match=r"site 's1'.*refused.*column\(s\) x"):
+        sites.query("SELECT AVG(x) FROM data")
+
+
+def test_an_exact_answer_on_a_dp_only_column_is_refused_by_its_site(sites):
+    with pytest.raises(JobFailedError, match=r"site 's2'.*v may only be released with "
+                                             r"differential privacy"):
+        sites.query("SELECT label, SUM(v) AS s FROM data GROUP BY label")
+    refusals = [r for r in read_audit(sites.site_file("s2", "site_audit.jsonl"))
+                if r["decision"] == "refused"]
+    assert refusals and all("differential privacy" in r["reason"] for r in refusals)
+    assert all(r["epsilon"] == 0 for r in refusals)
+
+
+def test_a_dp_only_column_is_noised_at_its_site_and_charged_to_its_own_ledger(sites):
+    options = QueryOptions(privacy=PrivacySpec(epsilon=1.0, bounds={"v": (0.0, 100.0)}),
+                           domains={"label": LABELS})
+    result = sites.query("SELECT label, SUM(v) AS s FROM data GROUP BY label ORDER BY label",
+                         options)
+    exact = dict(duckdb.connect().execute(
+        "SELECT label, SUM(v) FROM (" + " UNION ALL ".join(
+            f"SELECT * FROM '{sites.files[s]}'" for s in SITES) + ") GROUP BY label"
+    ).fetchall())
+    assert [r[0] for r in result.rows] == LABELS
+    for label, total in result.rows:  # Laplace scale 100 twice: far below 5000
+        assert abs(total - exact[label]) < 5000 and total != exact[label]
+    ledger = json.loads(sites.site_file("s2", "site_ledger.json").read_text())
+    assert [c["epsilon"] for c in ledger["charges"]] == [1.0]
+    assert not sites.site_file("s0", "site_ledger.json").exists()
+    runs = [r for r in read_audit(sites.site_file("s2", "site_audit.jsonl"))
+            if r["decision"] == "run" and r["epsilon"]]
+    assert len(runs) == 1 and runs[0]["columns"] == ["label", "v"]

@@ -74,7 +74,7 @@ def _charge_once(path: str, start: multiprocessing.synchronize.Event, out: multi
 
 
 def test_six_processes_charging_at_once_never_overspend(tmp_path):
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork")  # the children only lock and write a file
     start, out = context.Event(), context.Queue()
     procs = [context.Process(target=_charge_once, args=(str(tmp_path / "l.json"), start, out))
              for _ in range(6)]
@@ -82,7 +82,7 @@ def test_six_processes_charging_at_once_never_overspend(tmp_path):
         proc.start()
     try:
         start.set()
-        results = [out.get(timeout=60) for _ in procs]
+        results = [out.get(timeout=120) for _ in procs]
     finally:
         for proc in procs:
             proc.join(timeout=30)
@@ -164,3 +164,25 @@ def test_training_tasks_run_only_allowed_models_on_training_datasets(tmp_path):
     assert "model 'cnn1d' is not allowed" in cnn.refused
     assert "factory 'evil:run' is not allowed" in code.refused
     assert "not exposed for training" in other.refused
+
+
+def test_site_command_names_a_wrong_key_of_site_yaml_in_one_line(tmp_path, capsys):
+    from fedsys.cli import main
+
+    (tmp_path / "token").write_text("t0\n")
+    config = _write(tmp_path, "sql:\n  tables:\n    t: {path: t.csv, column: [a]}\n")
+    status = main(["silo", "site", "--config", str(config), "--token-file",
+                   str(tmp_path / "token"), "--insecure"])
+    err = capsys.readouterr().err
+    assert status == 2 and "sql.tables.t.column: unknown key" in err
+    assert "Traceback" not in err
+
+
+def test_site_command_needs_a_coordinator_from_the_flag_or_site_yaml(tmp_path, capsys):
+    from fedsys.cli import main
+
+    (tmp_path / "token").write_text("t0\n")
+    config = _write(tmp_path, "sql:\n  tables:\n    t: {path: t.csv}\n")
+    status = main(["silo", "site", "--config", str(config), "--token-file",
+                   str(tmp_path / "token"), "--insecure"])
+    assert status == 1 and "--coordinator" in capsys.readouterr().err

@@ -37,6 +37,10 @@ def _plan(query: str) -> QueryPlan:
     return plan_query(query)
 
 
+_PATTERNS = tuple(t for t in (exp.Star, getattr(exp, "Columns", None)) if t is not None)
+"""Expressions that read columns by pattern: the site cannot tell which columns."""
+
+
 def read_columns(plan: QueryPlan) -> set[str]:
     """Every column the site's part of ``plan`` reads (WHERE, keys, aggregate arguments).
 
@@ -52,7 +56,7 @@ def read_columns(plan: QueryPlan) -> set[str]:
         if fragment is None:
             continue
         for node in sqlglot.parse_one(fragment, read="duckdb").walk():
-            if isinstance(node, exp.Star) or (
+            if isinstance(node, _PATTERNS) or (
                     isinstance(node, exp.Anonymous) and str(node.name).upper() == "COLUMNS"):
                 raise TaskRefusedError("an expression reads columns by pattern (* or COLUMNS); "
                                   "name the columns")

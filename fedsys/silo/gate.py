@@ -97,6 +97,10 @@ class SiteGate:
         except (TaskRefusedError, BudgetRefusedError) as exc:
             self._audit(request, None, "refused", str(exc))
             return Verdict(refused=str(exc))
+        except Exception as exc:  # fail closed: a task the site cannot check does not run
+            reason = f"the site could not check the task ({type(exc).__name__}: {exc})"
+            self._audit(request, None, "refused", reason)
+            return Verdict(refused=reason)
         self._audit(request, admission, "run", "")
         return Verdict(admission.params, "", admission)
 

@@ -183,7 +183,9 @@ class SiteRules(Settings):
         state = Path(self.state_dir)
         found: dict[str, str] = {}
         if self.sql.tables:
-            catalog = {"tables": {t: r.path for t, r in self.sql.tables.items()}}
+            catalog = {"tables": {t: r.path for t, r in self.sql.tables.items()},
+                       "columns": {t: list(r.columns) for t, r in self.sql.tables.items()
+                                   if r.columns is not None}}
             found[self.sql.dataset] = str(_write_json(state / "catalog.json", catalog))
         for name, data in self.training.datasets.items():
             if data.path is not None:

@@ -131,3 +131,29 @@ def test_a_dp_only_column_is_noised_at_its_site_and_charged_to_its_own_ledger(si
     runs = [r for r in read_audit(sites.site_file("s2", "site_audit.jsonl"))
             if r["decision"] == "run" and r["epsilon"]]
     assert len(runs) == 1 and runs[0]["columns"] == ["label", "v"]
+
+
+def test_the_site_reads_every_column_a_query_touches_and_refuses_patterns():
+    from fedsys.analytics.planner import plan_query
+    from fedsys.analytics.site_policy import read_columns
+    from fedsys.silo.gate import TaskRefusedError
+
+    plan = plan_query("SELECT city, SUM(v * 2) FROM data WHERE x > 1 AND data.d IS NOT NULL "
+                      "GROUP BY city HAVING COUNT(*) > 3 ORDER BY 2")
+    assert read_columns(plan) == {"city", "v", "x", "d"}
+    assert "s" in read_columns(plan_query("SELECT SUM(s.inner_field) FROM data"))
+    with pytest.raises(TaskRefusedError, match="by pattern"):
+        read_columns(plan_query("SELECT COUNT(*) FROM data WHERE COLUMNS('ss.*') > 0"))
+
+
+def test_a_hidden_column_is_never_loaded_into_the_sites_database(tmp_path):
+    from fedsys.analytics.catalog import site_database
+    from fedsys.silo.site_rules import load_site_rules
+
+    (tmp_path / "t.csv").write_text("a,ssn\n1,123\n")
+    (tmp_path / "site.yaml").write_text("sql:\n  tables:\n    t: {path: t.csv, columns: [a]}\n")
+    catalog = Path(load_site_rules(tmp_path / "site.yaml").datasets()["data"])
+    con = site_database(catalog)
+    assert con.execute("SELECT SUM(a) FROM t").fetchall() == [(1,)]
+    with pytest.raises(duckdb.BinderException):
+        con.execute("SELECT SUM(ssn) FROM t")

@@ -32,7 +32,8 @@ def test_site_yaml_paths_become_absolute_and_the_catalog_is_written(tmp_path):
     assert rules.privacy.ledger == str((tmp_path / "site_ledger.json").resolve())
     datasets = rules.datasets()
     catalog = json.loads(Path(datasets["demo"]).read_text())
-    assert catalog == {"tables": {"t": str((tmp_path / "t.csv").resolve())}}
+    assert catalog == {"tables": {"t": str((tmp_path / "t.csv").resolve())},
+                       "columns": {"t": ["a"]}}
     assert rules.table("t").readable("a") and not rules.table("t").readable("b")
 
 
@@ -186,3 +187,17 @@ def test_site_command_needs_a_coordinator_from_the_flag_or_site_yaml(tmp_path, c
     status = main(["silo", "site", "--config", str(config), "--token-file",
                    str(tmp_path / "token"), "--insecure"])
     assert status == 1 and "--coordinator" in capsys.readouterr().err
+
+
+def test_a_task_the_site_cannot_check_is_refused_not_run(tmp_path):
+    registry = TaskRegistry()
+
+    def broken(rules, request):
+        raise RuntimeError("checker bug")
+
+    registry.register_checker("analytics.odd", broken)
+    gate = _gate(tmp_path, "accept: [analytics]\n", registry)
+    verdict = gate.admit(_request("analytics.odd", {}))
+    assert "could not check the task" in verdict.refused and "checker bug" in verdict.refused
+    (record,) = read_audit(Path(gate.rules.audit_log))
+    assert record["decision"] == "refused"

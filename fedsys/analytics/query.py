@@ -242,7 +242,8 @@ class FederatedQueryEngine:
         if options.secure:
             keys = await self.public_keys(sites)
             summed = await secure_sum.secure_sums(self._run_job, self.dataset, plan, clamps,
-                                                  domains, sites, keys, self.max_dropouts)
+                                                  domains, sites, keys, self.max_dropouts,
+                                                  _wire_privacy(options.privacy))
             sums, duration_s = summed.total, summed.duration_s
             moved, dropped = summed.bytes_moved, summed.dropped
         else:
@@ -279,9 +280,8 @@ class FederatedQueryEngine:
         job = JobBuilder("query-dp")
         params: dict[str, Any] = {"query": plan.sql, "secure": True, "types": dict(types),
                                   "clamps": {str(k): list(v) for k, v in clamps.items()}}
-        if privacy is not None:  # a site noises its DP-only columns itself, at this epsilon
-            params["privacy"] = {"epsilon": privacy.epsilon, "delta": privacy.delta,
-                                 "mechanism": privacy.mechanism}
+        if privacy is not None:
+            params["privacy"] = _wire_privacy(privacy)
         ids = [job.site_task(site, "analytics.partial", params, dataset=self.dataset,
                              site=site) for site in sites]
         result = await self._run_job(job.build(ids))
@@ -387,6 +387,14 @@ def _domains(plan: QueryPlan, options: QueryOptions) -> list[list[Any]]:
                 f"key's declared values (domains: {{{column or key}: [...]}})")
         domains.append(list(options.domains[column]))
     return domains
+
+
+def _wire_privacy(privacy: PrivacySpec | None) -> dict[str, Any] | None:
+    """A query's privacy as task parameters: a site noises its DP-only data itself, at
+    this epsilon, charged to its own ledger (its bounds and domains are its own)."""
+    if privacy is None:
+        return None
+    return {"epsilon": privacy.epsilon, "delta": privacy.delta, "mechanism": privacy.mechanism}
 
 
 def _key_types(domains: Sequence[Sequence[Any]]) -> list[str]:

@@ -21,6 +21,7 @@ import numpy as np
 import sqlglot
 from sqlglot import exp
 
+from fedsys.analytics import sql_text
 from fedsys.analytics.dp import PrivacySpec, calibrate
 from fedsys.analytics.encoding import to_json_value
 from fedsys.analytics.planner import QueryPlan, plan_query, slot_of
@@ -29,7 +30,8 @@ from fedsys.silo.site_rules import SiteRules, TableRules
 from fedsys.silo.task_registry import checker
 
 __all__ = ["check_keys", "check_masked", "check_partial", "check_schema", "dp_partial_rows",
-           "group_sizes_sql", "read_columns", "suppress_small_groups"]
+           "group_sizes_sql", "in_domains", "read_columns", "site_noise",
+           "suppress_small_groups"]
 
 
 @functools.lru_cache(maxsize=256)
@@ -55,7 +57,9 @@ def read_columns(plan: QueryPlan) -> set[str]:
     for fragment in fragments:
         if fragment is None:
             continue
-        for node in sqlglot.parse_one(fragment, read="duckdb").walk():
+        with sql_text.recursion_room(sql_text.nesting_depth(sql_text.tokens(fragment))):
+            nodes = list(sqlglot.parse_one(fragment, read="duckdb").walk())
+        for node in nodes:
             if isinstance(node, _PATTERNS) or (
                     isinstance(node, exp.Anonymous) and str(node.name).upper() == "COLUMNS"):
                 raise TaskRefusedError("an expression reads columns by pattern (* or COLUMNS); "
@@ -105,13 +109,19 @@ def check_partial(rules: SiteRules, request: TaskRequest) -> Admission:
         minimum = table.min_group_size or rules.sql.min_group_size
         params[POLICY_KEY] = {"min_group_size": minimum}
         return Admission(params, *read)
+    if int(request.params.get("parts", 1)) > 1:
+        raise TaskRefusedError("a differentially private task reads the whole table (parts=1)")
+    return _admit_dp(request, plan, table, columns, dp_cols)
+
+
+def _admit_dp(request: TaskRequest, plan: QueryPlan, table: TableRules, columns: set[str],
+              dp_cols: list[str]) -> Admission:
+    """Admit a task on DP-only data: the site's bounds, domains and noise, its charge."""
     what = f"table {plan.table}" if table.dp_only else f"column(s) {', '.join(dp_cols)}"
     privacy = request.params.get("privacy")
     if not isinstance(privacy, Mapping):
-        raise TaskRefusedError(f"{what} may only be released with differential privacy: an exact "
-                          f"answer is refused")
-    if int(request.params.get("parts", 1)) > 1:
-        raise TaskRefusedError("a differentially private task reads the whole table (parts=1)")
+        raise TaskRefusedError(f"{what} may only be released with differential privacy: an "
+                               f"exact answer is refused")
     try:
         spec = PrivacySpec(float(privacy["epsilon"]), float(privacy.get("delta", 0.0)),
                            privacy.get("mechanism", "laplace"), bounds=table.bounds)
@@ -125,11 +135,13 @@ def check_partial(rules: SiteRules, request: TaskRequest) -> Admission:
             raise TaskRefusedError(f"GROUP BY {key} under differential privacy needs the key's "
                               f"values declared by this site")
         domains.append(list(table.domains[column]))
+    params = dict(request.params)
     params[POLICY_KEY] = {"dp": {
         "epsilon": spec.epsilon, "delta": spec.delta, "mechanism": spec.mechanism,
         "bounds": {c: list(b) for c, b in table.bounds.items()},
         "clamps": {str(k): list(v) for k, v in clamps.items()}, "domains": domains}}
-    return Admission(params, *read, epsilon=spec.epsilon, delta=spec.delta)
+    return Admission(params, (plan.table,), tuple(sorted(columns)), epsilon=spec.epsilon,
+                     delta=spec.delta)
 
 
 @checker("analytics.masked_partial")
@@ -137,10 +149,8 @@ def check_masked(rules: SiteRules, request: TaskRequest) -> Admission:
     """Admit or refuse an ``analytics.masked_partial`` task (a secure sum)."""
     plan, table, columns = _request_plan(rules, request)
     dp_cols = _dp_columns(table, columns)
-    if table.dp_only or dp_cols:
-        what = f"table {plan.table}" if table.dp_only else f"column(s) {', '.join(dp_cols)}"
-        raise TaskRefusedError(f"{what} may only be released with differential privacy, which "
-                          f"this site applies to plain DP queries (--epsilon without --secure)")
+    if table.dp_only or dp_cols:  # noised at the site before masking, over the query's layout
+        return _admit_dp(request, plan, table, columns, dp_cols)
     params = dict(request.params)
     params[POLICY_KEY] = {"min_group_size": table.min_group_size or rules.sql.min_group_size}
     return Admission(params, (plan.table,), tuple(sorted(columns)))
@@ -208,18 +218,38 @@ def dp_partial_rows(con: Any, plan: QueryPlan, dp: Mapping[str, Any],
         g = index.get(tuple(to_json_value(v) for v in row[:nkeys]))
         if g is not None:
             values[g] = [float(v or 0) for v in row[nkeys:]]
+    values = site_noise(plan, columns[nkeys:], values, dp)
+    rows = [[*group, *values[g].tolist()] for g, group in enumerate(groups)]
+    return columns, [*types[:nkeys], *("DOUBLE" for _ in columns[nkeys:])], rows
+
+
+def site_noise(plan: QueryPlan, value_columns: Sequence[str], values: np.ndarray,
+               dp: Mapping[str, Any]) -> np.ndarray:
+    """``values`` (groups x partial columns ``_a{slot}_{j}``) with the site's OpenDP noise.
+
+    Each noisy measurement of :func:`~fedsys.analytics.dp.calibrate` noises its column;
+    the row count of a SUM is released as 1 (it only says "not empty").
+    """
     spec = PrivacySpec(float(dp["epsilon"]), float(dp["delta"]), dp["mechanism"],
                        bounds={c: (float(b[0]), float(b[1])) for c, b in dp["bounds"].items()})
     _, measures = calibrate(plan.aggregates, spec)
-    for i, column in enumerate(columns[nkeys:]):
+    noisy = np.array(values, dtype=np.float64, copy=True)
+    for i, column in enumerate(value_columns):
         slot, part = slot_of(column), int(column.rsplit("_", 1)[1])
         noises = measures.get(slot, [])
         if part < len(noises):
-            values[:, i] = [noises[part](float(v)) for v in values[:, i]]
+            noisy[:, i] = [noises[part](float(v)) for v in noisy[:, i]]
         elif plan.aggregates[slot].kind == "sum":
-            values[:, i] = 1.0
-    rows = [[*group, *values[g].tolist()] for g, group in enumerate(groups)]
-    return columns, [*types[:nkeys], *("DOUBLE" for _ in columns[nkeys:])], rows
+            noisy[:, i] = 1.0
+    return noisy
+
+
+def in_domains(plan: QueryPlan, rows: Sequence[Sequence[Any]], domains: Sequence[Sequence[Any]]
+               ) -> list[Sequence[Any]]:
+    """The rows whose group key lies in the declared ``domains`` (DP leaves the rest out)."""
+    nkeys = len(plan.keys)
+    allowed = set(product(*[[to_json_value(v) for v in d] for d in domains]))
+    return [r for r in rows if tuple(to_json_value(v) for v in r[:nkeys]) in allowed]
 
 
 def _key(values: Sequence[Any]) -> tuple[Any, ...]:

@@ -25,7 +25,12 @@ from fedsys.analytics.catalog import site_database, table_rows
 from fedsys.analytics.encoding import encode_table
 from fedsys.analytics.planner import QueryPlan, plan_query, slot_of
 from fedsys.analytics.schema import column_types, site_casts
-from fedsys.analytics.site_policy import dp_partial_rows, suppress_small_groups
+from fedsys.analytics.site_policy import (
+    dp_partial_rows,
+    in_domains,
+    site_noise,
+    suppress_small_groups,
+)
 from fedsys.silo.gate import POLICY_KEY
 from fedsys.silo.task_registry import Output, TaskContext, task
 
@@ -175,13 +180,23 @@ def masked_partial(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence
     query id binding the masks) and ``peers`` (site -> public key hex, this site included).
     """
     plan = _plan(str(params["query"]))
-    sql = plan.site_sql(secure=True, clamps=_clamps(params))
+    policy = params.get(POLICY_KEY) or {}
+    dp = policy.get("dp")
+    clamps = _clamps(dp if dp is not None else params)  # DP-only data: the site's bounds
     con = site_database(_catalog(ctx))
-    cursor = con.execute(sql)
+    cursor = con.execute(plan.site_sql(secure=True, clamps=clamps))
     columns = [d[0] for d in cursor.description]
-    minimum = int((params.get(POLICY_KEY) or {}).get("min_group_size", 1))
-    rows = suppress_small_groups(con, plan, cursor.fetchall(), minimum)  # count as zeros
-    vector = summable_vector(plan, columns, rows, params.get("domains", []))
+    domains = params.get("domains", [])
+    if dp is not None:  # the site's noise, over the layout every site shares, then masks
+        rows = in_domains(plan, cursor.fetchall(), domains)
+        vector = summable_vector(plan, columns, rows, domains)
+        width = len(columns) - len(plan.keys)
+        vector = site_noise(plan, columns[len(plan.keys):], vector.reshape(-1, width),
+                            dp).ravel()
+    else:
+        minimum = int(policy.get("min_group_size", 1))
+        rows = suppress_small_groups(con, plan, cursor.fetchall(), minimum)  # count as zeros
+        vector = summable_vector(plan, columns, rows, domains)
     pair = site_keys(ctx)
     peers = {site: bytes.fromhex(key) for site, key in params["peers"].items()}
     if peers.get(ctx.site) != pair.public:

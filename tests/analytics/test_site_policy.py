@@ -126,11 +126,32 @@ def test_a_dp_only_column_is_noised_at_its_site_and_charged_to_its_own_ledger(si
     for label, total in result.rows:  # Laplace scale 100 twice: far below 5000
         assert abs(total - exact[label]) < 5000 and total != exact[label]
     ledger = json.loads(sites.site_file("s2", "site_ledger.json").read_text())
-    assert [c["epsilon"] for c in ledger["charges"]] == [1.0]
+    charges = [c["epsilon"] for c in ledger["charges"] if "analytics.partial" in c["what"]]
+    assert charges == [1.0]
     assert not sites.site_file("s0", "site_ledger.json").exists()
     runs = [r for r in read_audit(sites.site_file("s2", "site_audit.jsonl"))
-            if r["decision"] == "run" and r["epsilon"]]
+            if r["decision"] == "run" and r["epsilon"] and r["task"] == "analytics.partial"]
     assert len(runs) == 1 and runs[0]["columns"] == ["label", "v"]
+
+
+def test_a_dp_only_column_under_secure_sums_is_noised_at_its_site_before_masking(sites):
+    with pytest.raises(JobFailedError, match=r"site 's2'.*exact answer is refused"):
+        sites.query("SELECT label, SUM(v) AS s FROM data GROUP BY label",
+                    QueryOptions(secure=True, domains={"label": LABELS}))
+    options = QueryOptions(privacy=PrivacySpec(epsilon=0.5, bounds={"v": (0.0, 100.0)}),
+                           domains={"label": LABELS}, secure=True)
+    result = sites.query("SELECT label, SUM(v) AS s FROM data GROUP BY label ORDER BY label",
+                         options)
+    exact = dict(duckdb.connect().execute(
+        "SELECT label, SUM(v) FROM (" + " UNION ALL ".join(
+            f"SELECT * FROM '{sites.files[s]}'" for s in SITES) + ") GROUP BY label"
+    ).fetchall())
+    assert [r[0] for r in result.rows] == LABELS
+    for label, total in result.rows:  # Laplace scale 200 twice: far below 10000
+        assert abs(total - exact[label]) < 10000 and total != exact[label]
+    ledger = json.loads(sites.site_file("s2", "site_ledger.json").read_text())
+    assert [c["epsilon"] for c in ledger["charges"]
+            if "analytics.masked_partial" in c["what"]] == [0.5]
 
 
 def test_the_site_reads_every_column_a_query_touches_and_refuses_patterns():
@@ -157,3 +178,13 @@ def test_a_hidden_column_is_never_loaded_into_the_sites_database(tmp_path):
     assert con.execute("SELECT SUM(a) FROM t").fetchall() == [(1,)]
     with pytest.raises(duckdb.BinderException):
         con.execute("SELECT SUM(ssn) FROM t")
+
+
+def test_the_site_checks_a_deeply_nested_query_it_can_plan():
+    from fedsys.analytics.planner import plan_query
+    from fedsys.analytics.site_policy import read_columns
+
+    deep = "(" * 100 + "v * 2" + ")" * 100
+    plan = plan_query(f"SELECT label, SUM({deep}) FROM data WHERE {'(' * 100}x > 0"
+                      f"{')' * 100} GROUP BY label")
+    assert read_columns(plan) == {"label", "v", "x"}

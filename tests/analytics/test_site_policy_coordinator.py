@@ -60,7 +60,7 @@ class RogueCoordinator(silo_pb2_grpc.CoordinatorServicer):
             if message.WhichOneof("kind") == "done":
                 self.done.append(message.done)
 
-    async def wait_for(self, count: int, timeout_s: float = 90.0) -> list[silo_pb2.TaskDone]:
+    async def wait_for(self, count: int, timeout_s: float = 240.0) -> list[silo_pb2.TaskDone]:
         async with asyncio.timeout(timeout_s):
             while len(self.done) < count:
                 await asyncio.sleep(0.05)
@@ -125,7 +125,7 @@ def _rogue(plans: list[list[silo_pb2.TaskAssignment]], config: Path, sites: int,
         for i in range(sites):
             cmd = fedsys_command("silo", "site", "--config", str(config), "--coordinator",
                                  f"127.0.0.1:{port}", "--token-file",
-                                 str(config.parent / "token"), "--insecure", "--workers", "3",
+                                 str(config.parent / "token"), "--insecure", "--workers", "2",
                                  "--tasks", "fedsys.analytics.tasks", module="fedsys.cli")
             procs.append(spawn(cmd, workdir / f"site-{i}.log", cwd=workdir))
         yield rogue, loop
@@ -147,7 +147,7 @@ def test_a_rogue_coordinator_gets_refusals_and_only_noisy_answers_and_all_is_aud
         _task("greedy", SUM_V, **_dp(epsilon=2.5)),
     ]
     with _rogue([tasks], config, 1, tmp_path) as (rogue, loop):
-        done = {d.task_id: d for d in loop.run(rogue.wait_for(len(tasks)))}
+        done = {d.task_id: d for d in loop.run(rogue.wait_for(len(tasks)), timeout_s=300)}
     assert "differential privacy" in done["exact-on-dp-column"].refused
     assert "exact answer is refused" in done["exact-on-dp-column"].refused
     assert "ssn" in done["hidden-column"].refused and "may not be read" in done[
@@ -186,7 +186,7 @@ def test_six_concurrent_dp_tasks_against_a_budget_for_three_are_answered_three_t
     config = _site_files(tmp_path / "h1", budget_epsilon=1.5)  # 3 tasks of epsilon 0.5
     plans = [[_task(f"dp-{s}-{i}", SUM_V, **_dp()) for i in range(3)] for s in range(sites)]
     with _rogue(plans, config, sites, tmp_path) as (rogue, loop):
-        done = loop.run(rogue.wait_for(6))
+        done = loop.run(rogue.wait_for(6), timeout_s=300)
     answered = [d for d in done if not d.refused and not d.error]
     refused = [d for d in done if d.refused]
     assert len(answered) == 3 and len(refused) == 3

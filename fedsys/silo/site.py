@@ -389,11 +389,12 @@ class SiteManager:
                 self._pool, run_task, task.task, task.task_id, task.dataset,
                 verdict.params, inputs
             )
-            if self.gate.rules is not None:
-                await asyncio.to_thread(self.gate.finished, request, verdict, result.error)
             small = len(result.payload) <= job.threshold_bytes or bool(result.error)
             if small:
                 self._send(silo_pb2.SiteMessage(done=_done(task, result, job.job_id)))
+            if self.gate.rules is not None:  # audited off the loop, the output already sent
+                self._spawn(asyncio.to_thread(self.gate.finished, request, verdict,
+                                              result.error))
             header = _header(task, result, job.job_id)
             if not small and job.coupled_output:
                 await self._upload(header, result.payload)

@@ -180,7 +180,11 @@ def check_training_dataset(rules: SiteRules, dataset: str) -> None:
 
 
 @checker("silo.train")
+@checker("silo.train_config")
 def _check_train(rules: SiteRules, request: TaskRequest) -> Admission:
+    """A training task: a dataset exposed for training, a model the site allows (a
+    built-in ``kind``/``name``, or a listed ``factory``, as a run config's model section
+    names them)."""
     check_training_dataset(rules, request.dataset)
     model = request.params.get("model")
     if not isinstance(model, Mapping):

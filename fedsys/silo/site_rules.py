@@ -129,6 +129,8 @@ class TrainingDataset(Settings):
         None, description="a run config's dataset section (built-in or by path)")
     client: int = Field(0, ge=0, description="with dataset: which client's share this site "
                         "holds")
+    seed: int = Field(0, description="with dataset: the seed the dataset is generated and "
+                      "split with (every site of one federation uses the same)")
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainingDataset:
@@ -192,7 +194,8 @@ class SiteRules(Settings):
                 found[name] = data.path
             else:
                 assert data.dataset is not None
-                spec = {"dataset": data.dataset.model_dump(mode="json"), "client": data.client}
+                spec = {"dataset": data.dataset.model_dump(mode="json"),
+                        "client": data.client, "seed": data.seed}
                 found[name] = str(_write_json(state / f"dataset-{name}.json", spec))
         return found
 

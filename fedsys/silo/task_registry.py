@@ -37,7 +37,8 @@ BUILTIN_TASK_MODULES = (
 """Modules every site imports: the built-in histogram, training and test-load tasks."""
 
 BUILTIN_KINDS = {"silo.histogram": "histogram", "silo.sum_counts": "histogram",
-                 "silo.train": "training", "silo.spin": "test"}
+                 "silo.train": "training", "silo.train_config": "training",
+                 "silo.spin": "test"}
 """Job kinds of the built-in tasks (others say theirs when registered, or take the
 prefix of their name: ``analytics.partial`` is an ``analytics`` task)."""
 
@@ -116,12 +117,32 @@ _NPZ_CACHE: dict[Path, dict[str, np.ndarray]] = {}
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     cached = _NPZ_CACHE.get(path)
     if cached is None:
-        if path.suffix != ".npz":
+        if path.suffix == ".json":
+            cached = _client_share(path)
+        elif path.suffix != ".npz":
             raise ValueError(f"dataset {path} is not an .npz file")
-        with np.load(path, allow_pickle=False) as archive:
-            cached = {key: archive[key] for key in archive.files}
+        else:
+            with np.load(path, allow_pickle=False) as archive:
+                cached = {key: archive[key] for key in archive.files}
         _NPZ_CACHE[path] = cached
     return cached
+
+
+def _client_share(path: Path) -> dict[str, np.ndarray]:
+    """``x``/``y`` of one client's share of a run config's dataset (a site's ``site.yaml``
+    names the dataset section, the client and the seed; see
+    :class:`~fedsys.silo.site_rules.TrainingDataset`)."""
+    from fedsys.config.workload import DatasetConfig
+    from fedsys.parts.builders import build_dataset
+
+    spec = json.loads(path.read_text())
+    data = build_dataset(DatasetConfig.model_validate(spec["dataset"]), int(spec["seed"]))
+    client = int(spec["client"])
+    if not 0 <= client < len(data.offsets) - 1:
+        raise ValueError(f"dataset {path}: client {client} is not one of the "
+                         f"{len(data.offsets) - 1} shares")
+    features, labels = data.client_data(client)
+    return {"x": features.numpy().astype(np.float32), "y": labels.numpy().astype(np.int64)}
 
 
 TaskFn = Callable[[TaskContext, Mapping[str, Any], Sequence[Output]], Output]

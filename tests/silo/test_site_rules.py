@@ -6,6 +6,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fedsys.config.loader import ConfigError
@@ -201,3 +202,21 @@ def test_a_task_the_site_cannot_check_is_refused_not_run(tmp_path):
     assert "could not check the task" in verdict.refused and "checker bug" in verdict.refused
     (record,) = read_audit(Path(gate.rules.audit_log))
     assert record["decision"] == "refused"
+
+
+def test_a_training_dataset_from_a_run_config_section_is_the_sites_client_share(tmp_path):
+    from fedsys.config.workload import DatasetConfig
+    from fedsys.parts.builders import build_dataset
+    from fedsys.silo.task_registry import TaskContext
+
+    section = "{name: digits, num_clients: 4, partition: {kind: iid}}"
+    rules = load_site_rules(_write(
+        tmp_path, f"training:\n  datasets:\n    share: {{dataset: {section}, client: 2, "
+                  f"seed: 3}}\n"))
+    path = Path(rules.datasets()["share"])
+    arrays = TaskContext(site="h1", task_id="t", dataset="share", data_path=path).arrays()
+    expected_x, expected_y = build_dataset(
+        DatasetConfig(name="digits", num_clients=4, partition={"kind": "iid"}), 3).client_data(2)
+    np.testing.assert_allclose(arrays["x"], expected_x.numpy())
+    np.testing.assert_array_equal(arrays["y"], expected_y.numpy())
+    assert arrays["x"].dtype == np.float32 and arrays["y"].dtype == np.int64

@@ -13,6 +13,7 @@ in which the survivors reveal the seeds they share with the dropped sites.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -233,12 +234,14 @@ class FederatedQueryEngine:
     async def _run_summable(self, plan: QueryPlan, options: QueryOptions, sites: list[str],
                             types: Mapping[str, str]) -> QueryResult:
         domains = check_options(plan, options)
-        clamps, measures = calibrate(plan.aggregates, options.privacy)
+        # off the loop: OpenDP's first import takes seconds, a ledger charge locks and
+        # syncs a file, and the sites' pings must be heard meanwhile
+        clamps, measures = await asyncio.to_thread(calibrate, plan.aggregates, options.privacy)
         if options.privacy is not None:
             if self.ledger is None:
                 raise ValueError("a differentially private query needs a privacy ledger")
-            self.ledger.charge(self.dataset, options.privacy.epsilon, options.privacy.delta,
-                               plan.sql)
+            await asyncio.to_thread(self.ledger.charge, self.dataset, options.privacy.epsilon,
+                                    options.privacy.delta, plan.sql)
         if options.secure:
             keys = await self.public_keys(sites)
             summed = await secure_sum.secure_sums(self._run_job, self.dataset, plan, clamps,

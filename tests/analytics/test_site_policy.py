@@ -64,7 +64,7 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
     spec = SitesFile(dataset="demo", sites=[SiteSpec(name=s, tables={"data": str(files[s])})
                                             for s in SITES])
     cluster = local_cluster(spec, workdir, workers=1, link=LinkSettings.symmetric(0.01),
-                            settings=CoordinatorSettings(site_timeout_s=6.0),
+                            settings=CoordinatorSettings(site_timeout_s=20.0),
                             site_rules=_rules(files))
     loop = LoopThread()
     try:

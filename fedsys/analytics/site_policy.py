@@ -29,9 +29,18 @@ from fedsys.silo.gate import POLICY_KEY, Admission, TaskRefusedError, TaskReques
 from fedsys.silo.site_rules import SiteRules, TableRules
 from fedsys.silo.task_registry import checker
 
-__all__ = ["check_keys", "check_masked", "check_partial", "check_schema", "dp_partial_rows",
-           "group_sizes_sql", "in_domains", "read_columns", "site_noise",
-           "suppress_small_groups"]
+__all__ = [
+    "check_keys",
+    "check_masked",
+    "check_partial",
+    "check_schema",
+    "dp_partial_rows",
+    "group_sizes_sql",
+    "in_domains",
+    "read_columns",
+    "site_noise",
+    "suppress_small_groups",
+]
 
 
 @functools.lru_cache(maxsize=256)
@@ -61,9 +70,11 @@ def read_columns(plan: QueryPlan) -> set[str]:
             nodes = list(sqlglot.parse_one(fragment, read="duckdb").walk())
         for node in nodes:
             if isinstance(node, _PATTERNS) or (
-                    isinstance(node, exp.Anonymous) and str(node.name).upper() == "COLUMNS"):
-                raise TaskRefusedError("an expression reads columns by pattern (* or COLUMNS); "
-                                  "name the columns")
+                isinstance(node, exp.Anonymous) and str(node.name).upper() == "COLUMNS"
+            ):
+                raise TaskRefusedError(
+                    "an expression reads columns by pattern (* or COLUMNS); name the columns"
+                )
             if isinstance(node, exp.Column):
                 names.add(node.name)
                 if node.table and node.table != plan.table:
@@ -71,8 +82,7 @@ def read_columns(plan: QueryPlan) -> set[str]:
     return names
 
 
-def _request_plan(rules: SiteRules, request: TaskRequest) -> tuple[QueryPlan, TableRules,
-                                                                   set[str]]:
+def _request_plan(rules: SiteRules, request: TaskRequest) -> tuple[QueryPlan, TableRules, set[str]]:
     if request.dataset != rules.sql.dataset:
         raise TaskRefusedError(f"dataset {request.dataset!r} has no tables at this site")
     try:
@@ -87,8 +97,9 @@ def _request_plan(rules: SiteRules, request: TaskRequest) -> tuple[QueryPlan, Ta
     columns = read_columns(plan)
     hidden = sorted(c for c in columns if not table.readable(c))
     if hidden:
-        raise TaskRefusedError(f"column(s) {', '.join(hidden)} of table {plan.table} may not be "
-                          f"read at this site")
+        raise TaskRefusedError(
+            f"column(s) {', '.join(hidden)} of table {plan.table} may not be read at this site"
+        )
     return plan, table, columns
 
 
@@ -114,34 +125,50 @@ def check_partial(rules: SiteRules, request: TaskRequest) -> Admission:
     return _admit_dp(request, plan, table, columns, dp_cols)
 
 
-def _admit_dp(request: TaskRequest, plan: QueryPlan, table: TableRules, columns: set[str],
-              dp_cols: list[str]) -> Admission:
+def _admit_dp(
+    request: TaskRequest, plan: QueryPlan, table: TableRules, columns: set[str], dp_cols: list[str]
+) -> Admission:
     """Admit a task on DP-only data: the site's bounds, domains and noise, its charge."""
     what = f"table {plan.table}" if table.dp_only else f"column(s) {', '.join(dp_cols)}"
     privacy = request.params.get("privacy")
     if not isinstance(privacy, Mapping):
-        raise TaskRefusedError(f"{what} may only be released with differential privacy: an "
-                               f"exact answer is refused")
+        raise TaskRefusedError(
+            f"{what} may only be released with differential privacy: an exact answer is refused"
+        )
     try:
-        spec = PrivacySpec(float(privacy["epsilon"]), float(privacy.get("delta", 0.0)),
-                           privacy.get("mechanism", "laplace"), bounds=table.bounds)
+        spec = PrivacySpec(
+            float(privacy["epsilon"]),
+            float(privacy.get("delta", 0.0)),
+            privacy.get("mechanism", "laplace"),
+            bounds=table.bounds,
+        )
         clamps, _ = calibrate(plan.aggregates, spec)
     except (KeyError, TypeError, ValueError) as exc:
-        raise TaskRefusedError(f"{what}: {exc}".replace("(e.g. --bounds", "at this site (e.g. "
-                                                   "--bounds")) from None
+        raise TaskRefusedError(
+            f"{what}: {exc}".replace("(e.g. --bounds", "at this site (e.g. --bounds")
+        ) from None
     domains = []
     for key, column in zip(plan.keys, plan.key_columns, strict=True):
         if column is None or column not in table.domains:
-            raise TaskRefusedError(f"GROUP BY {key} under differential privacy needs the key's "
-                              f"values declared by this site")
+            raise TaskRefusedError(
+                f"GROUP BY {key} under differential privacy needs the key's "
+                f"values declared by this site"
+            )
         domains.append(list(table.domains[column]))
     params = dict(request.params)
-    params[POLICY_KEY] = {"dp": {
-        "epsilon": spec.epsilon, "delta": spec.delta, "mechanism": spec.mechanism,
-        "bounds": {c: list(b) for c, b in table.bounds.items()},
-        "clamps": {str(k): list(v) for k, v in clamps.items()}, "domains": domains}}
-    return Admission(params, (plan.table,), tuple(sorted(columns)), epsilon=spec.epsilon,
-                     delta=spec.delta)
+    params[POLICY_KEY] = {
+        "dp": {
+            "epsilon": spec.epsilon,
+            "delta": spec.delta,
+            "mechanism": spec.mechanism,
+            "bounds": {c: list(b) for c, b in table.bounds.items()},
+            "clamps": {str(k): list(v) for k, v in clamps.items()},
+            "domains": domains,
+        }
+    }
+    return Admission(
+        params, (plan.table,), tuple(sorted(columns)), epsilon=spec.epsilon, delta=spec.delta
+    )
 
 
 @checker("analytics.masked_partial")
@@ -186,20 +213,27 @@ def group_sizes_sql(plan: QueryPlan) -> str:
     return sql
 
 
-def suppress_small_groups(con: Any, plan: QueryPlan, rows: Sequence[Sequence[Any]],
-                          minimum: int) -> list[list[Any]]:
+def suppress_small_groups(
+    con: Any, plan: QueryPlan, rows: Sequence[Sequence[Any]], minimum: int
+) -> list[list[Any]]:
     """``rows`` without the groups holding fewer than ``minimum`` rows at this site."""
     if minimum <= 1:
         return [list(r) for r in rows]
     nkeys = len(plan.keys)
-    large = {_key(r[:nkeys]) for r in con.execute(group_sizes_sql(plan)).fetchall()
-             if r[nkeys] >= minimum}
+    large = {
+        _key(r[:nkeys])
+        for r in con.execute(group_sizes_sql(plan)).fetchall()
+        if r[nkeys] >= minimum
+    }
     return [list(r) for r in rows if _key(r[:nkeys]) in large]
 
 
-def dp_partial_rows(con: Any, plan: QueryPlan, dp: Mapping[str, Any],
-                    casts: Mapping[str, str] | None = None,
-                    ) -> tuple[list[str], list[str], list[list[Any]]]:
+def dp_partial_rows(
+    con: Any,
+    plan: QueryPlan,
+    dp: Mapping[str, Any],
+    casts: Mapping[str, str] | None = None,
+) -> tuple[list[str], list[str], list[list[Any]]]:
     """The site's noisy summable partials over every group of its declared domains.
 
     Sums are clamped to the site's bounds; rows whose key is outside the domains are
@@ -223,15 +257,20 @@ def dp_partial_rows(con: Any, plan: QueryPlan, dp: Mapping[str, Any],
     return columns, [*types[:nkeys], *("DOUBLE" for _ in columns[nkeys:])], rows
 
 
-def site_noise(plan: QueryPlan, value_columns: Sequence[str], values: np.ndarray,
-               dp: Mapping[str, Any]) -> np.ndarray:
+def site_noise(
+    plan: QueryPlan, value_columns: Sequence[str], values: np.ndarray, dp: Mapping[str, Any]
+) -> np.ndarray:
     """``values`` (groups x partial columns ``_a{slot}_{j}``) with the site's OpenDP noise.
 
     Each noisy measurement of :func:`~fedsys.analytics.dp.calibrate` noises its column;
     the row count of a SUM is released as 1 (it only says "not empty").
     """
-    spec = PrivacySpec(float(dp["epsilon"]), float(dp["delta"]), dp["mechanism"],
-                       bounds={c: (float(b[0]), float(b[1])) for c, b in dp["bounds"].items()})
+    spec = PrivacySpec(
+        float(dp["epsilon"]),
+        float(dp["delta"]),
+        dp["mechanism"],
+        bounds={c: (float(b[0]), float(b[1])) for c, b in dp["bounds"].items()},
+    )
     _, measures = calibrate(plan.aggregates, spec)
     noisy = np.array(values, dtype=np.float64, copy=True)
     for i, column in enumerate(value_columns):
@@ -244,8 +283,9 @@ def site_noise(plan: QueryPlan, value_columns: Sequence[str], values: np.ndarray
     return noisy
 
 
-def in_domains(plan: QueryPlan, rows: Sequence[Sequence[Any]], domains: Sequence[Sequence[Any]]
-               ) -> list[Sequence[Any]]:
+def in_domains(
+    plan: QueryPlan, rows: Sequence[Sequence[Any]], domains: Sequence[Sequence[Any]]
+) -> list[Sequence[Any]]:
     """The rows whose group key lies in the declared ``domains`` (DP leaves the rest out)."""
     nkeys = len(plan.keys)
     allowed = set(product(*[[to_json_value(v) for v in d] for d in domains]))
@@ -254,4 +294,3 @@ def in_domains(plan: QueryPlan, rows: Sequence[Sequence[Any]], domains: Sequence
 
 def _key(values: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(to_json_value(v) if not isinstance(v, list) else str(v) for v in values)
-

@@ -22,8 +22,15 @@ from fedsys.silo.site_ledger import BudgetRefusedError, SiteLedger
 from fedsys.silo.site_rules import SiteRules
 from fedsys.silo.task_registry import REGISTRY, TaskRegistry, checker
 
-__all__ = ["POLICY_KEY", "Admission", "SiteGate", "TaskRefusedError", "TaskRequest", "Verdict",
-           "check_model"]
+__all__ = [
+    "POLICY_KEY",
+    "Admission",
+    "SiteGate",
+    "TaskRefusedError",
+    "TaskRequest",
+    "Verdict",
+    "check_model",
+]
 
 POLICY_KEY = "site_policy"
 """Parameter under which the gate hands a task the site's policy for it."""
@@ -112,8 +119,10 @@ class SiteGate:
     def _check(self, rules: SiteRules, request: TaskRequest) -> Admission:
         kind = self.registry.kind(request.task)
         if kind not in rules.accept:
-            raise TaskRefusedError(f"this site does not run {kind} jobs (task {request.task}; "
-                              f"it accepts: {', '.join(rules.accept) or 'none'})")
+            raise TaskRefusedError(
+                f"this site does not run {kind} jobs (task {request.task}; "
+                f"it accepts: {', '.join(rules.accept) or 'none'})"
+            )
         check = self.registry.checker(request.task)
         if check is None:
             return Admission(request.params)
@@ -125,24 +134,45 @@ class SiteGate:
     def _charge(self, rules: SiteRules, request: TaskRequest, admission: Admission) -> None:
         privacy = rules.privacy
         if privacy.max_query_epsilon is not None and (
-                admission.epsilon > privacy.max_query_epsilon * (1 + 1e-9)):
-            raise TaskRefusedError(f"the task asks epsilon={admission.epsilon:g}, above this "
-                              f"site's largest per task ({privacy.max_query_epsilon:g})")
-        ledger = SiteLedger(Path(privacy.ledger), privacy.budget_epsilon, privacy.budget_delta,
-                            privacy.analyst_epsilon, privacy.analyst_delta)
-        ledger.charge(request.analyst, admission.epsilon, admission.delta,
-                      f"{request.job_id}/{request.task_id} {request.task}")
+            admission.epsilon > privacy.max_query_epsilon * (1 + 1e-9)
+        ):
+            raise TaskRefusedError(
+                f"the task asks epsilon={admission.epsilon:g}, above this "
+                f"site's largest per task ({privacy.max_query_epsilon:g})"
+            )
+        ledger = SiteLedger(
+            Path(privacy.ledger),
+            privacy.budget_epsilon,
+            privacy.budget_delta,
+            privacy.analyst_epsilon,
+            privacy.analyst_delta,
+        )
+        ledger.charge(
+            request.analyst,
+            admission.epsilon,
+            admission.delta,
+            f"{request.job_id}/{request.task_id} {request.task}",
+        )
 
-    def _audit(self, request: TaskRequest, admission: Admission | None, decision: str,
-               reason: str) -> None:
+    def _audit(
+        self, request: TaskRequest, admission: Admission | None, decision: str, reason: str
+    ) -> None:
         assert self.rules is not None
-        AuditLog(Path(self.rules.audit_log)).append(AuditRecord(
-            decision=decision, analyst=request.analyst, job_id=request.job_id,
-            task_id=request.task_id, task=request.task, dataset=request.dataset,
-            tables=admission.tables if admission else (),
-            columns=admission.columns if admission else (),
-            epsilon=admission.epsilon if admission else 0.0,
-            delta=admission.delta if admission else 0.0, reason=reason))
+        AuditLog(Path(self.rules.audit_log)).append(
+            AuditRecord(
+                decision=decision,
+                analyst=request.analyst,
+                job_id=request.job_id,
+                task_id=request.task_id,
+                task=request.task,
+                dataset=request.dataset,
+                tables=admission.tables if admission else (),
+                columns=admission.columns if admission else (),
+                epsilon=admission.epsilon if admission else 0.0,
+                delta=admission.delta if admission else 0.0,
+                reason=reason,
+            )
+        )
 
 
 def check_model(rules: SiteRules, spec: Mapping[str, Any]) -> None:
@@ -158,13 +188,17 @@ def check_model(rules: SiteRules, spec: Mapping[str, Any]) -> None:
     factory = spec.get("factory")
     if factory:
         if factory not in rules.training.factories:
-            raise TaskRefusedError(f"model factory {factory!r} is not allowed at this site "
-                              f"(allowed: {', '.join(rules.training.factories) or 'none'})")
+            raise TaskRefusedError(
+                f"model factory {factory!r} is not allowed at this site "
+                f"(allowed: {', '.join(rules.training.factories) or 'none'})"
+            )
         return
     name = str(spec.get("kind", spec.get("name", "mlp")))
     if name not in rules.training.models:
-        raise TaskRefusedError(f"model {name!r} is not allowed at this site "
-                          f"(allowed: {', '.join(rules.training.models) or 'none'})")
+        raise TaskRefusedError(
+            f"model {name!r} is not allowed at this site "
+            f"(allowed: {', '.join(rules.training.models) or 'none'})"
+        )
 
 
 def check_training_dataset(rules: SiteRules, dataset: str) -> None:

@@ -56,9 +56,14 @@ class SiteLedger:
         What one analyst may spend (``None``: the total).
     """
 
-    def __init__(self, path: Path, budget_epsilon: float, budget_delta: float = 0.0,
-                 analyst_epsilon: float | None = None,
-                 analyst_delta: float | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        budget_epsilon: float,
+        budget_delta: float = 0.0,
+        analyst_epsilon: float | None = None,
+        analyst_delta: float | None = None,
+    ) -> None:
         self.path = Path(path)
         self.budget_epsilon = budget_epsilon
         self.budget_delta = budget_delta
@@ -82,23 +87,42 @@ class SiteLedger:
             data = self._read()
             now = _spending(data, analyst)
             limits = (
-                ("the site's total", now.total_epsilon, self.budget_epsilon,
-                 now.total_delta, self.budget_delta),
-                (f"analyst {analyst or '(none)'}'s", now.analyst_epsilon,
-                 self.analyst_epsilon if self.analyst_epsilon is not None
-                 else self.budget_epsilon, now.analyst_delta,
-                 self.analyst_delta if self.analyst_delta is not None else self.budget_delta),
+                (
+                    "the site's total",
+                    now.total_epsilon,
+                    self.budget_epsilon,
+                    now.total_delta,
+                    self.budget_delta,
+                ),
+                (
+                    f"analyst {analyst or '(none)'}'s",
+                    now.analyst_epsilon,
+                    self.analyst_epsilon
+                    if self.analyst_epsilon is not None
+                    else self.budget_epsilon,
+                    now.analyst_delta,
+                    self.analyst_delta if self.analyst_delta is not None else self.budget_delta,
+                ),
             )
             for label, eps_spent, eps_cap, dlt_spent, dlt_cap in limits:
-                if (eps_spent + epsilon > eps_cap * (1 + _SLACK)
-                        or dlt_spent + delta > dlt_cap * (1 + _SLACK) + 1e-15):
+                if (
+                    eps_spent + epsilon > eps_cap * (1 + _SLACK)
+                    or dlt_spent + delta > dlt_cap * (1 + _SLACK) + 1e-15
+                ):
                     raise BudgetRefusedError(
                         f"{label} privacy budget is spent: the task needs epsilon={epsilon:g}"
                         f" delta={delta:g}; {max(0.0, eps_cap - eps_spent):g} epsilon left "
-                        f"of {eps_cap:g}")
+                        f"of {eps_cap:g}"
+                    )
             data.setdefault("charges", []).append(
-                {"analyst": analyst, "epsilon": epsilon, "delta": delta, "what": what,
-                 "time": time.time()})
+                {
+                    "analyst": analyst,
+                    "epsilon": epsilon,
+                    "delta": delta,
+                    "what": what,
+                    "time": time.time(),
+                }
+            )
             atomic_write_text(self.path, json.dumps(data, indent=1))
             return _spending(data, analyst)
 
@@ -127,6 +151,10 @@ class SiteLedger:
 def _spending(data: dict[str, Any], analyst: str) -> Spending:
     charges = data.get("charges", [])
     mine = [c for c in charges if c.get("analyst") == analyst]
-    return Spending(sum(c["epsilon"] for c in mine), sum(c["delta"] for c in mine),
-                    sum(c["epsilon"] for c in charges), sum(c["delta"] for c in charges),
-                    len(charges))
+    return Spending(
+        sum(c["epsilon"] for c in mine),
+        sum(c["delta"] for c in mine),
+        sum(c["epsilon"] for c in charges),
+        sum(c["delta"] for c in charges),
+        len(charges),
+    )

@@ -25,8 +25,16 @@ from fedsys.config.settings import Settings
 from fedsys.config.workload import DatasetConfig
 from fedsys.metrics.writers import atomic_write_text
 
-__all__ = ["JOB_KINDS", "PrivacyRules", "SiteRules", "SqlRules", "TableRules",
-           "TrainingDataset", "TrainingRules", "load_site_rules"]
+__all__ = [
+    "JOB_KINDS",
+    "PrivacyRules",
+    "SiteRules",
+    "SqlRules",
+    "TableRules",
+    "TrainingDataset",
+    "TrainingRules",
+    "load_site_rules",
+]
 
 JOB_KINDS = ("analytics", "training", "histogram", "test")
 """Job kinds a site may accept (each registered task belongs to one)."""
@@ -39,20 +47,27 @@ class TableRules(Settings):
 
     path: str = Field(description="the table's file: .csv or .parquet (relative to site.yaml)")
     columns: tuple[str, ...] | None = Field(
-        None, description="columns a query may read (omitted: every column)")
+        None, description="columns a query may read (omitted: every column)"
+    )
     dp_only: bool = Field(
-        False, description="the whole table is released only with differential privacy")
+        False, description="the whole table is released only with differential privacy"
+    )
     dp_columns: tuple[str, ...] = Field(
-        (), description="columns released only with differential privacy")
+        (), description="columns released only with differential privacy"
+    )
     min_group_size: int | None = Field(
-        None, ge=1, description="smallest group an exact aggregate releases (default: "
-        "sql.min_group_size)")
+        None,
+        ge=1,
+        description="smallest group an exact aggregate releases (default: sql.min_group_size)",
+    )
     bounds: dict[str, tuple[float, float]] = Field(
         default_factory=dict,
-        description="clamping bounds [lo, hi] of each summed column under differential privacy")
+        description="clamping bounds [lo, hi] of each summed column under differential privacy",
+    )
     domains: dict[str, list[Any]] = Field(
         default_factory=dict,
-        description="declared values of each GROUP BY key under differential privacy")
+        description="declared values of each GROUP BY key under differential privacy",
+    )
 
     @field_validator("path")
     @classmethod
@@ -67,11 +82,13 @@ class TableRules(Settings):
             if not lo <= hi:
                 raise ValueError(f"bounds [{lo}, {hi}]: lo is above hi")
         if self.columns is not None:
-            hidden = [c for c in (*self.dp_columns, *self.bounds, *self.domains)
-                      if c not in self.columns]
+            hidden = [
+                c for c in (*self.dp_columns, *self.bounds, *self.domains) if c not in self.columns
+            ]
             if hidden:
-                raise ValueError(f"columns {sorted(set(hidden))} have rules but are not in "
-                                 f"the readable columns")
+                raise ValueError(
+                    f"columns {sorted(set(hidden))} have rules but are not in the readable columns"
+                )
         return self
 
     def readable(self, column: str) -> bool:
@@ -86,14 +103,21 @@ class TableRules(Settings):
 class SqlRules(Settings):
     """The tables a site exposes to federated SQL."""
 
-    dataset: str = Field("data", min_length=1,
-                         description="the dataset name queries address these tables by")
-    tables: dict[str, TableRules] = Field(default_factory=dict,
-                                          description="exposed tables by name")
-    min_group_size: int = Field(1, ge=1, description="smallest group an exact aggregate "
-                                "releases; smaller groups are suppressed at the site")
+    dataset: str = Field(
+        "data", min_length=1, description="the dataset name queries address these tables by"
+    )
+    tables: dict[str, TableRules] = Field(
+        default_factory=dict, description="exposed tables by name"
+    )
+    min_group_size: int = Field(
+        1,
+        ge=1,
+        description="smallest group an exact aggregate "
+        "releases; smaller groups are suppressed at the site",
+    )
     secure_required: bool = Field(
-        False, description="only answer with pairwise-masked (secure) sums")
+        False, description="only answer with pairwise-masked (secure) sums"
+    )
 
     @field_validator("tables")
     @classmethod
@@ -107,30 +131,37 @@ class SqlRules(Settings):
 class PrivacyRules(Settings):
     """The site's own differential-privacy budget, kept in its own ledger."""
 
-    ledger: str = Field("site_ledger.json",
-                        description="the site's budget ledger file (relative to site.yaml)")
-    budget_epsilon: float = Field(1.0, gt=0, description="total epsilon of the site's "
-                                  "DP-only data, over every analyst")
+    ledger: str = Field(
+        "site_ledger.json", description="the site's budget ledger file (relative to site.yaml)"
+    )
+    budget_epsilon: float = Field(
+        1.0, gt=0, description="total epsilon of the site's DP-only data, over every analyst"
+    )
     budget_delta: float = Field(0.0, ge=0, lt=1, description="total delta, every analyst")
     analyst_epsilon: float | None = Field(
-        None, gt=0, description="epsilon one analyst may spend (default: the whole budget)")
-    analyst_delta: float | None = Field(None, ge=0, lt=1,
-                                        description="delta one analyst may spend")
+        None, gt=0, description="epsilon one analyst may spend (default: the whole budget)"
+    )
+    analyst_delta: float | None = Field(None, ge=0, lt=1, description="delta one analyst may spend")
     max_query_epsilon: float | None = Field(
-        None, gt=0, description="largest epsilon one task may spend (default: no limit)")
+        None, gt=0, description="largest epsilon one task may spend (default: no limit)"
+    )
 
 
 class TrainingDataset(Settings):
     """A dataset the site trains on: an ``.npz`` file, or a run config's dataset section."""
 
-    path: str | None = Field(None, description=".npz file with arrays x (float32) and y "
-                             "(int64), relative to site.yaml")
+    path: str | None = Field(
+        None, description=".npz file with arrays x (float32) and y (int64), relative to site.yaml"
+    )
     dataset: DatasetConfig | None = Field(
-        None, description="a run config's dataset section (built-in or by path)")
-    client: int = Field(0, ge=0, description="with dataset: which client's share this site "
-                        "holds")
-    seed: int = Field(0, description="with dataset: the seed the dataset is generated and "
-                      "split with (every site of one federation uses the same)")
+        None, description="a run config's dataset section (built-in or by path)"
+    )
+    client: int = Field(0, ge=0, description="with dataset: which client's share this site holds")
+    seed: int = Field(
+        0,
+        description="with dataset: the seed the dataset is generated and "
+        "split with (every site of one federation uses the same)",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainingDataset:
@@ -142,34 +173,45 @@ class TrainingDataset(Settings):
 class TrainingRules(Settings):
     """Training datasets and the models the site agrees to run."""
 
-    datasets: dict[str, TrainingDataset] = Field(default_factory=dict,
-                                                 description="training datasets by name")
+    datasets: dict[str, TrainingDataset] = Field(
+        default_factory=dict, description="training datasets by name"
+    )
     models: tuple[str, ...] = Field(
         ("mlp", "logreg", "logistic_regression", "cnn1d"),
-        description="built-in model names a training job may use")
+        description="built-in model names a training job may use",
+    )
     factories: tuple[str, ...] = Field(
-        (), description="'package.module:function' model factories a job may use (running "
-        "an analyst's code at the site is the site's decision)")
+        (),
+        description="'package.module:function' model factories a job may use (running "
+        "an analyst's code at the site is the site's decision)",
+    )
 
 
 class SiteRules(Settings):
     """A site's ``site.yaml``."""
 
-    name: str | None = Field(None, description="the site's name (default: the token file's "
-                             "stem)")
-    coordinator: str | None = Field(None, description="HOST:PORT of the coordinator "
-                                    "(--coordinator overrides)")
+    name: str | None = Field(None, description="the site's name (default: the token file's stem)")
+    coordinator: str | None = Field(
+        None, description="HOST:PORT of the coordinator (--coordinator overrides)"
+    )
     accept: tuple[Literal["analytics", "training", "histogram", "test"], ...] = Field(
-        ("analytics", "training"), description="job kinds the site runs")
+        ("analytics", "training"), description="job kinds the site runs"
+    )
     sql: SqlRules = Field(default_factory=SqlRules, description="tables for federated SQL")
-    privacy: PrivacyRules = Field(default_factory=PrivacyRules,
-                                  description="the site's differential-privacy budget")
-    training: TrainingRules = Field(default_factory=TrainingRules,
-                                    description="training datasets and allowed models")
-    audit_log: str = Field("site_audit.jsonl", description="append-only audit log of every "
-                           "task run or refused (relative to site.yaml)")
-    state_dir: str = Field(".fedsys-site", description="folder for the site's generated "
-                           "files (table catalog), relative to site.yaml")
+    privacy: PrivacyRules = Field(
+        default_factory=PrivacyRules, description="the site's differential-privacy budget"
+    )
+    training: TrainingRules = Field(
+        default_factory=TrainingRules, description="training datasets and allowed models"
+    )
+    audit_log: str = Field(
+        "site_audit.jsonl",
+        description="append-only audit log of every task run or refused (relative to site.yaml)",
+    )
+    state_dir: str = Field(
+        ".fedsys-site",
+        description="folder for the site's generated files (table catalog), relative to site.yaml",
+    )
 
     def table(self, name: str) -> TableRules | None:
         """The rules of table ``name``, ``None`` if the site does not expose it."""
@@ -185,17 +227,23 @@ class SiteRules(Settings):
         state = Path(self.state_dir)
         found: dict[str, str] = {}
         if self.sql.tables:
-            catalog = {"tables": {t: r.path for t, r in self.sql.tables.items()},
-                       "columns": {t: list(r.columns) for t, r in self.sql.tables.items()
-                                   if r.columns is not None}}
+            catalog = {
+                "tables": {t: r.path for t, r in self.sql.tables.items()},
+                "columns": {
+                    t: list(r.columns) for t, r in self.sql.tables.items() if r.columns is not None
+                },
+            }
             found[self.sql.dataset] = str(_write_json(state / "catalog.json", catalog))
         for name, data in self.training.datasets.items():
             if data.path is not None:
                 found[name] = data.path
             else:
                 assert data.dataset is not None
-                spec = {"dataset": data.dataset.model_dump(mode="json"),
-                        "client": data.client, "seed": data.seed}
+                spec = {
+                    "dataset": data.dataset.model_dump(mode="json"),
+                    "client": data.client,
+                    "seed": data.seed,
+                }
                 found[name] = str(_write_json(state / f"dataset-{name}.json", spec))
         return found
 
@@ -241,14 +289,17 @@ def _absolute(rules: SiteRules, base: Path, file: Path) -> SiteRules:
                 raise ConfigError(f"{file}: training.datasets.{name}.path: no file {full}")
             data = data.model_copy(update={"path": str(full)})
         datasets[name] = data
-    return rules.model_copy(update={
-        "sql": rules.sql.model_copy(update={"tables": tables}),
-        "training": rules.training.model_copy(update={"datasets": datasets}),
-        "privacy": rules.privacy.model_copy(
-            update={"ledger": str((base / rules.privacy.ledger).resolve())}),
-        "audit_log": str((base / rules.audit_log).resolve()),
-        "state_dir": str((base / rules.state_dir).resolve()),
-    })
+    return rules.model_copy(
+        update={
+            "sql": rules.sql.model_copy(update={"tables": tables}),
+            "training": rules.training.model_copy(update={"datasets": datasets}),
+            "privacy": rules.privacy.model_copy(
+                update={"ledger": str((base / rules.privacy.ledger).resolve())}
+            ),
+            "audit_log": str((base / rules.audit_log).resolve()),
+            "state_dir": str((base / rules.state_dir).resolve()),
+        }
+    )
 
 
 def _write_json(path: Path, data: Any) -> Path:

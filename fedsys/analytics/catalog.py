@@ -1,6 +1,7 @@
 """A site's tables in DuckDB, and the ``sites.yaml`` that says which site holds what.
 
-A site's dataset is a small JSON catalog ``{"tables": {"lineitem": "/data/li.parquet"}}``;
+A site's dataset is a small JSON catalog ``{"tables": {"lineitem": "/data/li.parquet"}}``
+(with ``"columns": {"lineitem": [...]}`` when the site's rules hide the others);
 each compute worker loads the tables (CSV or Parquet) into an in-memory DuckDB once,
 then turns off DuckDB's access to files, so a query can read only the declared tables.
 """
@@ -155,13 +156,17 @@ def site_database(catalog: Path) -> Any:
         import duckdb
 
         try:
-            tables = json.loads(Path(catalog).read_text())["tables"]
+            body = json.loads(Path(catalog).read_text())
+            tables, readable = body["tables"], body.get("columns", {})
         except (json.JSONDecodeError, KeyError, TypeError):
             raise ValueError(f"site catalog {catalog} is not {{\"tables\": {{...}}}}") from None
         con = duckdb.connect(config={"threads": 1})
         for table, file in tables.items():
             reader = _READERS[Path(file).suffix.lower()]
-            con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM {reader}(?)', [str(file)])
+            # a site's rules may hide columns: they are never loaded (see site.yaml)
+            names = ", ".join('"' + c.replace('"', '""') + '"' for c in readable.get(table, []))
+            con.execute(f'CREATE TABLE "{table}" AS SELECT {names or "*"} FROM {reader}(?)',
+                        [str(file)])
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         _DATABASES[catalog] = con

@@ -13,6 +13,7 @@ in which the survivors reveal the seeds they share with the dropped sites.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -233,21 +234,24 @@ class FederatedQueryEngine:
     async def _run_summable(self, plan: QueryPlan, options: QueryOptions, sites: list[str],
                             types: Mapping[str, str]) -> QueryResult:
         domains = check_options(plan, options)
-        clamps, measures = calibrate(plan.aggregates, options.privacy)
+        # off the loop: OpenDP's first import takes seconds, a ledger charge locks and
+        # syncs a file, and the sites' pings must be heard meanwhile
+        clamps, measures = await asyncio.to_thread(calibrate, plan.aggregates, options.privacy)
         if options.privacy is not None:
             if self.ledger is None:
                 raise ValueError("a differentially private query needs a privacy ledger")
-            self.ledger.charge(self.dataset, options.privacy.epsilon, options.privacy.delta,
-                               plan.sql)
+            await asyncio.to_thread(self.ledger.charge, self.dataset, options.privacy.epsilon,
+                                    options.privacy.delta, plan.sql)
         if options.secure:
             keys = await self.public_keys(sites)
             summed = await secure_sum.secure_sums(self._run_job, self.dataset, plan, clamps,
-                                                  domains, sites, keys, self.max_dropouts)
+                                                  domains, sites, keys, self.max_dropouts,
+                                                  _wire_privacy(options.privacy))
             sums, duration_s = summed.total, summed.duration_s
             moved, dropped = summed.bytes_moved, summed.dropped
         else:
             sums, duration_s, moved = await self._plain_sums(plan, clamps, domains, sites,
-                                                             types)
+                                                             types, options.privacy)
             dropped = []
         groups = list(product(*[[to_json_value(v) for v in d] for d in domains])) or [()]
         widths = [3 if s.kind.startswith(("var", "stddev")) else (1 if s.kind == "count" else 2)
@@ -274,10 +278,13 @@ class FederatedQueryEngine:
 
     async def _plain_sums(self, plan: QueryPlan, clamps: Mapping[int, tuple[float, float]],
                           domains: list[list[Any]], sites: list[str],
-                          types: Mapping[str, str]) -> tuple[np.ndarray, float, int]:
+                          types: Mapping[str, str], privacy: PrivacySpec | None = None,
+                          ) -> tuple[np.ndarray, float, int]:
         job = JobBuilder("query-dp")
-        params = {"query": plan.sql, "secure": True, "types": dict(types),
-                  "clamps": {str(k): list(v) for k, v in clamps.items()}}
+        params: dict[str, Any] = {"query": plan.sql, "secure": True, "types": dict(types),
+                                  "clamps": {str(k): list(v) for k, v in clamps.items()}}
+        if privacy is not None:
+            params["privacy"] = _wire_privacy(privacy)
         ids = [job.site_task(site, "analytics.partial", params, dataset=self.dataset,
                              site=site) for site in sites]
         result = await self._run_job(job.build(ids))
@@ -383,6 +390,14 @@ def _domains(plan: QueryPlan, options: QueryOptions) -> list[list[Any]]:
                 f"key's declared values (domains: {{{column or key}: [...]}})")
         domains.append(list(options.domains[column]))
     return domains
+
+
+def _wire_privacy(privacy: PrivacySpec | None) -> dict[str, Any] | None:
+    """A query's privacy as task parameters: a site noises its DP-only data itself, at
+    this epsilon, charged to its own ledger (its bounds and domains are its own)."""
+    if privacy is None:
+        return None
+    return {"epsilon": privacy.epsilon, "delta": privacy.delta, "mechanism": privacy.mechanism}
 
 
 def _key_types(domains: Sequence[Sequence[Any]]) -> list[str]:

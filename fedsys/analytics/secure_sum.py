@@ -71,8 +71,8 @@ async def fetch_public_keys(run_job: JobRunner, dataset: str, sites: Sequence[st
 
 async def secure_sums(run_job: JobRunner, dataset: str, plan: QueryPlan,
                       clamps: Mapping[int, tuple[float, float]], domains: list[list[Any]],
-                      sites: list[str], keys: Mapping[str, bytes], max_dropouts: int
-                      ) -> SecureSum:
+                      sites: list[str], keys: Mapping[str, bytes], max_dropouts: int,
+                      privacy: Mapping[str, Any] | None = None) -> SecureSum:
     """The sites' summable partials of ``plan``, summed under pairwise masking.
 
     Parameters
@@ -89,6 +89,9 @@ async def secure_sums(run_job: JobRunner, dataset: str, plan: QueryPlan,
         Every site's X25519 public key (:func:`fetch_public_keys`).
     max_dropouts
         Sites the sum may lose and still answer.
+    privacy
+        The query's epsilon, delta and mechanism, for sites that noise their DP-only
+        data themselves before masking.
 
     Raises
     ------
@@ -105,6 +108,8 @@ async def secure_sums(run_job: JobRunner, dataset: str, plan: QueryPlan,
     params = {"query": plan.sql, "clamps": {str(k): list(v) for k, v in clamps.items()},
               "domains": [[to_json_value(v) for v in d] for d in domains],
               "context": context.hex(), "peers": {s: keys[s].hex() for s in sites}}
+    if privacy is not None:
+        params["privacy"] = dict(privacy)
     for site in sites:
         job.site_task(site, "analytics.masked_partial", params, dataset=dataset,
                       site=site, optional=True)

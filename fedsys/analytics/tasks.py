@@ -3,7 +3,9 @@
 A site never runs SQL it is sent: it plans the *query* itself
 (:func:`~fedsys.analytics.planner.plan_query`), so it only ever computes mergeable
 partial aggregates over its own tables. Start sites with ``--tasks
-fedsys.analytics.tasks``.
+fedsys.analytics.tasks``. A site with rules (``site.yaml``) checks each task first
+(:mod:`fedsys.analytics.site_policy`) and hands it its policy under ``site_policy``:
+the smallest group it releases, or the noise it adds itself.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ from fedsys.analytics.catalog import site_database, table_rows
 from fedsys.analytics.encoding import encode_table
 from fedsys.analytics.planner import QueryPlan, plan_query, slot_of
 from fedsys.analytics.schema import column_types, site_casts
+from fedsys.analytics.site_policy import (
+    dp_partial_rows,
+    in_domains,
+    site_noise,
+    suppress_small_groups,
+)
+from fedsys.silo.gate import POLICY_KEY
 from fedsys.silo.task_registry import Output, TaskContext, task
 
 __all__ = ["site_keys"]
@@ -54,23 +63,32 @@ def _row_range(catalog: Path, plan: QueryPlan, part: int, parts: int) -> tuple[i
     return rows * part // parts, rows * (part + 1) // parts
 
 
-@task("analytics.partial")
+@task("analytics.partial", kind="analytics")
 def partial(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence[Output]) -> Output:
     """Partial aggregates of ``query`` over rows ``part`` of ``parts`` of this site's table.
 
     Params: ``query``, ``part``, ``parts``, ``secure`` (summable partials only, for DP),
     ``clamps`` (aggregate slot -> [lo, hi]), ``types`` (column -> the type every site
-    reads it as, see :mod:`fedsys.analytics.schema`).
+    reads it as, see :mod:`fedsys.analytics.schema`); from the site's gate,
+    ``site_policy``: ``min_group_size`` (smaller groups are left out) or ``dp`` (the site
+    noises its partials over its own domains, see
+    :func:`~fedsys.analytics.site_policy.dp_partial_rows`).
     """
     catalog = _catalog(ctx)
     plan = _plan(str(params["query"]))
-    part, parts = int(params.get("part", 0)), int(params.get("parts", 1))
-    secure = bool(params.get("secure", False))
+    policy = params.get(POLICY_KEY) or {}
     con = site_database(catalog)
     casts = site_casts(con, plan, params.get("types") or {}, ctx.site)
+    if "dp" in policy:
+        columns, types, rows = dp_partial_rows(con, plan, policy["dp"], casts)
+        return Output(encode_table(columns, types, rows),
+                      {"rows": len(rows), "site_epsilon": policy["dp"]["epsilon"]})
+    part, parts = int(params.get("part", 0)), int(params.get("parts", 1))
+    secure = bool(params.get("secure", False))
     sql = plan.site_sql(_row_range(catalog, plan, part, parts), secure=secure,
                         clamps=_clamps(params), casts=casts)
     columns, types, rows = _partial_rows(con, plan, sql, secure)
+    rows = suppress_small_groups(con, plan, rows, int(policy.get("min_group_size", 1)))
     return Output(encode_table(columns, types, rows), {"rows": len(rows)})
 
 
@@ -162,10 +180,23 @@ def masked_partial(ctx: TaskContext, params: Mapping[str, Any], inputs: Sequence
     query id binding the masks) and ``peers`` (site -> public key hex, this site included).
     """
     plan = _plan(str(params["query"]))
-    sql = plan.site_sql(secure=True, clamps=_clamps(params))
-    cursor = site_database(_catalog(ctx)).execute(sql)
+    policy = params.get(POLICY_KEY) or {}
+    dp = policy.get("dp")
+    clamps = _clamps(dp if dp is not None else params)  # DP-only data: the site's bounds
+    con = site_database(_catalog(ctx))
+    cursor = con.execute(plan.site_sql(secure=True, clamps=clamps))
     columns = [d[0] for d in cursor.description]
-    vector = summable_vector(plan, columns, cursor.fetchall(), params.get("domains", []))
+    domains = params.get("domains", [])
+    if dp is not None:  # the site's noise, over the layout every site shares, then masks
+        rows = in_domains(plan, cursor.fetchall(), domains)
+        vector = summable_vector(plan, columns, rows, domains)
+        width = len(columns) - len(plan.keys)
+        vector = site_noise(plan, columns[len(plan.keys):], vector.reshape(-1, width),
+                            dp).ravel()
+    else:
+        minimum = int(policy.get("min_group_size", 1))
+        rows = suppress_small_groups(con, plan, cursor.fetchall(), minimum)  # count as zeros
+        vector = summable_vector(plan, columns, rows, domains)
     pair = site_keys(ctx)
     peers = {site: bytes.fromhex(key) for site, key in params["peers"].items()}
     if peers.get(ctx.site) != pair.public:

@@ -72,7 +72,10 @@ def _add_coordinator(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_site(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--coordinator", required=True, help="HOST:PORT (or its WAN shaper)")
+    parser.add_argument("--config", help="site.yaml: the site's tables, datasets and rules "
+                        "(without it the site runs every task: trusted, local use only)")
+    parser.add_argument("--coordinator", help="HOST:PORT (or its WAN shaper); default: "
+                        "site.yaml's coordinator")
     parser.add_argument("--token-file", required=True, help="this site's token")
     parser.add_argument("--name", help="site name for its tasks (default: token file stem)")
     parser.add_argument("--ca", help="CA certificate that signed the coordinator's")
@@ -80,7 +83,7 @@ def _add_site(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", help="client key (mutual TLS)")
     parser.add_argument("--server-name", help="name to check in the coordinator's certificate")
     parser.add_argument("--insecure", action="store_true", help="plaintext (explicit opt-out)")
-    parser.add_argument("--data", action="append", default=[], required=True,
+    parser.add_argument("--data", action="append", default=[],
                         metavar="[NAME=]PATH", help="a local dataset (.npz); repeatable")
     parser.add_argument("--workers", type=int, default=2, help="compute worker processes")
     parser.add_argument("--comm-workers", type=int, default=2, help="output senders")
@@ -249,13 +252,24 @@ def parse_data(items: Sequence[str]) -> dict[str, str]:
 
 def _cmd_site(args: argparse.Namespace, console: Console) -> int:
     from fedsys.core.names import plain_name
+    from fedsys.silo.gate import SiteGate
     from fedsys.silo.site import SiteManager, SiteSettings
+    from fedsys.silo.site_rules import load_site_rules
     from fedsys.wire.auth import read_token
     from fedsys.wire.logs import setup_logging
     from fedsys.wire.transport import ChannelSecurity, open_channel
 
     setup_logging()
     datasets = parse_data(args.data)
+    rules = load_site_rules(args.config) if args.config else None
+    if rules is not None:
+        datasets = {**rules.datasets(), **datasets}
+        args.coordinator = args.coordinator or rules.coordinator
+        args.name = args.name or rules.name
+    if not args.coordinator:
+        raise ValueError("give --coordinator HOST:PORT (or coordinator: in site.yaml)")
+    if not datasets:
+        raise ValueError("the site exposes no data: give --data or --config site.yaml")
     token = read_token(Path(args.token_file))
     security = ChannelSecurity(
         Path(args.ca) if args.ca else None, Path(args.cert) if args.cert else None,
@@ -264,7 +278,8 @@ def _cmd_site(args: argparse.Namespace, console: Console) -> int:
     settings = SiteSettings(workers=args.workers, comm_workers=args.comm_workers,
                             task_modules=tuple(args.tasks))
     name = plain_name(args.name or Path(args.token_file).stem, "site name")  # names its files
-    manager = SiteManager(args.coordinator, token, security, datasets, name, settings)
+    manager = SiteManager(args.coordinator, token, security, datasets, name, settings,
+                          gate=SiteGate(rules))
 
     async def main() -> int:
         stop = asyncio.Event()

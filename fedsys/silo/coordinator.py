@@ -425,6 +425,10 @@ class SiloCoordinator:
             self._on_done(site, message.done)
 
     def _on_done(self, site: str, done: silo_pb2.TaskDone) -> None:
+        if done.refused:  # the site's own rules: the job fails naming the site and reason
+            reason = f"refused by the site's rules: {done.refused}"
+            self._handle(lambda r: r.on_task_failed(site, done.task_id, reason))
+            return
         if done.error:
             self._handle(lambda r: r.on_task_failed(site, done.task_id, done.error))
             return

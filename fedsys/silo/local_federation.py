@@ -63,8 +63,9 @@ def site_command(
     comm_workers: int,
     ca_path: Path | None,
     task_modules: Sequence[str] = (),
+    config: Path | None = None,
 ) -> list[str]:
-    """The command line that starts one site manager."""
+    """The command line that starts one site manager (``config``: its ``site.yaml``)."""
     cmd = fedsys_command("silo", "site", "--coordinator", address,
                          "--token-file", str(token_file), "--name", name, "--workers",
                          str(workers), "--comm-workers", str(comm_workers), module="fedsys.cli")
@@ -73,6 +74,8 @@ def site_command(
         cmd += ["--data", f"{dataset}={path}"]
     for module in task_modules:
         cmd += ["--tasks", module]
+    if config is not None:
+        cmd += ["--config", str(config)]
     return cmd
 
 
@@ -112,6 +115,8 @@ class LocalCluster:
         Task modules every site imports besides the built-in ones.
     site_names
         Names of the sites (default ``site-0`` ...).
+    site_configs
+        The ``site.yaml`` of each site index that has rules (others run every task).
     shaper_process
         Run the proxies in a child process (default), so that the coordinator's work
         never stalls the emulated network; ``False``: on a thread of this process.
@@ -132,6 +137,7 @@ class LocalCluster:
     site_data: Mapping[int, Mapping[str, Path]] | None = None
     task_modules: Sequence[str] = ()
     site_names: Sequence[str] | None = None
+    site_configs: Mapping[int, Path] = field(default_factory=dict)
     shaper_process: bool = True
     coordinator: SiloCoordinator | None = None
     shaper: ShaperThread | ShaperProcess | None = None
@@ -192,7 +198,7 @@ class LocalCluster:
             cmd = site_command(f"127.0.0.1:{proxy_port}", pki / "clients" / f"{name}.token",
                                data, name, self.workers, self.comm_workers,
                                None if self.insecure else pki / "ca.pem",
-                               self.task_modules)
+                               self.task_modules, self.site_configs.get(i))
             self.processes.append(spawn(cmd, logs / f"{name}.log", cwd=self.workdir))
         await self.coordinator.wait_for_sites(self.sites, self.startup_timeout_s)
 

@@ -9,6 +9,10 @@ Outputs up to the job's threshold ride inline on the stream. Larger ones go to
 communication workers that upload them on ``PutOutput`` while compute goes on
 (decoupled); in baseline mode the compute worker is held until the upload is
 acknowledged (coupled), and the site asks for its next task only then (late binding).
+
+Before a task runs, the site's gate (:mod:`fedsys.silo.gate`) checks it against the
+site's own rules (``site.yaml``) and may refuse it; a refusal is reported in
+``TaskDone.refused``. A site without rules runs every task (trusted, local use only).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from fedsys.silo.gate import SiteGate, TaskRequest, Verdict
 from fedsys.silo.task_registry import load_task_modules
 from fedsys.silo.worker import WorkResult, make_pool, run_task
 from fedsys.wire.auth import bearer_metadata
@@ -86,6 +91,7 @@ class _JobState:
     """What the site holds for the job in progress."""
 
     job_id: str = ""
+    analyst: str = ""
     late_binding: bool = False
     coupled_output: bool = False
     threshold_bytes: int = 64 * 1024
@@ -113,6 +119,8 @@ class SiteManager:
         The site's name as its tasks see it (the coordinator knows it by its token).
     settings
         Workers and limits.
+    gate
+        The site's rules, checked before every task (``None``: none, run every task).
     """
 
     def __init__(
@@ -123,6 +131,7 @@ class SiteManager:
         datasets: Mapping[str, str],
         name: str = "site",
         settings: SiteSettings | None = None,
+        gate: SiteGate | None = None,
     ) -> None:
         self.coordinator = coordinator
         self.token = token
@@ -130,6 +139,7 @@ class SiteManager:
         self.datasets = dict(datasets)
         self.settings = settings or SiteSettings()
         self.name = name
+        self.gate = gate or SiteGate(None)
         self._pool: ProcessPoolExecutor | None = None
         self._job = _JobState()
         self._free = self.settings.workers
@@ -265,6 +275,7 @@ class SiteManager:
     def _start_job(self, mode: silo_pb2.JobMode) -> None:
         self._job = _JobState(
             job_id=mode.job_id,
+            analyst=mode.analyst,
             late_binding=mode.late_binding,
             coupled_output=mode.coupled_output,
             threshold_bytes=int(mode.output_threshold_bytes),
@@ -362,15 +373,28 @@ class SiteManager:
 
     async def _execute(self, task: silo_pb2.TaskAssignment, job: _JobState) -> None:
         try:
-            inputs = [await self._input(job, key) for key in task.inputs]
             params = json.loads(task.params_json) if task.params_json else {}
+            request = TaskRequest(job.analyst, job.job_id, task.task_id, task.task,
+                                  task.dataset, params)
+            verdict = await self._admit(request)
+            if verdict.refused:
+                self._send(silo_pb2.SiteMessage(done=silo_pb2.TaskDone(
+                    task_id=task.task_id, attempt=task.attempt, job_id=job.job_id,
+                    refused=verdict.refused,
+                    error=f"refused by the site's rules: {verdict.refused}")))
+                return
+            inputs = [await self._input(job, key) for key in task.inputs]
             loop = asyncio.get_running_loop()
             result: WorkResult = await loop.run_in_executor(
-                self._pool, run_task, task.task, task.task_id, task.dataset, params, inputs
+                self._pool, run_task, task.task, task.task_id, task.dataset,
+                verdict.params, inputs
             )
             small = len(result.payload) <= job.threshold_bytes or bool(result.error)
             if small:
                 self._send(silo_pb2.SiteMessage(done=_done(task, result, job.job_id)))
+            if self.gate.rules is not None:  # audited off the loop, the output already sent
+                self._spawn(asyncio.to_thread(self.gate.finished, request, verdict,
+                                              result.error))
             header = _header(task, result, job.job_id)
             if not small and job.coupled_output:
                 await self._upload(header, result.payload)
@@ -387,6 +411,12 @@ class SiteManager:
                                  f"{type(exc).__name__}: {exc}")
         finally:
             self._release(job)
+
+    async def _admit(self, request: TaskRequest) -> Verdict:
+        """The gate's verdict; off the event loop when rules mean file locks and writes."""
+        if self.gate.rules is None:
+            return self.gate.admit(request)
+        return await asyncio.to_thread(self.gate.admit, request)
 
     def _report_failure(self, task_id: str, attempt: int, job_id: str, error: str) -> None:
         self._send(silo_pb2.SiteMessage(done=silo_pb2.TaskDone(

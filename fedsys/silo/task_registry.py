@@ -11,6 +11,11 @@ its SQL tasks the same way::
     def count(ctx, params, inputs):
         table = ctx.arrays()["rows"]
         return Output(str(len(table)).encode())
+
+Each task belongs to a job kind (``analytics``, ``training``...), which a site's rules
+accept or not, and may have a *checker*: the function a site with rules
+(:mod:`fedsys.silo.gate`) calls before the task runs, to refuse it or to say what it
+reads and costs (``@checker("analytics.partial")``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ BUILTIN_TASK_MODULES = (
     "fedsys.silo.spin_task",
 )
 """Modules every site imports: the built-in histogram, training and test-load tasks."""
+
+BUILTIN_KINDS = {"silo.histogram": "histogram", "silo.sum_counts": "histogram",
+                 "silo.train": "training", "silo.train_config": "training",
+                 "silo.spin": "test"}
+"""Job kinds of the built-in tasks (others say theirs when registered, or take the
+prefix of their name: ``analytics.partial`` is an ``analytics`` task)."""
 
 
 @dataclass(frozen=True)
@@ -106,16 +117,40 @@ _NPZ_CACHE: dict[Path, dict[str, np.ndarray]] = {}
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     cached = _NPZ_CACHE.get(path)
     if cached is None:
-        if path.suffix != ".npz":
+        if path.suffix == ".json":
+            cached = _client_share(path)
+        elif path.suffix != ".npz":
             raise ValueError(f"dataset {path} is not an .npz file")
-        with np.load(path, allow_pickle=False) as archive:
-            cached = {key: archive[key] for key in archive.files}
+        else:
+            with np.load(path, allow_pickle=False) as archive:
+                cached = {key: archive[key] for key in archive.files}
         _NPZ_CACHE[path] = cached
     return cached
 
 
+def _client_share(path: Path) -> dict[str, np.ndarray]:
+    """``x``/``y`` of one client's share of a run config's dataset (a site's ``site.yaml``
+    names the dataset section, the client and the seed; see
+    :class:`~fedsys.silo.site_rules.TrainingDataset`)."""
+    from fedsys.config.workload import DatasetConfig
+    from fedsys.parts.builders import build_dataset
+
+    spec = json.loads(path.read_text())
+    data = build_dataset(DatasetConfig.model_validate(spec["dataset"]), int(spec["seed"]))
+    client = int(spec["client"])
+    if not 0 <= client < len(data.offsets) - 1:
+        raise ValueError(f"dataset {path}: client {client} is not one of the "
+                         f"{len(data.offsets) - 1} shares")
+    features, labels = data.client_data(client)
+    return {"x": features.numpy().astype(np.float32), "y": labels.numpy().astype(np.int64)}
+
+
 TaskFn = Callable[[TaskContext, Mapping[str, Any], Sequence[Output]], Output]
 """A task: (context, JSON params, outputs of its inputs in order) -> output."""
+
+CheckFn = Callable[[Any, Any], Any]
+"""A checker: (the site's rules, the task request) -> the admission, see
+:mod:`fedsys.silo.gate` (typed there: the registry stays below the rules)."""
 
 
 class TaskRegistry:
@@ -123,6 +158,8 @@ class TaskRegistry:
 
     def __init__(self) -> None:
         self._tasks: dict[str, TaskFn] = {}
+        self._kinds: dict[str, str] = dict(BUILTIN_KINDS)
+        self._checkers: dict[str, CheckFn] = {}
 
     def register(self, name: str, fn: TaskFn) -> None:
         """Register ``fn`` under ``name``.
@@ -154,16 +191,47 @@ class TaskRegistry:
         """Registered names, sorted."""
         return sorted(self._tasks)
 
+    def set_kind(self, name: str, kind: str) -> None:
+        """Say which job kind task ``name`` belongs to."""
+        self._kinds[name] = kind
+
+    def kind(self, name: str) -> str:
+        """The job kind of task ``name`` (its name's prefix unless registered)."""
+        return self._kinds.get(name, name.partition(".")[0])
+
+    def register_checker(self, name: str, fn: CheckFn) -> None:
+        """Register the site-rules checker of task ``name``."""
+        self._checkers[name] = fn
+
+    def checker(self, name: str) -> CheckFn | None:
+        """The checker of task ``name``, ``None`` if it has none."""
+        return self._checkers.get(name)
+
 
 REGISTRY = TaskRegistry()
 """The process-wide registry sites use; task modules register into it when imported."""
 
 
-def task(name: str) -> Callable[[TaskFn], TaskFn]:
-    """Decorator registering a task function in :data:`REGISTRY` under ``name``."""
+def task(name: str, kind: str | None = None) -> Callable[[TaskFn], TaskFn]:
+    """Decorator registering a task function in :data:`REGISTRY` under ``name``.
+
+    ``kind``: the job kind a site's rules accept it under (default: the name's prefix).
+    """
 
     def decorate(fn: TaskFn) -> TaskFn:
         REGISTRY.register(name, fn)
+        if kind is not None:
+            REGISTRY.set_kind(name, kind)
+        return fn
+
+    return decorate
+
+
+def checker(name: str) -> Callable[[CheckFn], CheckFn]:
+    """Decorator registering the site-rules checker of task ``name``."""
+
+    def decorate(fn: CheckFn) -> CheckFn:
+        REGISTRY.register_checker(name, fn)
         return fn
 
     return decorate

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -115,6 +115,10 @@ class LocalCluster:
     shaper_process
         Run the proxies in a child process (default), so that the coordinator's work
         never stalls the emulated network; ``False``: on a thread of this process.
+    make_coordinator
+        Builds the coordinator from the sites' token file and the server security
+        (e.g. a standing federation's, which also serves analysts); default: a plain
+        :class:`SiloCoordinator`.
     """
 
     workdir: Path
@@ -133,6 +137,7 @@ class LocalCluster:
     task_modules: Sequence[str] = ()
     site_names: Sequence[str] | None = None
     shaper_process: bool = True
+    make_coordinator: Callable[[Path, ServerSecurity], SiloCoordinator] | None = None
     coordinator: SiloCoordinator | None = None
     shaper: ShaperThread | ShaperProcess | None = None
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -174,8 +179,11 @@ class LocalCluster:
         if not self.insecure:
             tls.provision(pki, self.names)
         security = ServerSecurity(insecure=True) if self.insecure else ServerSecurity(pki)
-        self.coordinator = SiloCoordinator(pki / auth.TOKENS_FILE, security,
-                                           settings=self.coordinator_settings)
+        if self.make_coordinator is not None:
+            self.coordinator = self.make_coordinator(pki / auth.TOKENS_FILE, security)
+        else:
+            self.coordinator = SiloCoordinator(pki / auth.TOKENS_FILE, security,
+                                               settings=self.coordinator_settings)
         port = await self.coordinator.start()
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)

@@ -45,7 +45,7 @@ def demo_config(sites: int, rounds: int = 5, seed: int = 0, **changes: Any) -> R
         "output_dir": "runs/federation-demo",
         "dataset": {"name": "digits", "num_clients": sites, "partition": {"kind": "iid"}},
         "model": {"name": "mlp", "hidden": [32]},
-        "train": {"local_steps": 10, "batch_size": 20, "lr": 0.1},
+        "train": {"local_steps": 20, "batch_size": 32, "lr": 0.2},
         "devices": {"source": "uniform", "always_available": True},
         "selector": {"name": "random"}, "strategy": {"name": "fedavg"},
         "round": {"mode": "sync", "overcommit": 1.0}, "eval": {"every": 1},

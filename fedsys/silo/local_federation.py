@@ -141,6 +141,7 @@ class LocalCluster:
     coordinator: SiloCoordinator | None = None
     shaper: ShaperThread | ShaperProcess | None = None
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    commands: list[list[str]] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -201,6 +202,7 @@ class LocalCluster:
                                data, name, self.workers, self.comm_workers,
                                None if self.insecure else pki / "ca.pem",
                                self.task_modules)
+            self.commands.append(cmd)
             self.processes.append(spawn(cmd, logs / f"{name}.log", cwd=self.workdir))
         await self.coordinator.wait_for_sites(self.sites, self.startup_timeout_s)
 
@@ -213,6 +215,12 @@ class LocalCluster:
     def kill_site(self, index: int) -> None:
         """Kill site ``index``'s manager process (and so its stream) at once."""
         kill_group(self.processes[index])
+
+    def restart_site(self, index: int) -> None:
+        """Start site ``index``'s manager again (after :meth:`kill_site`): it rejoins."""
+        name = self.names[index]
+        log = self.workdir / "logs" / f"{name}.restarted.log"
+        self.processes[index] = spawn(self.commands[index], log, cwd=self.workdir)
 
     async def close(self) -> None:
         """End every site process (terminate, then kill), stop the shapers and coordinator."""

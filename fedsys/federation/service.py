@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -258,9 +259,35 @@ class StandingCoordinator:
             self._tasks.pop(job_id, None)
             self._kick()
 
+    def enrolled(self) -> list[str]:
+        """The sites whose tokens are valid (those a job waits for at its start)."""
+        assert self.coordinator is not None
+        try:
+            rows = json.loads(self.coordinator.token_file.read_text())["clients"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"cannot read the sites' tokens: {exc}") from None
+        return sorted(r["name"] for r in rows if not r.get("revoked", False))
+
+    async def _await_sites(self, job_id: str) -> None:
+        """Wait until every enrolled site is connected (a site that restarted with the
+        coordinator reconnects within seconds), or ``site_wait_s``; log who is missing."""
+        assert self.coordinator is not None
+        deadline = time.monotonic() + self.settings.site_wait_s
+        while True:
+            live = {v.name for v in self.coordinator.live_sites() if v.rtt_s is not None}
+            missing = [name for name in self.enrolled() if name not in live]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                self.store.log(job_id, f"starting without sites {missing} (not connected "
+                               f"within {self.settings.site_wait_s:.0f} s)")
+                return
+            await asyncio.sleep(0.2)
+
     async def _execute(self, job: JobRecord) -> dict[str, Any]:
         assert self.gate is not None
         settings = self.settings
+        await self._await_sites(job.job_id)
         request = job.request
         view = AnalystView(self.gate, job.analyst, job.job_id,
                            str(request.get("on_site_failure") or "wait"),

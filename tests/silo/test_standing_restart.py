@@ -86,8 +86,8 @@ class Deployment:
 def deployment(tmp_path) -> Iterator[Deployment]:
     deployed = Deployment(tmp_path)
     try:
+        deployed.provision()  # the sites dial until the coordinator listens
         deployed.start_coordinator()
-        deployed.provision()
         yield deployed
     finally:
         deployed.close()
@@ -120,6 +120,7 @@ def test_a_killed_coordinator_resumes_its_running_and_queued_jobs(deployment):
     deployment.kill_coordinator()
     deployment.start_coordinator()
     done = alice.wait(training, timeout_s=300)
+    alice.wait(query, timeout_s=120)
     answer = alice.result(query)
 
     assert done.state == "done"

@@ -8,6 +8,7 @@ again and waits for it to rejoin before it ends.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -227,3 +228,30 @@ def test_another_analysts_queries_run_between_a_long_jobs_rounds(federation):
     assert all(len(a.rows) == 2 for a in answers)
     assert training.state == "running"  # bob did not wait for alice's 60 rounds
     assert standing.gate.granted.count("bob") >= 3
+
+
+def test_the_commands_reach_the_standing_coordinator(federation, tmp_path, capsys):
+    from fedsys.cli import main
+
+    _, _, access, _ = federation
+    remote = ["--coordinator", access.address, "--token-file", str(access.analysts["bob"]),
+              "--insecure"]
+
+    assert main(["query", *remote, "--json", "SELECT COUNT(*) AS n FROM visits"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    config = tmp_path / "run.yaml"
+    config.write_text(_config_text(rounds=2))
+    assert main(["submit", str(config), *remote, "--wait", "--out", str(tmp_path / "out"),
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert main(["jobs", "list", *remote, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert main(["jobs", "status", "nonexistent", *remote]) == 1
+    error = capsys.readouterr().err
+
+    assert answer["rows"] == [[4200]]
+    assert summary["rounds"] == 2
+    assert (tmp_path / "out" / "summary.json").exists()
+    assert {j["kind"] for j in listed} == {"query", "training"}
+    assert all(j["analyst"] == "bob" for j in listed)
+    assert "no job 'nonexistent'" in error

@@ -37,7 +37,14 @@ __all__ = ["Federation", "FederationError", "JobFailedError", "QueryAnswer"]
 
 
 class FederationError(RuntimeError):
-    """The coordinator refused a request or could not be reached (one line, no traceback)."""
+    """The coordinator refused a request or could not be reached (one line, no traceback).
+
+    ``code`` is the gRPC status (``UNAVAILABLE``: not reached; worth another try).
+    """
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class JobFailedError(FederationError):
@@ -100,7 +107,8 @@ class Federation:
                                                timeout=timeout_s or self.timeout_s)
         except grpc.RpcError as exc:
             details = exc.details() if hasattr(exc, "details") else str(exc)
-            raise FederationError(f"{method}: {details}") from None
+            code = exc.code() if hasattr(exc, "code") else None
+            raise FederationError(f"{method}: {details}", code) from None
 
     def _open(self) -> grpc.Channel:
         options = [("grpc.max_receive_message_length", self.max_message_bytes),
@@ -191,11 +199,20 @@ class Federation:
             If it failed or was cancelled.
         TimeoutError
             If it has not ended within ``timeout_s``.
+
+        A coordinator that cannot be reached (restarting) is asked again until the
+        deadline: its jobs are persisted and resume when it is back.
         """
         deadline = time.monotonic() + timeout_s
         while True:
             left = deadline - time.monotonic()
-            info = self.status(job_id, wait_s=max(0.0, min(30.0, left)))
+            try:
+                info = self.status(job_id, wait_s=max(0.0, min(30.0, left)))
+            except FederationError as exc:  # the coordinator restarting: jobs outlive it
+                if exc.code != grpc.StatusCode.UNAVAILABLE or left <= 0:
+                    raise
+                time.sleep(1.0)
+                continue
             if info.state in FINISHED:
                 if info.state != "done":
                     raise JobFailedError(info)

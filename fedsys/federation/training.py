@@ -124,12 +124,14 @@ class ConfigTraining:
             sites = self.site_names(self.dataset_name) or sites
             holder: dict[str, Any] = {"state": state}
             start_s, wall0 = time.time() - clock0, time.perf_counter()
-            job = config_round_job(f"train-r{round_idx}", weights, strategy, state, sites,
-                                   self.dataset_name, {**params, "round": round_idx},
-                                   functools.partial(holder.__setitem__, "state"))
+            job = await asyncio.to_thread(  # encodes the weights: off the event loop
+                config_round_job, f"train-r{round_idx}", weights, strategy, state, sites,
+                self.dataset_name, {**params, "round": round_idx},
+                functools.partial(holder.__setitem__, "state"))
             result = await self.run_job(job)
             output = result.outputs["global"]
-            weights, state = weights_from_bytes(output.payload, layout), holder["state"]
+            weights = await asyncio.to_thread(weights_from_bytes, output.payload, layout)
+            state = holder["state"]
             record = await asyncio.to_thread(
                 self._record, round_idx, model, weights, dataset, result, len(sites),
                 start_s, time.time() - clock0, time.perf_counter() - wall0,

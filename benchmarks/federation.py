@@ -181,6 +181,29 @@ def summary_row(name: str, run: dict[str, Any], jobs: int) -> dict[str, Any]:
             "accuracies": run["accuracies"], "errors": run["errors"]}
 
 
+def render(console: Console, rows: list[dict[str, Any]], config: dict[str, Any],
+           speedup: float, out: Path) -> None:
+    """The table, the errors, then the headline."""
+    table = Table(title=f"{config['queries']} queries + 2 training jobs, 2 analysts, "
+                        f"{config['sites']} sites at {config['rtt_ms']:g} ms / "
+                        f"{config['rate_mbps']:g} Mbit/s")
+    for column in ("mode", "total (s)", "query p50 (s)", "query p99 (s)", "jobs/min",
+                   "start-up (s)", "final accuracy", "errors"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["mode"], f"{row['total_s']:.1f}", f"{row['p50_s']:.2f}",
+                      f"{row['p99_s']:.2f}", f"{row['jobs_per_min']:.1f}",
+                      "-" if row["startup_s"] is None else f"{row['startup_s']:.1f}",
+                      ", ".join(f"{a:.3f}" for a in row["accuracies"]),
+                      str(len(row["errors"])))
+    console.print(table)
+    for row in rows:
+        for error in row["errors"]:
+            console.print(f"{row['mode']} error: {error}", highlight=False, markup=False)
+    console.print(f"results in {out}", highlight=False)
+    console.print(f"speedup: {speedup:.2f}", highlight=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -191,8 +214,13 @@ def main() -> None:
     parser.add_argument("--rtt-ms", type=float, default=100.0)
     parser.add_argument("--rate-mbps", type=float, default=20.0)
     parser.add_argument("--out", default=str(RESULTS / "federation.json"))
+    parser.add_argument("--show", metavar="JSON", help="print the table of a results file")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=max(110, Console().width))
+    if args.show:
+        saved = json.loads(Path(args.show).read_text())
+        render(console, saved["rows"], saved["config"], saved["speedup"], Path(args.show))
+        return
     console.print(f"federation: {args.sites} sites, {args.queries} queries + 2 training jobs "
                   f"({args.rounds} rounds) from 2 analysts, {args.rtt_ms:g} ms RTT, "
                   f"{args.rate_mbps:g} Mbit/s; {os.cpu_count()} CPUs, load "
@@ -215,23 +243,7 @@ def main() -> None:
                     "load_avg_end": os.getloadavg()[0]},
         "queries": queries, "rows": rows, "target": TARGET, "speedup": speedup,
         "target_met": speedup >= TARGET}, indent=2) + "\n")
-    table = Table(title=f"{args.queries} queries + 2 training jobs, 2 analysts, {args.sites} "
-                        f"sites at {args.rtt_ms:g} ms / {args.rate_mbps:g} Mbit/s")
-    for column in ("mode", "total (s)", "query p50 (s)", "query p99 (s)", "jobs/min",
-                   "start-up (s)", "final accuracy", "errors"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["mode"], f"{row['total_s']:.1f}", f"{row['p50_s']:.2f}",
-                      f"{row['p99_s']:.2f}", f"{row['jobs_per_min']:.1f}",
-                      "-" if row["startup_s"] is None else f"{row['startup_s']:.1f}",
-                      ", ".join(f"{a:.3f}" for a in row["accuracies"]),
-                      str(len(row["errors"])))
-    console.print(table)
-    for row in rows:
-        for error in row["errors"]:
-            console.print(f"{row['mode']} error: {error}", highlight=False, markup=False)
-    console.print(f"results in {out}", highlight=False)
-    console.print(f"speedup: {speedup:.2f}", highlight=False)
+    render(console, rows, vars(args), speedup, out)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def check_disjoint(stores: Mapping[str, TokenStore]) -> None:
     for role, store in stores.items():
         for name in store.names():
             if name in seen:
-                raise ValueError(f"{name!r} is both a {seen[name]} and a {role}: "
+                raise ValueError(f"{name!r} holds tokens of two roles ({seen[name]}, {role}): "
                                  f"give each role its own names and tokens")
             seen[name] = role
 

@@ -9,6 +9,8 @@ round after its last checkpoint and the queued query is answered.
 
 from __future__ import annotations
 
+import json
+import signal
 import socket
 import subprocess
 import time
@@ -131,3 +133,24 @@ def test_a_killed_coordinator_resumes_its_running_and_queued_jobs(deployment):
     run = deployment.workdir / "state" / "jobs" / training / "run" / "rounds.jsonl"
     indices = [yaml.safe_load(line)["round_idx"] for line in run.read_text().splitlines()]
     assert indices == list(range(rounds))  # no round lost or written twice
+
+
+def test_a_standing_coordinator_serves_until_sigterm_and_keeps_its_queue(tmp_path):
+    deployed = Deployment(tmp_path)
+    auth.issue_tokens(tmp_path / "pki", ["hospital-a"])
+    auth.issue_tokens(tmp_path / "analysts", ["alice"])
+    try:
+        deployed.start_coordinator()
+        alice = Federation(f"127.0.0.1:{deployed.port}",
+                           token_file=tmp_path / "analysts" / "clients" / "alice.token",
+                           insecure=True)
+        job = alice.submit_query("SELECT COUNT(*) FROM visits")  # no site: it waits
+        assert deployed.coordinator is not None
+        deployed.coordinator.send_signal(signal.SIGTERM)
+        status = deployed.coordinator.wait(timeout=30)
+    finally:
+        deployed.close()
+
+    saved = json.loads((tmp_path / "state" / "jobs" / job.job_id / "job.json").read_text())
+    assert status == 0
+    assert saved["state"] in ("queued", "running")  # resumed by the next start

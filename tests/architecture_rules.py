@@ -21,7 +21,7 @@ from pathlib import Path
 
 COMMAND = "cli"
 RUNTIMES = frozenset({"sim", "deploy", "silo"})
-ABOVE_RUNTIMES = frozenset({"analytics", "fidelity", "dashboard"})
+ABOVE_RUNTIMES = frozenset({"analytics", "federation", "fidelity", "dashboard"})
 BELOW_WIRE = frozenset(
     {
         "core",

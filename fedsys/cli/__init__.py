@@ -1,8 +1,8 @@
 """The ``fedsys`` command: the one place that parses arguments and prints.
 
 Each command group registers itself from its own module (``run``, ``traces``,
-``deploy``, ``silo``, ``query``, ``fidelity``); nothing else in fedsys imports this
-package.
+``deploy``, ``silo``, ``query``, ``submit``, ``jobs``, ``fidelity``); nothing else in
+fedsys imports this package.
 """
 
 from __future__ import annotations
@@ -71,9 +71,11 @@ pickles, exhausted privacy budgets); their messages name the file or key."""
 def _parser() -> argparse.ArgumentParser:
     from fedsys.cli.deploy import add_deploy_commands
     from fedsys.cli.fidelity import add_fidelity_command
+    from fedsys.cli.jobs import add_jobs_command
     from fedsys.cli.query import add_query_command
     from fedsys.cli.run import add_run_commands
     from fedsys.cli.silo import add_silo_commands
+    from fedsys.cli.submit import add_submit_command
     from fedsys.cli.traces import add_traces_commands
 
     parser = argparse.ArgumentParser(prog="fedsys", description=__doc__)
@@ -84,5 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     add_deploy_commands(commands)
     add_silo_commands(commands)
     add_query_command(commands)
+    add_submit_command(commands)
+    add_jobs_command(commands)
     add_fidelity_command(commands)
     return parser

@@ -1,4 +1,6 @@
-"""``fedsys query``: one federated SQL query over the sites of a ``sites.yaml``.
+"""``fedsys query``: one federated SQL query over the sites of a ``sites.yaml``, or sent to
+a standing coordinator (``--coordinator HOST:PORT``: the sites are already running there;
+the query is queued as the analyst's job and its answer printed when it is done).
 
 The query is planned (and refused, if it has no mergeable form) before any site starts;
 then every site of the file is started on loopback behind the WAN shaper, with its own
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from fedsys.cli.jobs import add_remote_options, federation_from_args, print_table
 from fedsys.silo.mode import EngineMode
 from fedsys.silo.shaper import LinkSettings
 
@@ -57,6 +60,14 @@ def add_query_command(subparsers: Any) -> None:
     parser.add_argument("--workdir", help="keep logs and catalogs here")
     parser.add_argument("--timeout-s", type=float, default=300.0,
                         help="longest time the query may take")
+    add_remote_options(parser, required=False)
+    parser.add_argument("--bound", action="append", default=[], metavar="COLUMN=LO:HI",
+                        help="with --coordinator: a DP clamping bound; repeatable")
+    parser.add_argument("--domain", action="append", default=[], metavar="COLUMN=V1,V2",
+                        help="with --coordinator: a GROUP BY key's values; repeatable")
+    parser.add_argument("--tables", default="",
+                        help="with --coordinator: the sites' table catalog (default: the "
+                             "coordinator's)")
     parser.set_defaults(handler=_cmd_query)
 
 
@@ -93,8 +104,11 @@ def _cmd_query(args: argparse.Namespace, console: Console) -> int:
         raise RuntimeError(f"fedsys query needs the analytics extra "
                            f"(pip install 'fedsys[analytics]'): {exc}") from None
 
+    if args.coordinator and not (args.sites or args.demo):
+        return _remote_query(args, console)
     if args.demo == bool(args.sites):
-        raise ValueError("fedsys query needs --sites FILE or --demo (not both)")
+        raise ValueError("fedsys query needs --sites FILE, --demo or --coordinator HOST:PORT "
+                         "(one of them)")
     if args.sql is None and not args.demo:
         raise ValueError("fedsys query needs a SQL query (or --demo)")
     if args.workdir:
@@ -168,3 +182,45 @@ def _demo_sites(args: argparse.Namespace, console: Console, workdir: Path) -> Pa
                       f"({', '.join(h.name for h in HOSPITALS)}), generated {kept}",
                       highlight=False)
     return sites_path
+
+
+def _remote_query(args: argparse.Namespace, console: Console) -> int:
+    """Queue the query on a standing coordinator, wait for it and print its answer."""
+    if args.sql is None:
+        raise ValueError("fedsys query --coordinator needs a SQL query")
+    bounds = {}
+    for item in args.bound:
+        column, _, span = item.partition("=")
+        lo, _, hi = span.partition(":")
+        try:
+            bounds[column] = [float(lo), float(hi)]
+        except ValueError:
+            raise ValueError(f"--bound must look like COLUMN=LO:HI, got {item!r}") from None
+    domains: dict[str, list[Any]] = {}
+    for item in args.domain:
+        column, sep, values = item.partition("=")
+        if not sep or not values:
+            raise ValueError(f"--domain must look like COLUMN=V1,V2, got {item!r}")
+        domains[column] = [_value(v) for v in values.split(",")]
+    with federation_from_args(args) as fed:
+        info = fed.submit_query(args.sql, epsilon=args.epsilon, delta=args.delta,
+                                mechanism=args.mechanism, secure=args.secure,
+                                parts=args.parts, bounds=bounds, domains=domains,
+                                dataset=args.tables)
+        fed.wait(info.job_id, args.timeout_s)
+        result = fed.result(info.job_id)
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=1) + "\n")
+        return 0
+    print_table(result, console)
+    return 0
+
+
+def _value(text: str) -> Any:
+    """A domain value from the command line: an integer, a number, or the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

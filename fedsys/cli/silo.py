@@ -1,4 +1,8 @@
-"""``fedsys silo ...``: coordinator, site manager, WAN shaper and a one-line local demo.
+"""``fedsys silo ...``: coordinator, site manager, WAN shaper, tokens and a one-line local demo.
+
+Without ``--job``, ``coordinator`` and ``local`` are a standing federation
+(:mod:`fedsys.cli.silo_standing`); with ``--job NAME`` they run one built-in job, late and
+early bound (Sol), and exit.
 
 Registered in :mod:`fedsys.cli` with :func:`add_silo_commands`. Handlers take the
 parsed arguments and a rich console, and return an exit status.
@@ -20,6 +24,12 @@ from rich.console import Console
 from rich.table import Table
 
 from fedsys.cli.console import print_error
+from fedsys.cli.silo_standing import (
+    add_standing_options,
+    cmd_standing_coordinator,
+    cmd_standing_local,
+    cmd_tokens,
+)
 from fedsys.silo.mode import EngineMode, JobFailedError
 from fedsys.silo.shaper import LinkSettings
 
@@ -30,20 +40,28 @@ def add_silo_commands(subparsers: Any) -> None:
     """Add ``silo coordinator|site|shaper|local`` to the ``fedsys`` command."""
     silo = subparsers.add_parser("silo", help="cross-silo engine (Sol): coordinator, sites, demo")
     commands = silo.add_subparsers(dest="silo_command", required=True)
-    _add_coordinator(commands.add_parser("coordinator", help="run a coordinator and one job"))
+    _add_coordinator(commands.add_parser(
+        "coordinator", help="a standing coordinator for sites and analysts (or one --job)"))
     _add_site(commands.add_parser("site", help="run a site manager on local data"))
     _add_shaper(commands.add_parser("shaper", help="a WAN-shaping TCP proxy"))
     _add_local(commands.add_parser(
-        "local", help="coordinator + shaped sites on loopback: baseline vs Sol on one job"))
+        "local", help="a standing federation of sample sites on loopback, with a query and "
+                      "a training job (--job: baseline vs Sol on one job)"))
+    tokens = commands.add_parser("tokens", help="issue analysts' tokens")
+    tokens.add_argument("--out", required=True, help="folder for tokens.json and the tokens")
+    tokens.add_argument("names", nargs="+", help="one name per analyst")
+    tokens.set_defaults(handler=_cmd_tokens)
 
 
 def _add_job_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--job", choices=JOBS, default="histogram", help="built-in job")
+    parser.add_argument("--job", choices=JOBS, default=None,
+                        help="run one built-in job and exit (default: a standing federation)")
     parser.add_argument("--mode", choices=("sol", "baseline", "both"), default="both",
                         help="early binding (sol), late binding (baseline) or both in turn")
     parser.add_argument("--parts", type=int, default=40, help="histogram tasks per site")
     parser.add_argument("--passes", type=int, default=1, help="scans per histogram task")
-    parser.add_argument("--rounds", type=int, default=5, help="FedAvg rounds")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="FedAvg rounds (the standing demo's training job too)")
     parser.add_argument("--hidden", type=int, default=512, help="FedAvg MLP hidden width")
     parser.add_argument("--pipelining-degree", type=int, default=32,
                         help="most tasks queued at a site beyond its workers")
@@ -65,9 +83,10 @@ def _add_coordinator(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mutual-tls", action="store_true",
                         help="also require site certificates")
     parser.add_argument("--insecure", action="store_true", help="plaintext (explicit opt-out)")
-    parser.add_argument("--sites", type=int, required=True, help="sites to wait for")
+    parser.add_argument("--sites", type=int, help="--job: sites to wait for")
     parser.add_argument("--wait-s", type=float, default=120.0, help="how long to wait for them")
     _add_job_options(parser)
+    add_standing_options(parser)
     parser.set_defaults(handler=_cmd_coordinator)
 
 
@@ -115,6 +134,8 @@ def _add_local(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--insecure", action="store_true",
                         help="plaintext gRPC on loopback (TLS is on by default)")
     parser.add_argument("--workdir", help="keep certificates, data and logs here")
+    parser.add_argument("--serve", action="store_true",
+                        help="keep the standing federation up after the demo, until Ctrl-C")
     _add_link_options(parser, rtt_default=100.0)
     _add_job_options(parser)
     parser.set_defaults(handler=_cmd_local)
@@ -215,6 +236,10 @@ def _cmd_coordinator(args: argparse.Namespace, console: Console) -> int:
     security = ServerSecurity(Path(args.certs) if args.certs else None, args.mutual_tls,
                               args.insecure)
     security.credentials()  # fail early, with the one-line TLS message
+    if args.job is None:
+        return cmd_standing_coordinator(args, console, security)
+    if args.sites is None:
+        raise ValueError("--job needs --sites N (the sites to wait for)")
 
     async def main() -> int:
         coordinator = SiloCoordinator(Path(args.tokens), security, args.host, args.port)
@@ -318,6 +343,8 @@ def _cmd_local(args: argparse.Namespace, console: Console) -> int:
     from fedsys.silo.local_federation import LocalCluster
 
     link = link_from_args(args)
+    if args.job is None:
+        return cmd_standing_local(args, console, link)
 
     async def main(workdir: Path) -> int:
         from fedsys.wire.logs import setup_logging
@@ -340,6 +367,10 @@ def _cmd_local(args: argparse.Namespace, console: Console) -> int:
         return _run_async(lambda: main(Path(args.workdir)), console)
     with tempfile.TemporaryDirectory(prefix="fedsys-silo-") as tmp:
         return _run_async(lambda: main(Path(tmp)), console)
+
+
+def _cmd_tokens(args: argparse.Namespace, console: Console) -> int:
+    return cmd_tokens(args, console)
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:

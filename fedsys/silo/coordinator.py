@@ -20,8 +20,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,92 +43,19 @@ from fedsys.silo.jobrun import (
     SiteView,
     TaskRecord,
 )
+from fedsys.silo.links import CoordinatorSettings, JobResult, SiteLink
 from fedsys.silo.merge_worker import MergeWorker
+from fedsys.silo.roles import RoleAuthInterceptor, check_disjoint
 from fedsys.silo.servicer import CoordinatorServicer
 from fedsys.silo.task_registry import Output
-from fedsys.wire.auth import TokenAuthInterceptor, TokenStore, caller_name
+from fedsys.wire.auth import TokenStore, caller_name
 from fedsys.wire.chunks import Reassembler, sha256_hex
 from fedsys.wire.protos import silo_pb2, silo_pb2_grpc
-from fedsys.wire.transport import DEFAULT_MAX_MESSAGE_BYTES, ServerSecurity, bind, make_server
+from fedsys.wire.transport import ServerSecurity, bind, make_server
+
+__all__ = ["CoordinatorSettings", "JobResult", "SiloCoordinator", "SiteLink"]
 
 _LOGGER = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CoordinatorSettings:
-    """Limits and timers of a coordinator.
-
-    Parameters
-    ----------
-    max_message_bytes
-        Largest gRPC message.
-    max_output_bytes
-        Largest task output (a larger one is refused before it is buffered).
-    ping_interval_s
-        How often each site is pinged (RTT measurement, liveness).
-    site_timeout_s
-        A site silent for this long is treated as lost.
-    hello_timeout_s
-        Time a new stream has to introduce itself.
-    output_idle_timeout_s
-        A ``PutOutput`` stream that sends nothing this long is cut (the site reports the
-        task failed and it is re-run). 60 s: a chunk of 64 KiB takes 26 ms at 20 Mbit/s,
-        so only a stalled or vanished sender waits that long.
-    window_bytes
-        HTTP/2 flow-control window per upload stream. A far site's upload moves at most
-        one window per RTT, so the default 64 KiB would cap a 100 ms path at 5 Mbit/s;
-        a cross-silo coordinator has few peers and can afford a large window.
-    """
-
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    max_output_bytes: int = 512 * 1024 * 1024
-    ping_interval_s: float = 0.5
-    site_timeout_s: float = 15.0
-    hello_timeout_s: float = 10.0
-    output_idle_timeout_s: float = 60.0
-    window_bytes: int = 16 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """What a finished job returns.
-
-    Attributes
-    ----------
-    job_id
-        Unique id of this run of the job.
-    outputs
-        The job's results by id.
-    duration_s
-        Wall time from start to the last result.
-    stats
-        Counters: binds, requests, pushes, duplicates, reruns, reclaimed, lost sites,
-        assign messages.
-    records
-        One record per accepted site-task output (placement and timing).
-    """
-
-    job_id: str
-    outputs: dict[str, Output]
-    duration_s: float
-    stats: dict[str, int]
-    records: list[TaskRecord]
-
-
-@dataclass
-class SiteLink:
-    """One connected site's stream."""
-
-    view: SiteView
-    outbox: asyncio.Queue[silo_pb2.CoordinatorMessage | None] = field(
-        default_factory=asyncio.Queue
-    )
-    last_heard: float = field(default_factory=time.monotonic)
-    open: bool = True
-
-    def send(self, message: silo_pb2.CoordinatorMessage) -> None:
-        if self.open:
-            self.outbox.put_nowait(message)
 
 
 class SiloCoordinator:
@@ -145,6 +71,12 @@ class SiloCoordinator:
         Where to listen (port 0: any free port; :meth:`start` returns it).
     settings
         Limits and timers.
+    roles
+        Other roles served on the same port: ``"/package.Service/"`` -> the token file
+        of its callers (e.g. the analysts of a standing federation). A call is checked
+        against its service's file only, so no role can act as another.
+    services
+        Functions adding those services' servicers to the server, called at start.
     """
 
     def __init__(
@@ -154,12 +86,16 @@ class SiloCoordinator:
         host: str = "127.0.0.1",
         port: int = 0,
         settings: CoordinatorSettings | None = None,
+        roles: Mapping[str, Path] | None = None,
+        services: tuple[Any, ...] = (),
     ) -> None:
         self.token_file = token_file
         self.security = security
         self.host = host
         self.port = port
         self.settings = settings or CoordinatorSettings()
+        self.roles = dict(roles or {})
+        self.services = services
         self.views: dict[str, SiteView] = {}
         self._links: dict[str, SiteLink] = {}
         self._store: TokenStore | None = None
@@ -169,6 +105,7 @@ class SiloCoordinator:
         self._failure: str | None = None
         self._joined: asyncio.Event | None = None
         self._assign_messages = 0
+        self._analyst = ""
         self._parts_cache: dict[str, list[silo_pb2.InputPart]] = {}
         self._merge_worker = MergeWorker()
 
@@ -177,13 +114,17 @@ class SiloCoordinator:
     async def start(self) -> int:
         """Listen; return the port bound."""
         self._store = TokenStore(self.token_file)
+        others = {prefix: TokenStore(path) for prefix, path in self.roles.items()}
+        check_disjoint({"site": self._store, **{p.strip("/"): s for p, s in others.items()}})
         self._joined = asyncio.Event()
         server = make_server(
-            [TokenAuthInterceptor(self._store)],
+            [RoleAuthInterceptor(self._store, others)],
             max_message_bytes=self.settings.max_message_bytes,
             extra_options=[("grpc.http2.lookahead_bytes", self.settings.window_bytes)],
         )
         silo_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(self), server)
+        for add_service in self.services:
+            add_service(server)
         self.port = bind(server, self.host, self.port, self.security)
         await server.start()
         self._server = server
@@ -227,8 +168,17 @@ class SiloCoordinator:
 
     # ------------------------------------------------------------ jobs
 
-    async def run_job(self, job: Job, mode: EngineMode, timeout_s: float = 600.0) -> JobResult:
+    @property
+    def busy(self) -> bool:
+        """Whether a job is running."""
+        return self._run is not None
+
+    async def run_job(self, job: Job, mode: EngineMode, timeout_s: float = 600.0,
+                      analyst: str = "") -> JobResult:
         """Run ``job`` on the connected sites in ``mode`` and return its results.
+
+        ``analyst`` (who submitted the job) goes to the sites with the job's mode: their
+        rules, budgets and audit logs are kept per analyst.
 
         Raises
         ------
@@ -239,18 +189,13 @@ class SiloCoordinator:
         if self._run is not None:
             raise RuntimeError("a job is already running on this coordinator")
         run = JobRun(job, mode, self.views)
+        self._analyst = analyst
         self._run, self._failure, self._done = run, None, asyncio.Event()
         self._assign_messages = 0
         started = time.perf_counter()
         try:
-            job_mode = silo_pb2.JobMode(
-                job_id=run.job_id,
-                late_binding=not mode.early_binding,
-                coupled_output=not mode.decoupled_output,
-                output_threshold_bytes=mode.output_threshold_bytes,
-            )
             for link in self._links.values():
-                link.send(silo_pb2.CoordinatorMessage(mode=job_mode))
+                link.send(silo_pb2.CoordinatorMessage(mode=self._job_mode(run)))
             self._apply(run.start())
             try:
                 await asyncio.wait_for(self._done.wait(), timeout=timeout_s)
@@ -269,6 +214,29 @@ class SiloCoordinator:
         stats = dict(run.stats, assign_messages=self._assign_messages)
         outputs = {key: run.outputs[key] for key in job.results}
         return JobResult(run.job_id, outputs, time.perf_counter() - started, stats, run.records)
+
+    def _job_mode(self, run: JobRun) -> silo_pb2.JobMode:
+        return silo_pb2.JobMode(
+            job_id=run.job_id, late_binding=not run.mode.early_binding,
+            coupled_output=not run.mode.decoupled_output,
+            output_threshold_bytes=run.mode.output_threshold_bytes, analyst=self._analyst)
+
+    def cancel(self, reason: str) -> bool:
+        """End the running job with ``reason``; its queued tasks are reclaimed from the
+        sites (a task already computing finishes and its output is ignored). ``False``
+        when no job runs."""
+        run = self._run
+        if run is None:
+            return False
+        by_site: dict[str, list[str]] = {}
+        for task_id, site in run.bound_to.items():
+            if task_id not in run.done:
+                by_site.setdefault(site, []).append(task_id)
+        for site, task_ids in by_site.items():
+            message = silo_pb2.Reclaim(task_ids=task_ids, job_id=run.job_id)
+            self._send(site, silo_pb2.CoordinatorMessage(reclaim=message))
+        self._fail(reason)
+        return True
 
     def _fail(self, reason: str) -> None:
         if self._failure is None:
@@ -383,11 +351,7 @@ class SiloCoordinator:
         _LOGGER.info("site connected", extra={"site": site, "workers": view.workers,
                                               "datasets": list(view.datasets)})
         if self._run is not None:
-            run = self._run
-            link.send(silo_pb2.CoordinatorMessage(mode=silo_pb2.JobMode(
-                job_id=run.job_id, late_binding=not run.mode.early_binding,
-                coupled_output=not run.mode.decoupled_output,
-                output_threshold_bytes=run.mode.output_threshold_bytes)))
+            link.send(silo_pb2.CoordinatorMessage(mode=self._job_mode(self._run)))
             self._handle(lambda r: r.schedule())
         return link
 

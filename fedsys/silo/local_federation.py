@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -120,6 +120,10 @@ class LocalCluster:
     shaper_process
         Run the proxies in a child process (default), so that the coordinator's work
         never stalls the emulated network; ``False``: on a thread of this process.
+    make_coordinator
+        Builds the coordinator from the sites' token file and the server security
+        (e.g. a standing federation's, which also serves analysts); default: a plain
+        :class:`SiloCoordinator`.
     """
 
     workdir: Path
@@ -139,9 +143,11 @@ class LocalCluster:
     site_names: Sequence[str] | None = None
     site_configs: Mapping[int, Path] = field(default_factory=dict)
     shaper_process: bool = True
+    make_coordinator: Callable[[Path, ServerSecurity], SiloCoordinator] | None = None
     coordinator: SiloCoordinator | None = None
     shaper: ShaperThread | ShaperProcess | None = None
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    commands: list[list[str]] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -180,8 +186,11 @@ class LocalCluster:
         if not self.insecure:
             tls.provision(pki, self.names)
         security = ServerSecurity(insecure=True) if self.insecure else ServerSecurity(pki)
-        self.coordinator = SiloCoordinator(pki / auth.TOKENS_FILE, security,
-                                           settings=self.coordinator_settings)
+        if self.make_coordinator is not None:
+            self.coordinator = self.make_coordinator(pki / auth.TOKENS_FILE, security)
+        else:
+            self.coordinator = SiloCoordinator(pki / auth.TOKENS_FILE, security,
+                                               settings=self.coordinator_settings)
         port = await self.coordinator.start()
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
@@ -199,6 +208,7 @@ class LocalCluster:
                                data, name, self.workers, self.comm_workers,
                                None if self.insecure else pki / "ca.pem",
                                self.task_modules, self.site_configs.get(i))
+            self.commands.append(cmd)
             self.processes.append(spawn(cmd, logs / f"{name}.log", cwd=self.workdir))
         await self.coordinator.wait_for_sites(self.sites, self.startup_timeout_s)
 
@@ -211,6 +221,12 @@ class LocalCluster:
     def kill_site(self, index: int) -> None:
         """Kill site ``index``'s manager process (and so its stream) at once."""
         kill_group(self.processes[index])
+
+    def restart_site(self, index: int) -> None:
+        """Start site ``index``'s manager again (after :meth:`kill_site`): it rejoins."""
+        name = self.names[index]
+        log = self.workdir / "logs" / f"{name}.restarted.log"
+        self.processes[index] = spawn(self.commands[index], log, cwd=self.workdir)
 
     async def close(self) -> None:
         """End every site process (terminate, then kill), stop the shapers and coordinator."""

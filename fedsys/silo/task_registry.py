@@ -32,6 +32,7 @@ import numpy as np
 BUILTIN_TASK_MODULES = (
     "fedsys.silo.histogram_job",
     "fedsys.silo.training_job",
+    "fedsys.silo.config_training",
     "fedsys.silo.spin_task",
 )
 """Modules every site imports: the built-in histogram, training and test-load tasks."""

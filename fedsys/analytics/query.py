@@ -111,7 +111,9 @@ class FederatedQueryEngine:
     mode
         Sol (default) or baseline engine mode.
     ledger
-        Privacy budget ledger (required for DP queries).
+        The querier's own privacy budget ledger, charged before a DP query runs;
+        ``None``: no charge here (a standing federation's sites charge their own
+        ledgers for their DP-only data, and they are the authority on budgets).
     max_dropouts
         Sites a secure sum may lose and still answer.
     job_timeout_s
@@ -237,9 +239,7 @@ class FederatedQueryEngine:
         # off the loop: OpenDP's first import takes seconds, a ledger charge locks and
         # syncs a file, and the sites' pings must be heard meanwhile
         clamps, measures = await asyncio.to_thread(calibrate, plan.aggregates, options.privacy)
-        if options.privacy is not None:
-            if self.ledger is None:
-                raise ValueError("a differentially private query needs a privacy ledger")
+        if options.privacy is not None and self.ledger is not None:
             await asyncio.to_thread(self.ledger.charge, self.dataset, options.privacy.epsilon,
                                     options.privacy.delta, plan.sql)
         if options.secure:

@@ -7,6 +7,12 @@ configs (:class:`~fedsys.federation.client.Federation`, ``fedsys query --coordin
 analysts, and survive a restart of the coordinator or a lost site.
 """
 
-from fedsys.federation.client import Federation, FederationError, JobFailedError, QueryAnswer
+from fedsys.federation.client import (
+    Federation,
+    FederationError,
+    JobFailedError,
+    JobRefusedError,
+    QueryAnswer,
+)
 
-__all__ = ["Federation", "FederationError", "JobFailedError", "QueryAnswer"]
+__all__ = ["Federation", "FederationError", "JobFailedError", "JobRefusedError", "QueryAnswer"]

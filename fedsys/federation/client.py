@@ -33,7 +33,7 @@ from fedsys.wire.auth import bearer_metadata, read_token
 from fedsys.wire.protos import federation_pb2, federation_pb2_grpc
 from fedsys.wire.transport import DEFAULT_MAX_MESSAGE_BYTES
 
-__all__ = ["Federation", "FederationError", "JobFailedError", "QueryAnswer"]
+__all__ = ["Federation", "FederationError", "JobFailedError", "JobRefusedError", "QueryAnswer"]
 
 
 class FederationError(RuntimeError):
@@ -53,6 +53,21 @@ class JobFailedError(FederationError):
     def __init__(self, info: federation_pb2.JobInfo) -> None:
         super().__init__(f"job {info.job_id} {info.state}: {info.error}")
         self.info = info
+
+
+class JobRefusedError(JobFailedError):
+    """Sites refused the job under their own rules; ``refused`` holds one line per site,
+    ``site NAME: reason`` (a hidden column, a DP-only column asked exactly, a spent
+    budget, a model the site does not run)."""
+
+    def __init__(self, info: federation_pb2.JobInfo) -> None:
+        super().__init__(info)
+        self.refused = list(info.refused)
+
+
+def job_error(info: federation_pb2.JobInfo) -> JobFailedError:
+    """The error a failed or cancelled job raises (a sites' refusal as such)."""
+    return JobRefusedError(info) if info.refused else JobFailedError(info)
 
 
 @dataclass(frozen=True)
@@ -156,8 +171,10 @@ class Federation:
 
         Raises
         ------
+        JobRefusedError
+            If a site refused it under its own rules (the message names site and reason).
         JobFailedError
-            If the query failed (a site's refusal included) or was cancelled.
+            If the query failed otherwise or was cancelled.
         """
         info = self.submit_query(sql, **options)
         self.wait(info.job_id, timeout_s)
@@ -215,7 +232,7 @@ class Federation:
                 continue
             if info.state in FINISHED:
                 if info.state != "done":
-                    raise JobFailedError(info)
+                    raise job_error(info)
                 return info
             if left <= 0:
                 raise TimeoutError(f"job {job_id} is still {info.state} after {timeout_s:.0f} s")
@@ -232,7 +249,7 @@ class Federation:
         """
         reply = self._call("JobResult", federation_pb2.JobRef(job_id=job_id))
         if reply.info.state in ("failed", "cancelled"):
-            raise JobFailedError(reply.info)
+            raise job_error(reply.info)
         if not reply.result_json:
             raise FederationError(f"job {job_id} is {reply.info.state}: no result yet")
         return dict(json.loads(reply.result_json))

@@ -22,7 +22,20 @@ from fedsys.silo.coordinator import JobResult, SiloCoordinator
 from fedsys.silo.job import Job
 from fedsys.silo.mode import EngineMode, JobFailedError
 
-__all__ = ["AnalystView", "FairGate"]
+__all__ = ["AnalystView", "FairGate", "SiteRefusedError"]
+
+
+class SiteRefusedError(JobFailedError):
+    """Sites refused a job's tasks under their own rules (read from ``TaskDone.refused``).
+
+    ``refusals`` holds ``(site, reason)`` pairs; the message names each, as the analyst
+    reads it: ``refused by site s1: column(s) x of table t may not be read at this site``.
+    """
+
+    def __init__(self, refusals: list[tuple[str, str]]) -> None:
+        self.refusals = list(dict.fromkeys(refusals))
+        super().__init__("; ".join(f"refused by site {site}: {reason}"
+                                   for site, reason in self.refusals))
 
 
 @dataclass
@@ -62,6 +75,10 @@ class FairGate:
             self.coordinator.run_job(job, mode, timeout_s, analyst=analyst))
         try:
             return await asyncio.shield(inner)
+        except JobFailedError as exc:  # a site's own rules said no: the analyst reads why
+            if self.coordinator.refusals:
+                raise SiteRefusedError(self.coordinator.refusals) from exc
+            raise
         except asyncio.CancelledError:
             self.coordinator.cancel(f"job {job_id} was cancelled")
             with contextlib.suppress(Exception):

@@ -2,27 +2,36 @@
 
 Each site holds a sample hospital ``visits`` table (:mod:`fedsys.analytics.sample_data`,
 catalog ``hospital_visits``) and a shard of a small run config's training data
-(``digits``); the sites sit behind the WAN shaper, the standing coordinator runs in the
-caller's event loop and serves the analysts (``alice`` and ``bob``, tokens of their own)
-on the port it prints.
+(``digits``), under its own rules: a ``site.yaml`` in its folder
+(:mod:`fedsys.federation.demo_sites`: a hidden ``patient_id``, a DP-only ``income``
+with the site's own budget and ledger, a smallest group, the models it trains), its
+ledger and audit log beside it. The sites sit behind the WAN shaper; the standing
+coordinator runs in the caller's event loop and serves the analysts (``alice`` and
+``bob``, tokens of their own) on the port it prints.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fedsys.analytics.catalog import load_sites, write_catalog
+from fedsys.analytics.catalog import load_sites
 from fedsys.analytics.local_sites import TASK_MODULE
 from fedsys.analytics.sample_data import HOSPITALS, Hospital, write_sample_sites
 from fedsys.config.loader import parse_config
 from fedsys.config.schema import RunConfig
 from fedsys.federation.client import Federation
+from fedsys.federation.demo_sites import (
+    SiteFiles,
+    add_private_columns,
+    demo_site_rules,
+    write_site_yaml,
+)
 from fedsys.federation.service import FederationSettings, StandingCoordinator
 from fedsys.parts.builders import build_dataset
 from fedsys.silo.coordinator import CoordinatorSettings
@@ -75,13 +84,19 @@ def demo_hospitals(count: int) -> tuple[Hospital, ...]:
                  for i in range(count))
 
 
+SiteRulesHook = Callable[[int, dict[str, Any]], dict[str, Any]]
+"""Changes the demo rules of site ``index`` before they are written."""
+
+
 @dataclass(frozen=True)
 class Access:
-    """How analysts reach a standing federation."""
+    """How analysts reach a standing federation (and where each site keeps its rules,
+    ledger and audit log: at the site, read here only because the demo is local)."""
 
     address: str
     ca: Path | None
     analysts: dict[str, Path]
+    sites: dict[str, SiteFiles] = field(default_factory=dict)
 
     def client(self, analyst: str) -> Federation:
         """A :class:`Federation` connection as ``analyst``."""
@@ -101,8 +116,14 @@ async def standing_local(
     insecure: bool = False, analysts: Sequence[str] = ("alice", "bob"),
     settings: FederationSettings | None = None, training: RunConfig | None = None,
     coordinator_settings: CoordinatorSettings | None = None,
+    site_rules: SiteRulesHook | None = None,
 ) -> AsyncIterator[tuple[StandingCoordinator, LocalCluster, Access]]:
-    """Start a standing federation of ``sites`` sample sites; always stop it."""
+    """Start a standing federation of ``sites`` sample sites; always stop it.
+
+    Each site runs under its own ``site.yaml`` in ``workdir/sites/NAME/``
+    (:func:`~fedsys.federation.demo_sites.demo_site_rules`); ``site_rules(index, rules)``
+    may change site ``index``'s before it is written (tests give sites other rules).
+    """
     training = training or demo_config(sites)
     sites_file = write_sample_sites(workdir / "tables", hospitals=demo_hospitals(sites))
     spec = load_sites(sites_file)
@@ -110,10 +131,17 @@ async def standing_local(
     if len(shards) != sites:
         raise ValueError(f"the training config splits its data over {len(shards)} clients, "
                          f"not the {sites} sites")
-    site_data = {i: {TABLES: write_catalog(workdir / "catalogs" / s.name / "tables.json",
-                                           s.tables),
-                     training.dataset.name: shards[i]}
-                 for i, s in enumerate(spec.sites)}
+    files: dict[str, SiteFiles] = {}
+    configs: dict[int, Path] = {}
+    for i, site in enumerate(spec.sites):
+        table = Path(site.tables["visits"])
+        add_private_columns(table, i)
+        rules = demo_site_rules(i, site.name, table, TABLES, training.dataset.name,
+                                shards[i])
+        if site_rules is not None:
+            rules = site_rules(i, rules)
+        files[site.name] = write_site_yaml(workdir / "sites" / site.name, rules)
+        configs[i] = files[site.name].rules
     analyst_dir = workdir / "pki" / "analysts"
     auth.issue_tokens(analyst_dir, list(analysts))
     settings = replace(settings or FederationSettings(), tables=TABLES)
@@ -124,14 +152,15 @@ async def standing_local(
 
     cluster = LocalCluster(workdir, sites=sites, workers=workers, comm_workers=1,
                            link=link or LinkSettings(), insecure=insecure,
-                           site_data=site_data, task_modules=(TASK_MODULE,),
+                           site_data={i: {} for i in configs}, site_configs=configs,
+                           task_modules=(TASK_MODULE,),
                            site_names=[s.name for s in spec.sites], make_coordinator=make)
     async with cluster:
         assert cluster.coordinator is not None
         await standing.begin()
         access = Access(f"127.0.0.1:{cluster.coordinator.port}",
                         None if insecure else workdir / "pki" / "ca.pem",
-                        {a: analyst_dir / "clients" / f"{a}.token" for a in analysts})
+                        {a: analyst_dir / "clients" / f"{a}.token" for a in analysts}, files)
         try:
             yield standing, cluster, access
         finally:

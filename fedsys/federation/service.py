@@ -24,7 +24,7 @@ from typing import Any
 
 from fedsys.analytics.ledger import PrivacyLedger
 from fedsys.config.loader import load_config_text
-from fedsys.federation.gate import AnalystView, FairGate
+from fedsys.federation.gate import AnalystView, FairGate, SiteRefusedError
 from fedsys.federation.queries import check_query, run_query
 from fedsys.federation.store import ACTIVE, FINISHED, JobRecord, JobStore
 from fedsys.federation.training import ConfigTraining, mode_of
@@ -55,7 +55,9 @@ class FederationSettings:
     site_wait_s, retries
         Policy ``wait``: how long a job waits for a lost site to rejoin, how many times.
     budget_epsilon, budget_delta
-        Each analyst's privacy budget for DP queries on this coordinator's ledger.
+        An optional extra limit: each analyst's privacy budget for DP queries on a
+        ledger of this coordinator's own. ``None`` (the default): none; the sites are
+        the authority on budgets and charge their own ledgers for their DP-only data.
     max_config_bytes
         Largest run config an analyst may submit.
     tables
@@ -66,7 +68,7 @@ class FederationSettings:
     job_timeout_s: float = 600.0
     site_wait_s: float = 120.0
     retries: int = 3
-    budget_epsilon: float = 10.0
+    budget_epsilon: float | None = None
     budget_delta: float = 1e-5
     max_config_bytes: int = 1024 * 1024
     tables: str = "data"
@@ -249,7 +251,8 @@ class StandingCoordinator:
         except Exception as exc:  # the job failed: its analyst reads why
             reason = str(exc) or type(exc).__name__
             store.log(job_id, f"failed: {reason}")
-            refused = [reason] if "refused" in reason else []
+            refused = ([f"site {site}: {why}" for site, why in exc.refusals]
+                       if isinstance(exc, SiteRefusedError) else [])
             self._end(job_id, "failed", error=reason, refused=refused)
         else:
             await asyncio.to_thread(store.write_result, job_id, result)
@@ -294,8 +297,10 @@ class StandingCoordinator:
                            settings.site_wait_s, settings.retries,
                            lambda line: self.store.log(job.job_id, line))
         if job.kind == "query":
-            ledger = PrivacyLedger(self.state_dir / "ledgers" / f"{job.analyst}.json",
-                                   settings.budget_epsilon, settings.budget_delta)
+            ledger = None
+            if settings.budget_epsilon is not None:  # an extra limit, off by default
+                ledger = PrivacyLedger(self.state_dir / "ledgers" / f"{job.analyst}.json",
+                                       settings.budget_epsilon, settings.budget_delta)
             request = {**request, "dataset": request.get("dataset") or settings.tables}
             return await run_query(view, request, ledger, settings.job_timeout_s)
         config = load_config_text(str(request["config_yaml"]), "the submitted run config")

@@ -103,6 +103,8 @@ class SiloCoordinator:
         self._run: JobRun | None = None
         self._done: asyncio.Event | None = None
         self._failure: str | None = None
+        self.refusals: list[tuple[str, str]] = []
+        """(site, reason) of each task the running job's sites refused under their rules."""
         self._joined: asyncio.Event | None = None
         self._assign_messages = 0
         self._analyst = ""
@@ -191,6 +193,7 @@ class SiloCoordinator:
         run = JobRun(job, mode, self.views)
         self._analyst = analyst
         self._run, self._failure, self._done = run, None, asyncio.Event()
+        self.refusals = []
         self._assign_messages = 0
         started = time.perf_counter()
         try:
@@ -390,6 +393,7 @@ class SiloCoordinator:
 
     def _on_done(self, site: str, done: silo_pb2.TaskDone) -> None:
         if done.refused:  # the site's own rules: the job fails naming the site and reason
+            self.refusals.append((site, done.refused))
             reason = f"refused by the site's rules: {done.refused}"
             self._handle(lambda r: r.on_task_failed(site, done.task_id, reason))
             return

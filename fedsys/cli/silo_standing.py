@@ -35,8 +35,9 @@ def add_standing_options(parser: argparse.ArgumentParser) -> None:
                         help="the sites' table catalog a query reads when it names none")
     parser.add_argument("--max-active-jobs", type=int, default=8,
                         help="jobs in progress at once (they take turns on the sites)")
-    parser.add_argument("--budget-epsilon", type=float, default=10.0,
-                        help="each analyst's DP budget on this coordinator's ledger")
+    parser.add_argument("--budget-epsilon", type=float, default=None,
+                        help="an extra per-analyst DP budget on a ledger of the "
+                             "coordinator's own (default: none; each site charges its own)")
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -114,6 +115,11 @@ def cmd_standing_local(args: argparse.Namespace, console: Console, link: Any) ->
                           f"{'plaintext' if args.insecure else 'TLS'}; coordinator at "
                           f"{access.address}; jobs kept in {standing.state_dir}",
                           highlight=False)
+            console.print("each site's own rules, and its ledger and audit log beside them:",
+                          highlight=False)
+            for name, files in access.sites.items():
+                console.print(f"  {name}: {files.rules} ({files.ledger.name}, "
+                              f"{files.audit.name})", highlight=False, markup=False)
             options = access.command_options("alice")
             console.print(f"analysts alice and bob reach it with:\n"
                           f"  fedsys query {options} \"SQL\"\n"
@@ -123,6 +129,7 @@ def cmd_standing_local(args: argparse.Namespace, console: Console, link: Any) ->
             alice = access.client("alice")
             answer = await asyncio.to_thread(alice.query, DEMO_SQL)
             print_table(await asyncio.to_thread(alice.result, answer.job_id), console)
+            await _show_rules(alice, console)
             bob = access.client("bob")
             config_text = _config_text(training)
             job_id = await asyncio.to_thread(bob.submit, config_text)
@@ -149,6 +156,24 @@ def cmd_standing_local(args: argparse.Namespace, console: Console, link: Any) ->
     with tempfile.TemporaryDirectory(prefix="fedsys-federation-") as tmp:
         result = run_until_signal(main(Path(tmp)))
     return 0 if result is None else int(result)
+
+
+async def _show_rules(alice: Any, console: Console) -> None:
+    """The sites' rules at work: a hidden column refused, a DP-only one noised and charged
+    to alice at each site."""
+    from fedsys.federation import JobRefusedError
+    from fedsys.federation.demo_sites import INCOME_BOUNDS
+
+    try:
+        await asyncio.to_thread(alice.query, "SELECT COUNT(patient_id) AS n FROM visits")
+    except JobRefusedError as exc:
+        console.print(f"query (alice) on patient_id: {exc.info.error}", highlight=False,
+                      markup=False)
+    sql = "SELECT AVG(income) AS mean_income FROM visits"
+    answer = await asyncio.to_thread(alice.query, sql, epsilon=0.5,
+                                     bounds={"income": list(INCOME_BOUNDS)})
+    console.print(f"query (alice, epsilon 0.5, charged at each site to alice): {sql} -> "
+                  f"{answer.rows[0][0]:.0f}", highlight=False, markup=False)
 
 
 def _config_text(config: Any) -> str:

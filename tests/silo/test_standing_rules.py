@@ -48,6 +48,7 @@ def federation(tmp_path_factory) -> Iterator[tuple[Any, Any, Any]]:
     workdir = tmp_path_factory.mktemp("standing-rules")
     settings = FederationSettings(site_wait_s=60.0, job_timeout_s=120.0)
     context = standing_local(workdir, sites=SITES, workers=1, insecure=True,
+                             analysts=("alice", "bob", "carol"),
                              settings=settings, training=demo_config(SITES, rounds=2),
                              site_rules=_childrens_rules)
     standing, cluster, access = runner.run(context.__aenter__(), timeout_s=240)
@@ -154,16 +155,40 @@ def test_dp_queries_are_charged_to_each_analyst_in_the_sites_own_ledgers(federat
     assert [(c["analyst"], c["epsilon"]) for c in after_alice] == [("alice", 0.5)] * 2
     assert "refused by site childrens: analyst alice's privacy budget is spent" in str(
         over.value)
-    assert [(c["analyst"], c["epsilon"]) for c in _charges(ledger)] == [
-        ("alice", 0.5), ("alice", 0.5), ("bob", 0.5)]
+    assert [(c["analyst"], c["epsilon"]) for c in _charges(ledger)
+            if c["analyst"] != "carol"] == [("alice", 0.5), ("alice", 0.5), ("bob", 0.5)]
     city = _charges(access.sites["city_general"].ledger)  # 2.0 per analyst there
     assert [c["analyst"] for c in city].count("alice") == 3
     runs = [r for r in _audit(access, CHILDRENS) if r["decision"] == "run"
-            and r["epsilon"] > 0]
+            and r["epsilon"] > 0 and r["analyst"] != "carol"]
     assert [(r["analyst"], r["epsilon"], r["columns"]) for r in runs] == [
         ("alice", 0.5, ["income"]), ("alice", 0.5, ["income"]), ("bob", 0.5, ["income"])]
     assert not (standing.state_dir / "ledgers").exists()  # the coordinator keeps none
     assert cluster.names == ["city_general", CHILDRENS]
+
+
+def test_six_queued_dp_queries_against_a_budget_for_three_are_answered_three_times(
+        federation):
+    _, _, access = federation
+    carol = access.client("carol")  # 1.0 epsilon at the children's hospital: 3 x 0.3
+
+    jobs = [carol.submit_query(DP_SQL, epsilon=0.3, bounds=BOUNDS).job_id for _ in range(6)]
+    outcomes = []
+    for job_id in jobs:
+        try:
+            carol.wait(job_id, timeout_s=180)
+            outcomes.append("answered")
+        except JobRefusedError as exc:
+            outcomes.append("budget" if "carol's privacy budget is spent" in str(exc)
+                            else str(exc))
+
+    charged = [c["epsilon"] for c in _charges(access.sites[CHILDRENS].ledger)
+               if c["analyst"] == "carol"]
+    assert sorted(outcomes) == ["answered"] * 3 + ["budget"] * 3
+    assert charged == [0.3] * 3
+    refused = [r for r in _audit(access, CHILDRENS)
+               if r["analyst"] == "carol" and r["decision"] == "refused"]
+    assert len(refused) == 3 and all("budget" in r["reason"] for r in refused)
 
 
 def test_a_model_the_site_does_not_run_is_refused(federation):

@@ -11,9 +11,9 @@ import asyncio
 
 import pytest
 
-from fedsys.federation.gate import FairGate
+from fedsys.federation.gate import FairGate, SiteRefusedError
 from fedsys.silo.job import JobBuilder
-from fedsys.silo.mode import EngineMode
+from fedsys.silo.mode import EngineMode, JobFailedError
 
 
 class HeldCoordinator:
@@ -89,3 +89,40 @@ def test_a_cancelled_waiter_leaves_the_queue_and_a_cancelled_holder_cancels_its_
 
     assert order == ["alice:a1"]
     assert cancelled == ["job a was cancelled"]
+
+
+class RefusingCoordinator:
+    """Fails every job; ``refusals`` as the real coordinator reads them from
+    ``TaskDone.refused``."""
+
+    def __init__(self, refusals: list[tuple[str, str]]) -> None:
+        self.refusals = refusals
+
+    async def run_job(self, job, mode, timeout_s, analyst=""):
+        raise JobFailedError("task 't' failed on site 's1': refused by the site's rules")
+
+    def cancel(self, reason: str) -> bool:
+        return False
+
+
+def test_a_sites_refusal_comes_out_of_the_gate_naming_site_and_reason():
+    refusals = [("s1", "column x is not exposed"), ("s1", "column x is not exposed"),
+                ("s2", "budget spent")]
+    gate = FairGate(RefusingCoordinator(refusals))  # type: ignore[arg-type]
+
+    with pytest.raises(SiteRefusedError) as refused:
+        asyncio.run(gate.run_job(_job("q"), EngineMode.sol(), 5.0, "alice", "j1"))
+
+    assert refused.value.refusals == [("s1", "column x is not exposed"), ("s2", "budget spent")]
+    assert str(refused.value) == ("refused by site s1: column x is not exposed; "
+                                  "refused by site s2: budget spent")
+    assert gate.holder is None
+
+
+def test_a_failure_without_refusals_stays_a_plain_failure():
+    gate = FairGate(RefusingCoordinator([]))  # type: ignore[arg-type]
+
+    with pytest.raises(JobFailedError) as failed:
+        asyncio.run(gate.run_job(_job("q"), EngineMode.sol(), 5.0, "alice", "j1"))
+
+    assert not isinstance(failed.value, SiteRefusedError)

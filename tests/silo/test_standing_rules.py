@@ -47,10 +47,16 @@ def federation(tmp_path_factory) -> Iterator[tuple[Any, Any, Any]]:
     runner = LoopThread()
     workdir = tmp_path_factory.mktemp("standing-rules")
     settings = FederationSettings(site_wait_s=60.0, job_timeout_s=120.0)
-    context = standing_local(workdir, sites=SITES, workers=1, insecure=True,
-                             analysts=("alice", "bob", "carol"),
-                             settings=settings, training=demo_config(SITES, rounds=2),
-                             site_rules=_childrens_rules)
+    context = standing_local(
+        workdir,
+        sites=SITES,
+        workers=1,
+        insecure=True,
+        analysts=("alice", "bob", "carol"),
+        settings=settings,
+        training=demo_config(SITES, rounds=2),
+        site_rules=_childrens_rules,
+    )
     standing, cluster, access = runner.run(context.__aenter__(), timeout_s=240)
     try:
         yield standing, cluster, access
@@ -72,8 +78,7 @@ def _audit(access: Any, site: str) -> list[dict[str, Any]]:
 def test_each_site_writes_its_own_rules(federation):
     _, cluster, access = federation
 
-    rules = {name: yaml.safe_load(access.sites[name].rules.read_text())
-             for name in cluster.names}
+    rules = {name: yaml.safe_load(access.sites[name].rules.read_text()) for name in cluster.names}
 
     assert set(rules) == set(cluster.names) == set(access.sites)
     assert rules["city_general"]["sql"]["min_group_size"] == 10
@@ -90,16 +95,18 @@ def test_an_exact_query_has_each_sites_smallest_group_applied(federation):
     for site, minimum in (("city_general", 10), (CHILDRENS, 25)):
         table = yaml.safe_load(access.sites[site].rules.read_text())["sql"]["tables"]["visits"]
         path = table["path"].replace("'", "''")
-        for diagnosis, n in duckdb.sql(f"SELECT diagnosis, COUNT(*) FROM '{path}' "
-                                       f"GROUP BY diagnosis").fetchall():
+        for diagnosis, n in duckdb.sql(
+            f"SELECT diagnosis, COUNT(*) FROM '{path}' GROUP BY diagnosis"
+        ).fetchall():
             if n >= minimum:
                 expected[diagnosis] = expected.get(diagnosis, 0) + n
 
     answer = access.client("alice").query(sql)
 
     assert {d: n for d, n in answer.rows} == expected
-    path = yaml.safe_load(access.sites[CHILDRENS].rules.read_text())["sql"]["tables"][
-        "visits"]["path"]
+    path = yaml.safe_load(access.sites[CHILDRENS].rules.read_text())["sql"]["tables"]["visits"][
+        "path"
+    ]
     small = duckdb.sql(f"SELECT COUNT(*) FROM '{path}' WHERE diagnosis = 'cardiac'").fetchall()
     assert 0 < small[0][0] < 25  # suppressed at the children's hospital
 
@@ -113,20 +120,41 @@ def test_a_hidden_column_is_refused_with_the_sites_reason(federation, capsys):
     with pytest.raises(JobRefusedError) as refused:
         alice.query("SELECT AVG(length_of_stay) AS days FROM visits")
     job_id = refused.value.info.job_id
-    assert main(["jobs", "status", job_id, "--coordinator", access.address,
-                 "--token-file", str(access.analysts["alice"]), "--insecure", "--json"]) == 0
+    assert (
+        main(
+            [
+                "jobs",
+                "status",
+                job_id,
+                "--coordinator",
+                access.address,
+                "--token-file",
+                str(access.analysts["alice"]),
+                "--insecure",
+                "--json",
+            ]
+        )
+        == 0
+    )
     status = json.loads(capsys.readouterr().out)[0]
 
-    reason = ("refused by site childrens: column(s) length_of_stay of table visits may "
-              "not be read at this site")
+    reason = (
+        "refused by site childrens: column(s) length_of_stay of table visits may "
+        "not be read at this site"
+    )
     assert reason in str(refused.value)
     assert status["state"] == "failed"
     assert status["error"] == reason
     assert status["refused"] == [reason.removeprefix("refused by ")]
-    audited = [r for r in _audit(access, CHILDRENS) if r["job_id"].startswith(job_id)
-               or r["decision"] == "refused"]
-    assert any(r["decision"] == "refused" and r["analyst"] == "alice"
-               and "length_of_stay" in r["reason"] for r in audited)
+    audited = [
+        r
+        for r in _audit(access, CHILDRENS)
+        if r["job_id"].startswith(job_id) or r["decision"] == "refused"
+    ]
+    assert any(
+        r["decision"] == "refused" and r["analyst"] == "alice" and "length_of_stay" in r["reason"]
+        for r in audited
+    )
     assert standing.store.jobs[job_id].refused == status["refused"]
 
 
@@ -153,22 +181,29 @@ def test_dp_queries_are_charged_to_each_analyst_in_the_sites_own_ledgers(federat
 
     assert all(20_000 < a.rows[0][0] < 80_000 for a in (*answers, theirs))
     assert [(c["analyst"], c["epsilon"]) for c in after_alice] == [("alice", 0.5)] * 2
-    assert "refused by site childrens: analyst alice's privacy budget is spent" in str(
-        over.value)
-    assert [(c["analyst"], c["epsilon"]) for c in _charges(ledger)
-            if c["analyst"] != "carol"] == [("alice", 0.5), ("alice", 0.5), ("bob", 0.5)]
+    assert "refused by site childrens: analyst alice's privacy budget is spent" in str(over.value)
+    assert [(c["analyst"], c["epsilon"]) for c in _charges(ledger) if c["analyst"] != "carol"] == [
+        ("alice", 0.5),
+        ("alice", 0.5),
+        ("bob", 0.5),
+    ]
     city = _charges(access.sites["city_general"].ledger)  # 2.0 per analyst there
     assert [c["analyst"] for c in city].count("alice") == 3
-    runs = [r for r in _audit(access, CHILDRENS) if r["decision"] == "run"
-            and r["epsilon"] > 0 and r["analyst"] != "carol"]
+    runs = [
+        r
+        for r in _audit(access, CHILDRENS)
+        if r["decision"] == "run" and r["epsilon"] > 0 and r["analyst"] != "carol"
+    ]
     assert [(r["analyst"], r["epsilon"], r["columns"]) for r in runs] == [
-        ("alice", 0.5, ["income"]), ("alice", 0.5, ["income"]), ("bob", 0.5, ["income"])]
+        ("alice", 0.5, ["income"]),
+        ("alice", 0.5, ["income"]),
+        ("bob", 0.5, ["income"]),
+    ]
     assert not (standing.state_dir / "ledgers").exists()  # the coordinator keeps none
     assert cluster.names == ["city_general", CHILDRENS]
 
 
-def test_six_queued_dp_queries_against_a_budget_for_three_are_answered_three_times(
-        federation):
+def test_six_queued_dp_queries_against_a_budget_for_three_are_answered_three_times(federation):
     _, _, access = federation
     carol = access.client("carol")  # 1.0 epsilon at the children's hospital: 3 x 0.3
 
@@ -179,15 +214,18 @@ def test_six_queued_dp_queries_against_a_budget_for_three_are_answered_three_tim
             carol.wait(job_id, timeout_s=180)
             outcomes.append("answered")
         except JobRefusedError as exc:
-            outcomes.append("budget" if "carol's privacy budget is spent" in str(exc)
-                            else str(exc))
+            outcomes.append("budget" if "carol's privacy budget is spent" in str(exc) else str(exc))
 
-    charged = [c["epsilon"] for c in _charges(access.sites[CHILDRENS].ledger)
-               if c["analyst"] == "carol"]
+    charged = [
+        c["epsilon"] for c in _charges(access.sites[CHILDRENS].ledger) if c["analyst"] == "carol"
+    ]
     assert sorted(outcomes) == ["answered"] * 3 + ["budget"] * 3
     assert charged == [0.3] * 3
-    refused = [r for r in _audit(access, CHILDRENS)
-               if r["analyst"] == "carol" and r["decision"] == "refused"]
+    refused = [
+        r
+        for r in _audit(access, CHILDRENS)
+        if r["analyst"] == "carol" and r["decision"] == "refused"
+    ]
     assert len(refused) == 3 and all("budget" in r["reason"] for r in refused)
 
 
@@ -200,8 +238,9 @@ def test_a_model_the_site_does_not_run_is_refused(federation):
     with pytest.raises(JobRefusedError) as refused:
         bob.wait(job_id, timeout_s=120)
 
-    assert ("refused by site childrens: model 'logreg' is not allowed at this site"
-            in str(refused.value))
+    assert "refused by site childrens: model 'logreg' is not allowed at this site" in str(
+        refused.value
+    )
 
 
 def test_a_training_job_within_the_rules_runs(federation):

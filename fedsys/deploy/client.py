@@ -29,9 +29,9 @@ from fedsys import __version__
 from fedsys.aggregation.compression import Compressor
 from fedsys.aggregation.config import CompressorConfig
 from fedsys.core.threads import use_torch_threads
-from fedsys.core.training import LocalTrainer, TrainConfig, TrainResult
+from fedsys.core.training import LocalTrainer, TrainResult
 from fedsys.core.weights import ModelWeights
-from fedsys.deploy.secure_client import SecureTaskRunner, train_task
+from fedsys.deploy.secure_client import SecureTaskRunner, task_train_config, train_task
 from fedsys.wire import auth
 from fedsys.wire.chunks import ChunkTimeoutError, PayloadError, join_async, sha256_hex, split
 from fedsys.wire.errors import error_text
@@ -297,7 +297,7 @@ class DeployClient:
         weights = await self.retrying("download", lambda: self.download(stub, task))
         download_s = time.monotonic() - started
         local = self.local_
-        config = TrainConfig(**json.loads(task.train_config_json))
+        config = task_train_config(task)
         train_start = time.monotonic()
         result: TrainResult = await asyncio.to_thread(
             LocalTrainer(config).train,
@@ -332,9 +332,7 @@ class DeployClient:
         )
         upload_start = time.monotonic()
         payload = await asyncio.to_thread(b"".join, encoded.payloads)
-        accepted, reason = await self.retrying(
-            "upload", lambda: self.upload(stub, header, payload)
-        )
+        accepted, reason = await self.retrying("upload", lambda: self.upload(stub, header, payload))
         if emulation is not None:
             emulation.finish_task(
                 task,

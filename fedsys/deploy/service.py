@@ -20,6 +20,7 @@ import grpc
 from fedsys.aggregation.compression import EncodedUpdate
 from fedsys.core.update import ClientUpdate, LossStats
 from fedsys.core.weights import ModelWeights
+from fedsys.deploy.late import HeldUpdate, late_policy
 from fedsys.deploy.registry import Assignment, Session, UnknownClientError
 from fedsys.wire import auth
 from fedsys.wire.chunks import (
@@ -208,7 +209,8 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         assignment = session.assignment
         assert assignment is not None
         live = self.state.live_round
-        if live is None or not live.is_open_for(assignment.round_idx):
+        late = live is None or not live.is_open_for(assignment.round_idx)
+        if late and not late_policy(self.state).enabled:
             self.state.registry.release(client_id, assignment.task_id)
             yield _verdict(False, straggler_reason(assignment.round_idx))
             return
@@ -237,7 +239,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             problem = await asyncio.to_thread(self.state.validator.problem, update, weights)
             if problem is not None:
                 raise UpdateRefusedError(f"invalid update: {problem}")
-            await live.accept(update, assignment)
+            await self._deliver(update, assignment)
             del update
             slot.release()
             self.state.memory.transfer_finished()
@@ -266,6 +268,28 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
                 session.uploading = None
         self.state.registry.release(client_id, assignment.task_id)
         yield _verdict(True, "")
+
+    async def _deliver(self, update: ClientUpdate, task: Assignment) -> None:
+        """Count ``update`` in the live round, or hold it for the next one when it is late.
+
+        Raises
+        ------
+        LateUpdateError
+            If it is late and the run discards late updates.
+        """
+        live = self.state.live_round
+        try:
+            if live is None:
+                raise LateUpdateError(straggler_reason(task.round_idx))
+            await live.accept(update, task)
+        except LateUpdateError:
+            if not late_policy(self.state).enabled:
+                raise
+            self.state.late_held.append(HeldUpdate(update, task.round_idx))
+            _LOGGER.info(
+                "late update held for the next round",
+                extra={"client_id": update.client_id, "round": task.round_idx},
+            )
 
     def cut_transfer(self, session: Session, assignment: Assignment, reason: str) -> None:
         """A transfer of ``assignment`` missed its deadline: the client dropped out.

@@ -112,3 +112,17 @@ def test_local_steps_follow_speed_and_late_updates_join_the_next_round(tmp_path,
     late_round = next(r for r in records if "late" in r)
     on_time = [c for c in late_round["clients"] if c["outcome"] == "completed"]
     assert late_round["participants"] == len(on_time)
+
+
+def test_partial_uploads_are_refused_in_one_line(tmp_path, processes):
+    pki = provision(tmp_path / "pki", 1)
+    config = write_config(
+        tmp_path / "run.yaml",
+        tmp_path / "out",
+        pki,
+        round={"mode": "sync", "local_work": {"mode": "idle_time", "partial_upload": True}},
+    )
+    server = processes.spawn("server", "server", str(config), "--port", "0")
+    assert server.wait(timeout=120) == 1
+    said = processes.log("server")
+    assert "partial_upload is simulator-only" in said and "Traceback" not in said, said

@@ -26,7 +26,7 @@ from pydantic import TypeAdapter
 from torch import nn
 
 from fedsys import __version__
-from fedsys.aggregation.compression import Compressor
+from fedsys.aggregation.compression import Compressor, TopK
 from fedsys.aggregation.config import CompressorConfig
 from fedsys.core.threads import use_torch_threads
 from fedsys.core.training import LocalTrainer, TrainResult
@@ -313,10 +313,14 @@ class DeployClient:
             samples = config.samples_processed(int(local.labels.shape[0]))
             await emulation.pace_compute(int(samples), train_s)
             train_s = time.monotonic() - train_start
-        compressor = build_compressor(task.codec_json)
-        encoded, self._residual = await asyncio.to_thread(
-            compressor.encode, result.delta, self._residual, int(task.seed)
-        )
+        if task.upload_fraction > 0:  # a partial upload: the top-k share, the rest dropped
+            partial = TopK(fraction=task.upload_fraction)
+            encoded, _ = await asyncio.to_thread(partial.encode, result.delta, None, int(task.seed))
+        else:
+            compressor = build_compressor(task.codec_json)
+            encoded, self._residual = await asyncio.to_thread(
+                compressor.encode, result.delta, self._residual, int(task.seed)
+            )
         header = deploy_pb2.UpdateHeader(
             task_id=task.task_id,
             round_idx=task.round_idx,

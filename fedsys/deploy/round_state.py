@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from fedsys.core.update import ClientId, ClientReport, ClientUpdate, LossStats
 from fedsys.deploy.feed import StreamingAggregation
 from fedsys.deploy.late import FoldedLate
+from fedsys.deploy.local_work import Work
 from fedsys.deploy.registry import Assignment
 from fedsys.deploy.service import LateUpdateError, straggler_reason
 
@@ -59,8 +60,8 @@ class LiveRound:
     drop_reasons: dict[ClientId, str] = field(default_factory=dict)
     late: list[FoldedLate] = field(default_factory=list)
     """Earlier rounds' stragglers aggregated into this round (``round.late_updates``)."""
-    local_steps: dict[ClientId, int] = field(default_factory=dict)
-    """Steps each participant was told to train (``round.local_work``; empty: the config's)."""
+    work: dict[ClientId, Work] = field(default_factory=dict)
+    """Steps and upload share each participant was given (``round.local_work``; empty: fixed)."""
     closed: bool = False
     recorded: bool = False
     bytes_down: int = 0

@@ -23,7 +23,7 @@ from fedsys.config.schema import DeadlineRounds, SyncRounds
 from fedsys.core.training import evaluate
 from fedsys.deploy.feed import StreamingAggregation
 from fedsys.deploy.late import fold_late, late_policy
-from fedsys.deploy.local_work import local_work_problem, plan_steps
+from fedsys.deploy.local_work import local_work_problem, plan_work
 from fedsys.deploy.memory import current_rss_bytes, peak_rss_bytes
 from fedsys.deploy.registry import Assignment, Session
 from fedsys.deploy.round_state import LiveRound
@@ -132,21 +132,27 @@ async def launch(state: ServerState, round_idx: int) -> LiveRound:
     live = LiveRound(round_idx, state.model_blob.version, target, feed)  # type: ignore[arg-type]
     state.live_round = live
     template = task_template(state, round_idx)
-    live.local_steps = plan_steps(state, present, target)
+    live.work = plan_work(state, present, target)
     for client in present:
         session = state.registry.sessions[client]
+        work = live.work.get(client)
         assignment = Assignment(
             task_id=secrets.token_hex(16),
             client_id=client,
             round_idx=round_idx,
             model_version=state.model_blob.version,
             assigned_at=time.monotonic(),
+            upload_fraction=1.0 if work is None else work.upload_fraction,
         )
         instruction = deploy_pb2.Instruction(train=deploy_pb2.TrainTask())
         instruction.train.CopyFrom(template)
         instruction.train.task_id = assignment.task_id
         instruction.train.seed = task_seed(state.config.seed, round_idx, client, serials[client])
-        instruction.train.local_steps = live.local_steps.get(client, 0)
+        if work is not None:
+            instruction.train.local_steps = work.steps
+            if work.upload_fraction < 1:
+                instruction.train.upload_fraction = work.upload_fraction
+                instruction.train.expected_update_bytes = work.upload_bytes
         if isinstance(feed, SecureRound):
             instruction.train.secure.CopyFrom(feed.task_for(client, assignment.task_id))
         live.assignments[client] = assignment
@@ -189,7 +195,8 @@ def remember_step_times(state: ServerState, live: LiveRound) -> None:
     """Each arrival's measured seconds per local step, for clients that report no speed."""
     base = state.parts.train.local_steps
     for arrival in live.arrivals:
-        steps = live.local_steps.get(arrival.client_id, base)
+        work = live.work.get(arrival.client_id)
+        steps = base if work is None else work.steps
         if steps:
             state.step_history[arrival.client_id] = arrival.duration_s / steps
 
@@ -304,8 +311,12 @@ def record_round(
             {"client_id": c, "outcome": outcome[c], "duration_s": durations.get(c)}
             | ({"reason": live.drop_reasons[c]} if c in live.drop_reasons else {})
             | (
-                {"local_steps": live.local_steps[c], "samples_processed": processed.get(c)}
-                if c in live.local_steps
+                {
+                    "local_steps": live.work[c].steps,
+                    "samples_processed": processed.get(c),
+                    "upload_fraction": live.work[c].upload_fraction,
+                }
+                if c in live.work
                 else {}
             )
             for c in sorted(live.assignments)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from fedsys.aggregation.compression import EncodedUpdate
+from fedsys.aggregation.compression import Compressor, EncodedUpdate, TopK, top_k_count
 from fedsys.core.update import ClientUpdate, LossStats
 from fedsys.core.weights import ModelWeights
 from fedsys.deploy.late import HeldUpdate, late_policy
@@ -224,16 +224,17 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         # buffer stays) until their next chunk or their cut.
         slot = LendingSlot(self.state.upload_slots, self.state.settings.upload_lend_after_s)
         try:
-            self._check_header(header)
+            codec, expected_bytes = self._task_codec(assignment)
+            self._check_header(header, codec, expected_bytes)
             await slot.take()
             yield deploy_pb2.UploadReply(
                 grant=deploy_pb2.Grant(max_chunk_bytes=self.state.settings.chunk_bytes)
             )
-            payload = await self._receive(messages, header, slot)
+            payload = await self._receive(messages, header, slot, expected_bytes)
             # Decoding and validating grow with the model: a worker thread does them.
             weights = self.state.weights
             update = await asyncio.to_thread(
-                self._decode, client_id, header, payload, assignment.assigned_at, weights
+                self._decode, client_id, header, payload, assignment.assigned_at, weights, codec
             )
             del payload  # the update's tensors view it; nothing else may keep it
             problem = await asyncio.to_thread(self.state.validator.problem, update, weights)
@@ -324,17 +325,23 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             )
         return session
 
-    def _check_header(self, header: deploy_pb2.UpdateHeader) -> None:
-        server = self.state
-        if header.codec != server.compressor.codec:
-            raise UpdateRefusedError(
-                f"codec {header.codec!r}, the run uses {server.compressor.codec!r}"
-            )
+    def _task_codec(self, task: Assignment) -> tuple[Compressor, int]:
+        """The codec and upload size of ``task``: the run's, or its partial (top-k) share."""
+        if task.upload_fraction < 1:
+            num_params = self.state.weights.num_params
+            return TopK(task.upload_fraction), 8 * top_k_count(num_params, task.upload_fraction)
+        return self.state.compressor, self.state.update_bytes
+
+    def _check_header(
+        self, header: deploy_pb2.UpdateHeader, codec: Compressor, expected_bytes: int
+    ) -> None:
+        if header.codec != codec.codec:
+            raise UpdateRefusedError(f"codec {header.codec!r}, the task uses {codec.codec!r}")
         declared = sum(int(n) for n in header.payload_bytes)
-        if declared != server.update_bytes:
+        if declared != expected_bytes:
             raise UpdateRefusedError(
-                f"update declares {declared} bytes, an update of this model is "
-                f"{server.update_bytes} bytes"
+                f"update declares {declared} bytes, an update of this task is "
+                f"{expected_bytes} bytes"
             )
         if header.num_samples < 1:
             raise UpdateRefusedError("num_samples must be >= 1")
@@ -347,6 +354,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         messages: AsyncIterator[deploy_pb2.UploadMessage],
         header: deploy_pb2.UpdateHeader,
         slot: LendingSlot,
+        expected_bytes: int,
     ) -> bytearray:
         """The update's bytes, verified, within the transfer deadlines (``slot`` lent while quiet).
 
@@ -357,8 +365,8 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             ``transfer_min_bytes_per_s`` over the update.
         """
         assembler = Reassembler(
-            max_bytes=self.state.update_bytes,
-            expected_bytes=self.state.update_bytes,
+            max_bytes=expected_bytes,
+            expected_bytes=expected_bytes,
             expected_sha256=header.sha256,
         )
         try:
@@ -380,6 +388,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         payload: bytearray,
         assigned_at: float,
         weights: ModelWeights,
+        codec: Compressor,
     ) -> ClientUpdate:
         """The update in ``payload`` (runs on a worker thread: it grows with the model)."""
         sizes = [int(n) for n in header.payload_bytes]
@@ -390,7 +399,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             offset += size
         encoded = EncodedUpdate(codec=header.codec, payloads=tuple(parts))
         try:
-            delta = self.state.compressor.decode(encoded, like=weights)
+            delta = codec.decode(encoded, like=weights)
         except (ValueError, RuntimeError) as exc:
             raise UpdateRefusedError(f"malformed update: {exc}") from None
         loss = LossStats(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedsys.aggregation.compression import Compressor, NoCompression
+from fedsys.aggregation.compression import Compressor, NoCompression, top_k_count
 from fedsys.core.training import fold_seed
 from fedsys.core.weights import ModelWeights
 
@@ -142,3 +142,34 @@ def idle_time_steps(
         np.nan_to_num(fit, nan=base_steps, posinf=cap, neginf=base_steps), base_steps, cap
     )
     return steps.astype(np.int64), float(target_s)
+
+
+def partial_upload_shares(
+    num_params: int,
+    dense_bytes: int,
+    base_s: np.ndarray,
+    up_s: np.ndarray,
+    target_s: float,
+    min_fraction: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k share and upload bytes of each participant (1 and dense: a full upload).
+
+    One expected later than ``target_s`` (``base_s``: its duration at the config's
+    steps, ``up_s`` of it uploading) uploads the share of its values that arrives by
+    the target, at least ``min_fraction``, when that is smaller than the dense update
+    (an int32 index and a float32 value each: only below half the values).
+    """
+    base = np.asarray(base_s, dtype=float)
+    up = np.asarray(up_s, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        up_bps = dense_bytes / np.where(up > 0, up, np.inf)
+        room_bytes = (target_s - (base - up)) * up_bps
+    fraction = np.ones(len(base))
+    upload_bytes = np.full(len(base), dense_bytes, dtype=np.int64)
+    late = np.isfinite(base) & (base > target_s)
+    for i in np.flatnonzero(late):
+        share = max(min_fraction, min(1.0, room_bytes[i] / 8.0 / max(num_params, 1)))
+        sent = 8 * top_k_count(num_params, share)
+        if sent < dense_bytes:
+            fraction[i], upload_bytes[i] = share, sent
+    return fraction, upload_bytes

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fedsys.aggregation.compression import TopK, top_k_count
+from fedsys.aggregation.compression import TopK
 from fedsys.core.update import ClientId
 from fedsys.core.weights import ModelWeights
-from fedsys.parts.rules import idle_time_steps
+from fedsys.parts.rules import idle_time_steps, partial_upload_shares
 from fedsys.sim.events import Launch
 from fedsys.traces.timing import client_round_time
 
@@ -161,23 +161,14 @@ def _partial(
     policy: WorkPolicy,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k share and upload bytes of each participant expected later than the target."""
-    n = engine.weights.num_params
-    dense = engine.upload_bytes()
-    up_bps = dense / np.where(up_s > 0, up_s, np.inf)
-    room_bytes = (target_s - (base_s - up_s)) * up_bps
-    fraction = np.ones(len(ids))
-    upload_bytes = np.full(len(ids), dense, dtype=np.int64)
-    for i in np.flatnonzero(base_s > target_s):
-        share = max(policy.min_upload_fraction, min(1.0, room_bytes[i] / 8.0 / max(n, 1)))
-        sent = _topk_bytes(n, share)
-        if sent < dense:  # indices and values: only worth it below half the values
-            fraction[i], upload_bytes[i] = share, sent
-    return fraction, upload_bytes
-
-
-def _topk_bytes(num_params: int, fraction: float) -> int:
-    """Wire size of :class:`TopK` at ``fraction``: an int32 index and a float32 value each."""
-    return 8 * top_k_count(num_params, fraction)
+    return partial_upload_shares(
+        engine.weights.num_params,
+        engine.upload_bytes(),
+        base_s,
+        up_s,
+        target_s,
+        policy.min_upload_fraction,
+    )
 
 
 def partial_upload(delta: ModelWeights, launch: Launch) -> ModelWeights:

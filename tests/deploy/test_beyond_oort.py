@@ -3,9 +3,9 @@
 and slow, in one host process.
 
 The server sets each device's steps from the speeds it reported with the simulator's
-idle-time rule, the devices train that many steps (and report the samples), and the
-slow device's update, late for its round, is aggregated into the next one with the
-configured staleness weight.
+idle-time rule, the devices train that many steps (and report the samples), the slow
+device uploads a top-k share of its update, and that update, late for its round, is
+aggregated into the next one with the configured staleness weight.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fedsys.aggregation.compression import top_k_count
 from fedsys.parts.rules import idle_time_steps
 from fedsys.traces import DeviceFleet, save_fleet
 from tests.deploy.harness import provision, rounds_done, write_config
@@ -20,6 +21,8 @@ from tests.deploy.harness import provision, rounds_done, write_config
 COMPUTE_S_PER_SAMPLE = np.array([0.0005, 0.002, 0.02])  # fast, medium, slow
 BASE_STEPS, BATCH, MAX_FACTOR = 2, 20, 3.0
 FAST, MEDIUM, SLOW = 0, 1, 2
+NUM_PARAMS = 64 * 64 + 64 + 64 * 10 + 10  # digits MLP, hidden [64]
+DENSE_BYTES, MIN_SHARE = 4 * NUM_PARAMS, 0.1
 
 
 def _fleet(tmp_path):
@@ -67,7 +70,12 @@ def test_local_steps_follow_speed_and_late_updates_join_the_next_round(tmp_path,
         round={
             "mode": "sync",
             "overcommit": 1.5,
-            "local_work": {"mode": "idle_time", "max_factor": MAX_FACTOR},
+            "local_work": {
+                "mode": "idle_time",
+                "max_factor": MAX_FACTOR,
+                "partial_upload": True,
+                "min_upload_fraction": MIN_SHARE,
+            },
             "late_updates": {"curve": "polynomial", "exponent": 1.0},
         },
         eval={"every": 10},
@@ -98,6 +106,9 @@ def test_local_steps_follow_speed_and_late_updates_join_the_next_round(tmp_path,
     for record in full:
         steps = {c["client_id"]: c["local_steps"] for c in record["clients"]}
         assert steps == {FAST: 6, MEDIUM: 2, SLOW: 2}, record
+        # the slow one cannot arrive by the target: it sends the smallest top-k share
+        shares = {c["client_id"]: c["upload_fraction"] for c in record["clients"]}
+        assert shares == {FAST: 1.0, MEDIUM: 1.0, SLOW: MIN_SHARE}, record
 
     # the slow device straggles (K = 2 of 3) and its update joins a later round
     straggled = {(r["round_idx"], c["client_id"]) for r in records for c in r["clients"]
@@ -109,20 +120,36 @@ def test_local_steps_follow_speed_and_late_updates_join_the_next_round(tmp_path,
     for round_idx, cid, staleness, weight in folded:
         assert staleness >= 1 and (round_idx - staleness, cid) in straggled
         assert weight == pytest.approx((1 + staleness) ** -1.0)  # polynomial, exponent 1
-    late_round = next(r for r in records if "late" in r)
-    on_time = [c for c in late_round["clients"] if c["outcome"] == "completed"]
-    assert late_round["participants"] == len(on_time)
+    share = {(r["round_idx"], c["client_id"]): c["upload_fraction"]
+             for r in records for c in r["clients"]}  # fmt: skip
+    for record in (r for r in records if "late" in r):
+        on_time = [c for c in record["clients"] if c["outcome"] == "completed"]
+        assert record["participants"] == len(on_time)
+        late_bytes = [
+            DENSE_BYTES if share[key] == 1 else 8 * top_k_count(NUM_PARAMS, share[key])
+            for key in ((record["round_idx"] - s, cid) for cid, s in record["late"])
+        ]
+        # what the server received and decoded: dense on time, the late ones' top-k
+        on_time_bytes = sum(
+            DENSE_BYTES
+            if c["upload_fraction"] == 1
+            else 8 * top_k_count(NUM_PARAMS, c["upload_fraction"])
+            for c in on_time
+        )
+        assert record["bytes_up"] == on_time_bytes + sum(late_bytes), record
 
 
-def test_partial_uploads_are_refused_in_one_line(tmp_path, processes):
+def test_partial_uploads_over_another_codec_are_refused_in_one_line(tmp_path, processes):
     pki = provision(tmp_path / "pki", 1)
     config = write_config(
         tmp_path / "run.yaml",
         tmp_path / "out",
         pki,
         round={"mode": "sync", "local_work": {"mode": "idle_time", "partial_upload": True}},
+        compression={"name": "int8"},
     )
     server = processes.spawn("server", "server", str(config), "--port", "0")
     assert server.wait(timeout=120) == 1
     said = processes.log("server")
-    assert "partial_upload is simulator-only" in said and "Traceback" not in said, said
+    assert "partial_upload needs compression.name none" in said, said
+    assert "Traceback" not in said, said

@@ -335,13 +335,14 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
     def _check_header(
         self, header: deploy_pb2.UpdateHeader, codec: Compressor, expected_bytes: int
     ) -> None:
+        whose = "the run" if codec is self.state.compressor else "this partial upload"
         if header.codec != codec.codec:
-            raise UpdateRefusedError(f"codec {header.codec!r}, the task uses {codec.codec!r}")
+            raise UpdateRefusedError(f"codec {header.codec!r}, {whose} uses {codec.codec!r}")
         declared = sum(int(n) for n in header.payload_bytes)
         if declared != expected_bytes:
+            of = "an update of this model" if whose == "the run" else "this partial upload"
             raise UpdateRefusedError(
-                f"update declares {declared} bytes, an update of this task is "
-                f"{expected_bytes} bytes"
+                f"update declares {declared} bytes, {of} is {expected_bytes} bytes"
             )
         if header.num_samples < 1:
             raise UpdateRefusedError("num_samples must be >= 1")

@@ -153,3 +153,14 @@ def test_partial_uploads_over_another_codec_are_refused_in_one_line(tmp_path, pr
     said = processes.log("server")
     assert "partial_upload needs compression.name none" in said, said
     assert "Traceback" not in said, said
+
+
+def test_a_client_the_server_knows_nothing_of_keeps_the_configured_steps():
+    """No reported speed and no measured round: NaN times neither move nor set the target."""
+    nan = float("nan")
+    transfers = np.array([0.0, nan, 0.0])
+    step_s = np.array([0.01, nan, 0.04])
+    steps, target_s = idle_time_steps(2, 3.0, transfers, step_s, arrivals=2)
+    assert steps.tolist() == [6, 2, 2] and target_s == pytest.approx(0.08)
+    steps, target_s = idle_time_steps(2, 3.0, np.full(2, nan), np.full(2, nan), arrivals=1)
+    assert steps.tolist() == [2, 2] and np.isnan(target_s)

@@ -98,13 +98,7 @@ def run_local(
     children: list[subprocess.Popen[bytes]] = []
     # deploy local reuses its folder: the server replaces the run files of the last run
     server_args = [
-        "server",
-        str(launch),
-        "--port",
-        "0",
-        "--port-file",
-        str(port_file),
-        "--overwrite",
+        "server", str(launch), "--port", "0", "--port-file", str(port_file), "--overwrite"
     ]
     epoch_file = output_dir / "epoch"
     for stale in [epoch_file, *output_dir.glob("epoch.ready.*")]:
@@ -137,7 +131,9 @@ def run_local(
             seen = max(seen, len(records))
             time.sleep(0.2)
         if server.returncode != 0:
-            error = f"the aggregator exited with {server.returncode}; see {logs / 'server.out'}"
+            error = (
+                f"the aggregator exited with {server.returncode}; see {logs / 'server.out'}"
+            )
             return LocalOutcome(int(server.returncode or 1), output_dir, error=error)
     except (RuntimeError, TimeoutError) as exc:
         return LocalOutcome(1, output_dir, error=f"{exc}; see {logs / 'server.out'}")
@@ -167,10 +163,8 @@ def _fit_to_clients(
             )
         data["dataset"]["num_clients"] = clients
     if config.clients_per_round > clients:
-        note(
-            f"note: clients_per_round {config.clients_per_round} > {clients} clients; "
-            f"using {clients}"
-        )
+        note(f"note: clients_per_round {config.clients_per_round} > {clients} clients; "
+             f"using {clients}")
         update["clients_per_round"] = clients
     data.update(update)
     return RunConfig.model_validate(data)

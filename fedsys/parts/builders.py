@@ -185,6 +185,8 @@ def complete_strategy(config: RunConfig, population: int | None = None) -> Strat
     return strategy
 
 
+
+
 def check_against_data(config: RunConfig, dataset: FederatedDataset) -> int:
     """Cross-check the config against the data really loaded; return the population.
 
@@ -202,6 +204,7 @@ def check_against_data(config: RunConfig, dataset: FederatedDataset) -> int:
             f"holding data in dataset {dataset.name!r}"
         )
     return population
+
 
 
 def secure_cost_model(config: RunConfig) -> SecureCostModel | None:

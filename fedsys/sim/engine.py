@@ -312,17 +312,14 @@ class Engine:
                 delta = self.compress(launch, delta)
             elif launch.upload_fraction < 1.0:  # a slow client's top-k share (PyramidFL)
                 delta = partial_upload(delta, launch)
-            yield (
-                launch,
-                ClientUpdate(
-                    client_id=launch.client_id,
-                    delta=delta,
-                    num_samples=result.num_samples,
-                    duration_s=launch.duration_s,
-                    loss=result.loss,
-                    round_idx=launch.version,
-                    upload_bytes=launch.bytes_up,
-                ),
+            yield launch, ClientUpdate(
+                client_id=launch.client_id,
+                delta=delta,
+                num_samples=result.num_samples,
+                duration_s=launch.duration_s,
+                loss=result.loss,
+                round_idx=launch.version,
+                upload_bytes=launch.bytes_up,
             )
 
     def compress(self, launch: Launch, delta: ModelWeights) -> ModelWeights:

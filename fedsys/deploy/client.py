@@ -26,12 +26,12 @@ from pydantic import TypeAdapter
 from torch import nn
 
 from fedsys import __version__
-from fedsys.aggregation.compression import Compressor
+from fedsys.aggregation.compression import Compressor, TopK
 from fedsys.aggregation.config import CompressorConfig
 from fedsys.core.threads import use_torch_threads
-from fedsys.core.training import LocalTrainer, TrainConfig, TrainResult
+from fedsys.core.training import LocalTrainer, TrainResult
 from fedsys.core.weights import ModelWeights
-from fedsys.deploy.secure_client import SecureTaskRunner, train_task
+from fedsys.deploy.secure_client import SecureTaskRunner, task_train_config, train_task
 from fedsys.wire import auth
 from fedsys.wire.chunks import ChunkTimeoutError, PayloadError, join_async, sha256_hex, split
 from fedsys.wire.errors import error_text
@@ -297,7 +297,7 @@ class DeployClient:
         weights = await self.retrying("download", lambda: self.download(stub, task))
         download_s = time.monotonic() - started
         local = self.local_
-        config = TrainConfig(**json.loads(task.train_config_json))
+        config = task_train_config(task)
         train_start = time.monotonic()
         result: TrainResult = await asyncio.to_thread(
             LocalTrainer(config).train,
@@ -313,10 +313,14 @@ class DeployClient:
             samples = config.samples_processed(int(local.labels.shape[0]))
             await emulation.pace_compute(int(samples), train_s)
             train_s = time.monotonic() - train_start
-        compressor = build_compressor(task.codec_json)
-        encoded, self._residual = await asyncio.to_thread(
-            compressor.encode, result.delta, self._residual, int(task.seed)
-        )
+        if task.upload_fraction > 0:  # a partial upload: the top-k share, the rest dropped
+            partial = TopK(fraction=task.upload_fraction)
+            encoded, _ = await asyncio.to_thread(partial.encode, result.delta, None, int(task.seed))
+        else:
+            compressor = build_compressor(task.codec_json)
+            encoded, self._residual = await asyncio.to_thread(
+                compressor.encode, result.delta, self._residual, int(task.seed)
+            )
         header = deploy_pb2.UpdateHeader(
             task_id=task.task_id,
             round_idx=task.round_idx,
@@ -332,9 +336,7 @@ class DeployClient:
         )
         upload_start = time.monotonic()
         payload = await asyncio.to_thread(b"".join, encoded.payloads)
-        accepted, reason = await self.retrying(
-            "upload", lambda: self.upload(stub, header, payload)
-        )
+        accepted, reason = await self.retrying("upload", lambda: self.upload(stub, header, payload))
         if emulation is not None:
             emulation.finish_task(
                 task,

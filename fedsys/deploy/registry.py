@@ -33,6 +33,8 @@ class Assignment:
     round_idx: int
     model_version: int
     assigned_at: float
+    upload_fraction: float = 1.0
+    """Top-k share of the update this task uploads (``round.local_work.partial_upload``)."""
 
 
 @dataclass

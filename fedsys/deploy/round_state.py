@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from fedsys.core.update import ClientId, ClientReport, ClientUpdate, LossStats
 from fedsys.deploy.feed import StreamingAggregation
+from fedsys.deploy.late import FoldedLate
+from fedsys.deploy.local_work import Work
 from fedsys.deploy.registry import Assignment
 from fedsys.deploy.service import LateUpdateError, straggler_reason
 
@@ -56,7 +58,10 @@ class LiveRound:
     failed: set[ClientId] = field(default_factory=set)
     dropped: dict[ClientId, float] = field(default_factory=dict)
     drop_reasons: dict[ClientId, str] = field(default_factory=dict)
-    late: set[ClientId] = field(default_factory=set)
+    late: list[FoldedLate] = field(default_factory=list)
+    """Earlier rounds' stragglers aggregated into this round (``round.late_updates``)."""
+    work: dict[ClientId, Work] = field(default_factory=dict)
+    """Steps and upload share each participant was given (``round.local_work``; empty: fixed)."""
     closed: bool = False
     recorded: bool = False
     bytes_down: int = 0

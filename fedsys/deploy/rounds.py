@@ -22,6 +22,8 @@ import numpy as np
 from fedsys.config.schema import DeadlineRounds, SyncRounds
 from fedsys.core.training import evaluate
 from fedsys.deploy.feed import StreamingAggregation
+from fedsys.deploy.late import fold_late, late_policy
+from fedsys.deploy.local_work import local_work_problem, plan_work
 from fedsys.deploy.memory import current_rss_bytes, peak_rss_bytes
 from fedsys.deploy.registry import Assignment, Session
 from fedsys.deploy.round_state import LiveRound
@@ -47,10 +49,11 @@ def round_shape(state: ServerState) -> tuple[int, int | None, float, int]:
     config, settings = state.config, state.settings
     k = config.clients_per_round
     mode = config.round
-    if isinstance(mode, SyncRounds | DeadlineRounds) and (
-        mode.late_updates.curve != "off" or mode.local_work.mode != "fixed"
-    ):
-        raise DeployError("round.late_updates and round.local_work are simulator-only so far")
+    problem = local_work_problem(state)
+    if problem is not None:
+        raise DeployError(problem)
+    if late_policy(state).enabled and state.secure_plan is not None:
+        raise DeployError("round.late_updates cannot be used with deploy.secure_aggregation")
     if isinstance(mode, SyncRounds):
         fewest = settings.min_clients or k
         return ceil_overcommit(k, mode.overcommit), k, settings.round_timeout_s, fewest
@@ -78,9 +81,12 @@ async def run_round(state: ServerState, round_idx: int) -> RoundRecord:
         state.phase = "aggregating"
         async with live.feed_lock:
             live.closed = True
-        result = await live.feed.finish()
         short = isinstance(mode, DeadlineRounds) and len(live.arrivals) < mode.min_participants
+        if not short:  # a short round is not aggregated: held late updates wait on
+            live.late = await fold_late(state, live)
+        result = await live.feed.finish()
         state.selector_state = state.parts.selector.feedback(state.selector_state, live.reports())
+        remember_step_times(state, live)
         if short and mode.on_short_round == "retry" and retries < mode.max_retries:
             retries += 1
             _LOGGER.warning("short round, retrying", extra={"round": round_idx})
@@ -126,19 +132,27 @@ async def launch(state: ServerState, round_idx: int) -> LiveRound:
     live = LiveRound(round_idx, state.model_blob.version, target, feed)  # type: ignore[arg-type]
     state.live_round = live
     template = task_template(state, round_idx)
+    live.work = plan_work(state, present, target)
     for client in present:
         session = state.registry.sessions[client]
+        work = live.work.get(client)
         assignment = Assignment(
             task_id=secrets.token_hex(16),
             client_id=client,
             round_idx=round_idx,
             model_version=state.model_blob.version,
             assigned_at=time.monotonic(),
+            upload_fraction=1.0 if work is None else work.upload_fraction,
         )
         instruction = deploy_pb2.Instruction(train=deploy_pb2.TrainTask())
         instruction.train.CopyFrom(template)
         instruction.train.task_id = assignment.task_id
         instruction.train.seed = task_seed(state.config.seed, round_idx, client, serials[client])
+        if work is not None:
+            instruction.train.local_steps = work.steps
+            if work.upload_fraction < 1:
+                instruction.train.upload_fraction = work.upload_fraction
+                instruction.train.expected_update_bytes = work.upload_bytes
         if isinstance(feed, SecureRound):
             instruction.train.secure.CopyFrom(feed.task_for(client, assignment.task_id))
         live.assignments[client] = assignment
@@ -175,6 +189,16 @@ def priors(state: ServerState, clients: np.ndarray) -> tuple[np.ndarray, np.ndar
                 + state.update_bytes / up_bps
             )
     return sizes, expected
+
+
+def remember_step_times(state: ServerState, live: LiveRound) -> None:
+    """Each arrival's measured seconds per local step, for clients that report no speed."""
+    base = state.parts.train.local_steps
+    for arrival in live.arrivals:
+        work = live.work.get(arrival.client_id)
+        steps = base if work is None else work.steps
+        if steps:
+            state.step_history[arrival.client_id] = arrival.duration_s / steps
 
 
 def task_template(state: ServerState, round_idx: int) -> deploy_pb2.TrainTask:
@@ -280,14 +304,27 @@ def record_round(
     outcome.update({c: "rejected" for c in live.failed})
     outcome.update({c: "completed" for c in arrived})
     durations = {a.client_id: a.duration_s for a in live.arrivals}
+    processed = {a.client_id: a.loss.samples_seen for a in live.arrivals if a.loss is not None}
     extra: dict[str, Any] = {
         "aggregated": aggregated,
         "clients": [
             {"client_id": c, "outcome": outcome[c], "duration_s": durations.get(c)}
             | ({"reason": live.drop_reasons[c]} if c in live.drop_reasons else {})
+            | (
+                {
+                    "local_steps": live.work[c].steps,
+                    "samples_processed": processed.get(c),
+                    "upload_fraction": live.work[c].upload_fraction,
+                }
+                if c in live.work
+                else {}
+            )
             for c in sorted(live.assignments)
         ],
     }
+    if live.late:  # stragglers of earlier rounds aggregated here (round.late_updates)
+        extra["late"] = [[f.client_id, f.staleness] for f in live.late]
+        extra["late_weights"] = [f.weight for f in live.late]
     if isinstance(live.feed, SecureRound):
         extra["secure_aggregation"] = live.feed.summary()
     if live.rejected:
@@ -314,7 +351,8 @@ def record_round(
         stragglers=len(stragglers),
         rejected=len(live.rejected),
         bytes_down=live.bytes_down,
-        bytes_up=sum(a.upload_bytes for a in live.arrivals),
+        bytes_up=sum(a.upload_bytes for a in live.arrivals)
+        + sum(f.upload_bytes for f in live.late),
         train_loss=train_loss,
         accuracy=accuracy,
         test_loss=test_loss,

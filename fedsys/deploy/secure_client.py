@@ -13,6 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable
+from dataclasses import replace
 
 import grpc
 
@@ -156,6 +157,17 @@ def _masked_input(protocol: SecAggClient, plan: SecurePlan, result: TrainResult)
     return protocol.mask(protocol.setup.quantizer.quantize(vector))
 
 
+def task_train_config(task: deploy_pb2.TrainTask) -> TrainConfig:
+    """How ``task`` trains: the run's settings, with the steps the server set for this client.
+
+    ``task.local_steps`` (``round.local_work``) replaces ``local_steps``; 0 keeps them.
+    """
+    config = TrainConfig(**json.loads(task.train_config_json))
+    if task.local_steps:
+        config = replace(config, local_steps=int(task.local_steps))
+    return config
+
+
 def train_task(
     local_model: object,
     weights: ModelWeights,
@@ -164,7 +176,7 @@ def train_task(
     task: deploy_pb2.TrainTask,
 ) -> Awaitable[TrainResult]:
     """Local training of ``task`` in a worker thread (the event loop keeps relaying steps)."""
-    config = TrainConfig(**json.loads(task.train_config_json))
+    config = task_train_config(task)
     return asyncio.to_thread(
         LocalTrainer(config).train, local_model, weights, features, labels, int(task.seed)
     )

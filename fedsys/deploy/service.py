@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from fedsys.aggregation.compression import EncodedUpdate
+from fedsys.aggregation.compression import Compressor, EncodedUpdate, TopK, top_k_count
 from fedsys.core.update import ClientUpdate, LossStats
 from fedsys.core.weights import ModelWeights
+from fedsys.deploy.late import HeldUpdate, late_policy
 from fedsys.deploy.registry import Assignment, Session, UnknownClientError
 from fedsys.wire import auth
 from fedsys.wire.chunks import (
@@ -208,7 +209,8 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         assignment = session.assignment
         assert assignment is not None
         live = self.state.live_round
-        if live is None or not live.is_open_for(assignment.round_idx):
+        late = live is None or not live.is_open_for(assignment.round_idx)
+        if late and not late_policy(self.state).enabled:
             self.state.registry.release(client_id, assignment.task_id)
             yield _verdict(False, straggler_reason(assignment.round_idx))
             return
@@ -222,22 +224,23 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         # buffer stays) until their next chunk or their cut.
         slot = LendingSlot(self.state.upload_slots, self.state.settings.upload_lend_after_s)
         try:
-            self._check_header(header)
+            codec, expected_bytes = self._task_codec(assignment)
+            self._check_header(header, codec, expected_bytes)
             await slot.take()
             yield deploy_pb2.UploadReply(
                 grant=deploy_pb2.Grant(max_chunk_bytes=self.state.settings.chunk_bytes)
             )
-            payload = await self._receive(messages, header, slot)
+            payload = await self._receive(messages, header, slot, expected_bytes)
             # Decoding and validating grow with the model: a worker thread does them.
             weights = self.state.weights
             update = await asyncio.to_thread(
-                self._decode, client_id, header, payload, assignment.assigned_at, weights
+                self._decode, client_id, header, payload, assignment.assigned_at, weights, codec
             )
             del payload  # the update's tensors view it; nothing else may keep it
             problem = await asyncio.to_thread(self.state.validator.problem, update, weights)
             if problem is not None:
                 raise UpdateRefusedError(f"invalid update: {problem}")
-            await live.accept(update, assignment)
+            await self._deliver(update, assignment)
             del update
             slot.release()
             self.state.memory.transfer_finished()
@@ -266,6 +269,28 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
                 session.uploading = None
         self.state.registry.release(client_id, assignment.task_id)
         yield _verdict(True, "")
+
+    async def _deliver(self, update: ClientUpdate, task: Assignment) -> None:
+        """Count ``update`` in the live round, or hold it for the next one when it is late.
+
+        Raises
+        ------
+        LateUpdateError
+            If it is late and the run discards late updates.
+        """
+        live = self.state.live_round
+        try:
+            if live is None:
+                raise LateUpdateError(straggler_reason(task.round_idx))
+            await live.accept(update, task)
+        except LateUpdateError:
+            if not late_policy(self.state).enabled:
+                raise
+            self.state.late_held.append(HeldUpdate(update, task.round_idx))
+            _LOGGER.info(
+                "late update held for the next round",
+                extra={"client_id": update.client_id, "round": task.round_idx},
+            )
 
     def cut_transfer(self, session: Session, assignment: Assignment, reason: str) -> None:
         """A transfer of ``assignment`` missed its deadline: the client dropped out.
@@ -300,17 +325,24 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             )
         return session
 
-    def _check_header(self, header: deploy_pb2.UpdateHeader) -> None:
-        server = self.state
-        if header.codec != server.compressor.codec:
-            raise UpdateRefusedError(
-                f"codec {header.codec!r}, the run uses {server.compressor.codec!r}"
-            )
+    def _task_codec(self, task: Assignment) -> tuple[Compressor, int]:
+        """The codec and upload size of ``task``: the run's, or its partial (top-k) share."""
+        if task.upload_fraction < 1:
+            num_params = self.state.weights.num_params
+            return TopK(task.upload_fraction), 8 * top_k_count(num_params, task.upload_fraction)
+        return self.state.compressor, self.state.update_bytes
+
+    def _check_header(
+        self, header: deploy_pb2.UpdateHeader, codec: Compressor, expected_bytes: int
+    ) -> None:
+        whose = "the run" if codec is self.state.compressor else "this partial upload"
+        if header.codec != codec.codec:
+            raise UpdateRefusedError(f"codec {header.codec!r}, {whose} uses {codec.codec!r}")
         declared = sum(int(n) for n in header.payload_bytes)
-        if declared != server.update_bytes:
+        if declared != expected_bytes:
+            of = "an update of this model" if whose == "the run" else "this partial upload"
             raise UpdateRefusedError(
-                f"update declares {declared} bytes, an update of this model is "
-                f"{server.update_bytes} bytes"
+                f"update declares {declared} bytes, {of} is {expected_bytes} bytes"
             )
         if header.num_samples < 1:
             raise UpdateRefusedError("num_samples must be >= 1")
@@ -323,6 +355,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         messages: AsyncIterator[deploy_pb2.UploadMessage],
         header: deploy_pb2.UpdateHeader,
         slot: LendingSlot,
+        expected_bytes: int,
     ) -> bytearray:
         """The update's bytes, verified, within the transfer deadlines (``slot`` lent while quiet).
 
@@ -333,8 +366,8 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             ``transfer_min_bytes_per_s`` over the update.
         """
         assembler = Reassembler(
-            max_bytes=self.state.update_bytes,
-            expected_bytes=self.state.update_bytes,
+            max_bytes=expected_bytes,
+            expected_bytes=expected_bytes,
             expected_sha256=header.sha256,
         )
         try:
@@ -356,6 +389,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         payload: bytearray,
         assigned_at: float,
         weights: ModelWeights,
+        codec: Compressor,
     ) -> ClientUpdate:
         """The update in ``payload`` (runs on a worker thread: it grows with the model)."""
         sizes = [int(n) for n in header.payload_bytes]
@@ -366,7 +400,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             offset += size
         encoded = EncodedUpdate(codec=header.codec, payloads=tuple(parts))
         try:
-            delta = self.state.compressor.decode(encoded, like=weights)
+            delta = codec.decode(encoded, like=weights)
         except (ValueError, RuntimeError) as exc:
             raise UpdateRefusedError(f"malformed update: {exc}") from None
         loss = LossStats(

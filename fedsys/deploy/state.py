@@ -36,6 +36,7 @@ from fedsys.wire.protos import deploy_pb2
 from fedsys.wire.tensors import weights_to_bytes
 
 if TYPE_CHECKING:
+    from fedsys.deploy.late import HeldUpdate
     from fedsys.deploy.round_state import LiveRound
 
 
@@ -142,6 +143,10 @@ class ServerState:
     memory: FreeMemoryPacer = field(default_factory=FreeMemoryPacer)
     clock: RunClock = field(default_factory=RunClock)
     secure_plan: SecurePlan | None = None
+    late_held: list[HeldUpdate] = field(default_factory=list)
+    """Stragglers' updates waiting for the next round to close (``round.late_updates``)."""
+    step_history: dict[int, float] = field(default_factory=dict)
+    """Each client's last measured seconds per local step (``round.local_work``)."""
 
     @classmethod
     def of(cls, parts: ServerParts, tokens: auth.TokenStore) -> ServerState:

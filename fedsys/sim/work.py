@@ -29,15 +29,15 @@ and what the trainer runs; the selector learns the processed samples it reports.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fedsys.aggregation.compression import TopK, top_k_count
+from fedsys.aggregation.compression import TopK
 from fedsys.core.update import ClientId
 from fedsys.core.weights import ModelWeights
+from fedsys.parts.rules import idle_time_steps, partial_upload_shares
 from fedsys.sim.events import Launch
 from fedsys.traces.timing import client_round_time
 
@@ -141,15 +141,10 @@ def plan_work(
     )
     transfers_s = down_s + up_s + parts.client_task_s
     base_s = transfers_s + base * step_s
-    if target_s is None:
-        kth = min(len(ids), arrivals if arrivals is not None else len(ids))
-        target_s = float(np.partition(base_s, kth - 1)[kth - 1])
     online_s = parts.fleet.online_until(ids, engine.clock.now_s) - engine.clock.now_s
-    budget_s = np.minimum(target_s, online_s) - transfers_s
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fit = np.where(step_s > 0, np.floor(budget_s / step_s), np.inf)
-    cap = math.floor(policy.max_factor * base + 1e-9)
-    steps = np.clip(np.nan_to_num(fit, posinf=cap, neginf=base), base, cap).astype(np.int64)
+    steps, target_s = idle_time_steps(
+        base, policy.max_factor, transfers_s, step_s, arrivals, target_s, online_s
+    )
     fraction = np.ones(len(ids))
     upload_bytes = np.full(len(ids), engine.upload_bytes(), dtype=np.int64)
     if policy.partial_upload:
@@ -166,23 +161,14 @@ def _partial(
     policy: WorkPolicy,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k share and upload bytes of each participant expected later than the target."""
-    n = engine.weights.num_params
-    dense = engine.upload_bytes()
-    up_bps = dense / np.where(up_s > 0, up_s, np.inf)
-    room_bytes = (target_s - (base_s - up_s)) * up_bps
-    fraction = np.ones(len(ids))
-    upload_bytes = np.full(len(ids), dense, dtype=np.int64)
-    for i in np.flatnonzero(base_s > target_s):
-        share = max(policy.min_upload_fraction, min(1.0, room_bytes[i] / 8.0 / max(n, 1)))
-        sent = _topk_bytes(n, share)
-        if sent < dense:  # indices and values: only worth it below half the values
-            fraction[i], upload_bytes[i] = share, sent
-    return fraction, upload_bytes
-
-
-def _topk_bytes(num_params: int, fraction: float) -> int:
-    """Wire size of :class:`TopK` at ``fraction``: an int32 index and a float32 value each."""
-    return 8 * top_k_count(num_params, fraction)
+    return partial_upload_shares(
+        engine.weights.num_params,
+        engine.upload_bytes(),
+        base_s,
+        up_s,
+        target_s,
+        policy.min_upload_fraction,
+    )
 
 
 def partial_upload(delta: ModelWeights, launch: Launch) -> ModelWeights:

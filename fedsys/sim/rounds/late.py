@@ -4,78 +4,22 @@ A synchronous round closes at its K-th arrival (or its deadline); FedScale disca
 the slower clients' work. REFL (Abdelmoniem et al., EuroSys 2023, code
 github.com/ahmedcs/REFL, read for behaviour only) lets them finish and folds their
 update into the first round that closes after it arrives, ``s`` rounds late, with a
-weight that falls with ``s``. The straggler stays busy (not selectable) until then,
+weight that falls with ``s`` (:class:`~fedsys.parts.rules.LatePolicy`, the one
+curve the deployment also applies). The straggler stays busy (not selectable) until then,
 trains from the weights of the round it was picked for, and is charged its whole
 timeline on the virtual clock.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 from fedsys.core.weights import ModelWeights
+from fedsys.parts.rules import LATE_CURVES, LatePolicy
 from fedsys.sim.engine import Engine
 from fedsys.sim.events import Launch
 
-CURVES = ("off", "constant", "polynomial", "exponential", "hinge")
-
-
-@dataclass(frozen=True)
-class LatePolicy:
-    """How late updates are weighted (see :class:`fedsys.config.rounds.LateUpdates`).
-
-    Parameters
-    ----------
-    curve
-        ``off`` (discard late updates), ``constant``, ``polynomial``,
-        ``exponential`` or ``hinge``.
-    exponent
-        Steepness of the curve.
-    hinge_after
-        ``hinge``: rounds of lateness kept at full weight.
-    max_staleness
-        Updates more rounds late than this are discarded.
-    """
-
-    curve: str = "off"
-    exponent: float = 0.5
-    hinge_after: int = 1
-    max_staleness: int = 5
-
-    def __post_init__(self) -> None:
-        if self.curve not in CURVES:
-            raise ValueError(f"late update curve must be one of {CURVES}, got {self.curve!r}")
-        if self.exponent < 0 or self.max_staleness < 1 or self.hinge_after < 0:
-            raise ValueError(
-                "late updates need exponent >= 0, max_staleness >= 1 and hinge_after >= 0"
-            )
-
-    @property
-    def enabled(self) -> bool:
-        """Whether stragglers keep training for a later round."""
-        return self.curve != "off"
-
-    def weight(self, staleness: int) -> float:
-        """``w(s)`` of an update ``s`` rounds late (0 beyond ``max_staleness``).
-
-        Raises
-        ------
-        ValueError
-            If ``staleness`` is negative.
-        """
-        if staleness < 0:
-            raise ValueError(f"staleness must be >= 0, got {staleness}")
-        if not self.enabled or staleness > self.max_staleness:
-            return 0.0
-        a, s = self.exponent, float(staleness)
-        if self.curve == "polynomial":
-            return (1.0 + s) ** -a
-        if self.curve == "exponential":
-            return math.exp(-a * s)
-        if self.curve == "hinge":
-            return 1.0 if s <= self.hinge_after else 1.0 / (1.0 + a * (s - self.hinge_after))
-        return 1.0
+CURVES = LATE_CURVES
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from fedsys.wire.protos import common_pb2 as fedsys_dot_wire_dot_protos_dot_comm
 from fedsys.wire.protos import secure_pb2 as fedsys_dot_wire_dot_protos_dot_secure__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66\x65\x64sys/wire/protos/deploy.proto\x12\rfedsys.deploy\x1a\x1f\x66\x65\x64sys/wire/protos/common.proto\x1a\x1f\x66\x65\x64sys/wire/protos/secure.proto\")\n\x0fRegisterRequest\x12\x16\n\x0e\x66\x65\x64sys_version\x18\x01 \x01(\t\"t\n\rRegisterReply\x12\x11\n\tclient_id\x18\x01 \x01(\r\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x17\n\x0frun_config_json\x18\x03 \x01(\t\x12#\n\x06layout\x18\x04 \x01(\x0b\x32\x13.fedsys.wire.Layout\"\x84\x01\n\x10SubscribeRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bnum_samples\x18\x02 \x01(\x04\x12*\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x1a.fedsys.deploy.DeviceSpeed\x12\x1b\n\x13session_remaining_s\x18\x04 \x01(\x01\"]\n\x0b\x44\x65viceSpeed\x12\x1c\n\x14\x63ompute_s_per_sample\x18\x01 \x01(\x01\x12\x18\n\x10\x64own_bytes_per_s\x18\x02 \x01(\x01\x12\x16\n\x0eup_bytes_per_s\x18\x03 \x01(\x01\"\xbb\x01\n\x0bInstruction\x12)\n\x05train\x18\x01 \x01(\x0b\x32\x18.fedsys.deploy.TrainTaskH\x00\x12#\n\x04ping\x18\x02 \x01(\x0b\x32\x13.fedsys.deploy.PingH\x00\x12\'\n\x06\x66inish\x18\x03 \x01(\x0b\x32\x15.fedsys.deploy.FinishH\x00\x12+\n\x06secure\x18\x04 \x01(\x0b\x32\x19.fedsys.deploy.SecureStepH\x00\x42\x06\n\x04kind\"\x1d\n\x04Ping\x12\x15\n\rserver_time_s\x18\x01 \x01(\x01\"\x18\n\x06\x46inish\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x9b\x02\n\tTrainTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tround_idx\x18\x02 \x01(\r\x12\x15\n\rmodel_version\x18\x03 \x01(\r\x12\x14\n\x0cmodel_sha256\x18\x04 \x01(\t\x12\x13\n\x0bmodel_bytes\x18\x05 \x01(\x04\x12\x19\n\x11train_config_json\x18\x06 \x01(\t\x12\r\n\x05\x63odec\x18\x07 \x01(\t\x12\x12\n\ncodec_json\x18\x08 \x01(\t\x12\x1d\n\x15\x65xpected_update_bytes\x18\t \x01(\x04\x12\x0c\n\x04seed\x18\n \x01(\x04\x12\x12\n\ndeadline_s\x18\x0b \x01(\x01\x12)\n\x06secure\x18\x0c \x01(\x0b\x32\x19.fedsys.deploy.SecureTask\"\x87\x01\n\nSecureTask\x12(\n\x05setup\x18\x01 \x01(\x0b\x32\x19.fedsys.secure.RoundSetup\x12\x10\n\x08weighted\x18\x02 \x01(\x08\x12\x11\n\tclip_norm\x18\x03 \x01(\x01\x12\x12\n\nmax_weight\x18\x04 \x01(\x01\x12\x16\n\x0estep_timeout_s\x18\x05 \x01(\x01\"\xc4\x01\n\nSecureStep\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12,\n\x04keys\x18\x02 \x01(\x0b\x32\x1c.fedsys.deploy.NeighbourKeysH\x00\x12.\n\x06shares\x18\x03 \x01(\x0b\x32\x1c.fedsys.deploy.ShareDeliveryH\x00\x12.\n\x06unmask\x18\x04 \x01(\x0b\x32\x1c.fedsys.secure.UnmaskRequestH\x00\x12\x0f\n\x05\x61\x62ort\x18\x05 \x01(\tH\x00\x42\x06\n\x04kind\":\n\rNeighbourKeys\x12)\n\x07\x61\x64verts\x18\x01 \x03(\x0b\x32\x18.fedsys.secure.KeyAdvert\">\n\rShareDelivery\x12-\n\x06shares\x18\x01 \x03(\x0b\x32\x1d.fedsys.secure.EncryptedShare\"\xc3\x01\n\rSecureMessage\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tround_idx\x18\x02 \x01(\r\x12(\n\x04keys\x18\x03 \x01(\x0b\x32\x18.fedsys.secure.KeyAdvertH\x00\x12.\n\x06shares\x18\x04 \x01(\x0b\x32\x1c.fedsys.deploy.ShareDeliveryH\x00\x12,\n\x06unmask\x18\x05 \x01(\x0b\x32\x1a.fedsys.secure.UnmaskReplyH\x00\x42\x06\n\x04kind\"-\n\tSecureAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x9b\x01\n\x11MaskedInputHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tround_idx\x18\x02 \x01(\r\x12\x13\n\x0bnum_samples\x18\x03 \x01(\x04\x12\x11\n\tmean_loss\x18\x04 \x01(\x01\x12\x13\n\x0bsum_sq_loss\x18\x05 \x01(\x01\x12\x14\n\x0csamples_seen\x18\x06 \x01(\x04\x12\x0f\n\x07train_s\x18\x07 \x01(\x01\"o\n\x0cMaskedUpload\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .fedsys.deploy.MaskedInputHeaderH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.fedsys.wire.ChunkH\x00\x42\x06\n\x04kind\"%\n\x0cModelRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\r\"\xf7\x01\n\x0cUpdateHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tround_idx\x18\x02 \x01(\r\x12\x15\n\rmodel_version\x18\x03 \x01(\r\x12\x13\n\x0bnum_samples\x18\x04 \x01(\x04\x12\x11\n\tmean_loss\x18\x05 \x01(\x01\x12\x13\n\x0bsum_sq_loss\x18\x06 \x01(\x01\x12\x14\n\x0csamples_seen\x18\x07 \x01(\x04\x12\x0f\n\x07train_s\x18\x08 \x01(\x01\x12\x12\n\ndownload_s\x18\t \x01(\x01\x12\r\n\x05\x63odec\x18\n \x01(\t\x12\x15\n\rpayload_bytes\x18\x0b \x03(\x04\x12\x0e\n\x06sha256\x18\x0c \x01(\t\"k\n\rUploadMessage\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.fedsys.deploy.UpdateHeaderH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.fedsys.wire.ChunkH\x00\x42\x06\n\x04kind\"m\n\x0bUploadReply\x12%\n\x05grant\x18\x01 \x01(\x0b\x32\x14.fedsys.deploy.GrantH\x00\x12/\n\x07verdict\x18\x02 \x01(\x0b\x32\x1c.fedsys.deploy.UpdateVerdictH\x00\x42\x06\n\x04kind\" \n\x05Grant\x12\x17\n\x0fmax_chunk_bytes\x18\x01 \x01(\x04\"1\n\rUpdateVerdict\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x0f\n\rStatusRequest\"S\n\x0c\x43lientStatus\x12\x11\n\tclient_id\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x13\n\x0blast_seen_s\x18\x04 \x01(\x01\"\xd7\x01\n\x0bStatusReply\x12\x11\n\tround_idx\x18\x01 \x01(\r\x12\x0e\n\x06rounds\x18\x02 \x01(\r\x12\r\n\x05phase\x18\x03 \x01(\t\x12\x10\n\x08\x61ssigned\x18\x04 \x01(\r\x12\x10\n\x08received\x18\x05 \x01(\r\x12\x10\n\x08\x61\x63\x63uracy\x18\x06 \x01(\x01\x12,\n\x07\x63lients\x18\x07 \x03(\x0b\x32\x1b.fedsys.deploy.ClientStatus\x12\x16\n\x0epeak_rss_bytes\x18\x08 \x01(\x04\x12\x1a\n\x12\x62\x61seline_rss_bytes\x18\t \x01(\x04\x32\xed\x02\n\nAggregator\x12H\n\x08Register\x12\x1e.fedsys.deploy.RegisterRequest\x1a\x1c.fedsys.deploy.RegisterReply\x12J\n\tSubscribe\x12\x1f.fedsys.deploy.SubscribeRequest\x1a\x1a.fedsys.deploy.Instruction0\x01\x12=\n\x08GetModel\x12\x1b.fedsys.deploy.ModelRequest\x1a\x12.fedsys.wire.Chunk0\x01\x12\x46\n\x06Upload\x12\x1c.fedsys.deploy.UploadMessage\x1a\x1a.fedsys.deploy.UploadReply(\x01\x30\x01\x12\x42\n\x06Status\x12\x1c.fedsys.deploy.StatusRequest\x1a\x1a.fedsys.deploy.StatusReply2\xa4\x01\n\x10SecureAggregator\x12\x44\n\nSecureSend\x12\x1c.fedsys.deploy.SecureMessage\x1a\x18.fedsys.deploy.SecureAck\x12J\n\x0fSendMaskedInput\x12\x1b.fedsys.deploy.MaskedUpload\x1a\x18.fedsys.deploy.SecureAck(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66\x65\x64sys/wire/protos/deploy.proto\x12\rfedsys.deploy\x1a\x1f\x66\x65\x64sys/wire/protos/common.proto\x1a\x1f\x66\x65\x64sys/wire/protos/secure.proto\")\n\x0fRegisterRequest\x12\x16\n\x0e\x66\x65\x64sys_version\x18\x01 \x01(\t\"t\n\rRegisterReply\x12\x11\n\tclient_id\x18\x01 \x01(\r\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x17\n\x0frun_config_json\x18\x03 \x01(\t\x12#\n\x06layout\x18\x04 \x01(\x0b\x32\x13.fedsys.wire.Layout\"\x84\x01\n\x10SubscribeRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bnum_samples\x18\x02 \x01(\x04\x12*\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x1a.fedsys.deploy.DeviceSpeed\x12\x1b\n\x13session_remaining_s\x18\x04 \x01(\x01\"]\n\x0b\x44\x65viceSpeed\x12\x1c\n\x14\x63ompute_s_per_sample\x18\x01 \x01(\x01\x12\x18\n\x10\x64own_bytes_per_s\x18\x02 \x01(\x01\x12\x16\n\x0eup_bytes_per_s\x18\x03 \x01(\x01\"\xbb\x01\n\x0bInstruction\x12)\n\x05train\x18\x01 \x01(\x0b\x32\x18.fedsys.deploy.TrainTaskH\x00\x12#\n\x04ping\x18\x02 \x01(\x0b\x32\x13.fedsys.deploy.PingH\x00\x12\'\n\x06\x66inish\x18\x03 \x01(\x0b\x32\x15.fedsys.deploy.FinishH\x00\x12+\n\x06secure\x18\x04 \x01(\x0b\x32\x19.fedsys.deploy.SecureStepH\x00\x42\x06\n\x04kind\"\x1d\n\x04Ping\x12\x15\n\rserver_time_s\x18\x01 \x01(\x01\"\x18\n\x06\x46inish\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xc9\x02\n\tTrainTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tround_idx\x18\x02 \x01(\r\x12\x15\n\rmodel_version\x18\x03 \x01(\r\x12\x14\n\x0cmodel_sha256\x18\x04 \x01(\t\x12\x13\n\x0bmodel_bytes\x18\x05 \x01(\x04\x12\x19\n\x11train_config_json\x18\x06 \x01(\t\x12\r\n\x05\x63odec\x18\x07 \x01(\t\x12\x12\n\ncodec_json\x18\x08 \x01(\t\x12\x1d\n\x15\x65xpected_update_bytes\x18\t \x01(\x04\x12\x0c\n\x04seed\x18\n \x01(\x04\x12\x12\n\ndeadline_s\x18\x0b \x01(\x01\x12)\n\x06secure\x18\x0c \x01(\x0b\x32\x19.fedsys.deploy.SecureTask\x12\x13\n\x0blocal_steps\x18\r \x01(\r\x12\x17\n\x0fupload_fraction\x18\x0e \x01(\x01\"\x87\x01\n\nSecureTask\x12(\n\x05setup\x18\x01 \x01(\x0b\x32\x19.fedsys.secure.RoundSetup\x12\x10\n\x08weighted\x18\x02 \x01(\x08\x12\x11\n\tclip_norm\x18\x03 \x01(\x01\x12\x12\n\nmax_weight\x18\x04 \x01(\x01\x12\x16\n\x0estep_timeout_s\x18\x05 \x01(\x01\"\xc4\x01\n\nSecureStep\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12,\n\x04keys\x18\x02 \x01(\x0b\x32\x1c.fedsys.deploy.NeighbourKeysH\x00\x12.\n\x06shares\x18\x03 \x01(\x0b\x32\x1c.fedsys.deploy.ShareDeliveryH\x00\x12.\n\x06unmask\x18\x04 \x01(\x0b\x32\x1c.fedsys.secure.UnmaskRequestH\x00\x12\x0f\n\x05\x61\x62ort\x18\x05 \x01(\tH\x00\x42\x06\n\x04kind\":\n\rNeighbourKeys\x12)\n\x07\x61\x64verts\x18\x01 \x03(\x0b\x32\x18.fedsys.secure.KeyAdvert\">\n\rShareDelivery\x12-\n\x06shares\x18\x01 \x03(\x0b\x32\x1d.fedsys.secure.EncryptedShare\"\xc3\x01\n\rSecureMessage\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tround_idx\x18\x02 \x01(\r\x12(\n\x04keys\x18\x03 \x01(\x0b\x32\x18.fedsys.secure.KeyAdvertH\x00\x12.\n\x06shares\x18\x04 \x01(\x0b\x32\x1c.fedsys.deploy.ShareDeliveryH\x00\x12,\n\x06unmask\x18\x05 \x01(\x0b\x32\x1a.fedsys.secure.UnmaskReplyH\x00\x42\x06\n\x04kind\"-\n\tSecureAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x9b\x01\n\x11MaskedInputHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tround_idx\x18\x02 \x01(\r\x12\x13\n\x0bnum_samples\x18\x03 \x01(\x04\x12\x11\n\tmean_loss\x18\x04 \x01(\x01\x12\x13\n\x0bsum_sq_loss\x18\x05 \x01(\x01\x12\x14\n\x0csamples_seen\x18\x06 \x01(\x04\x12\x0f\n\x07train_s\x18\x07 \x01(\x01\"o\n\x0cMaskedUpload\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .fedsys.deploy.MaskedInputHeaderH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.fedsys.wire.ChunkH\x00\x42\x06\n\x04kind\"%\n\x0cModelRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\r\"\xf7\x01\n\x0cUpdateHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tround_idx\x18\x02 \x01(\r\x12\x15\n\rmodel_version\x18\x03 \x01(\r\x12\x13\n\x0bnum_samples\x18\x04 \x01(\x04\x12\x11\n\tmean_loss\x18\x05 \x01(\x01\x12\x13\n\x0bsum_sq_loss\x18\x06 \x01(\x01\x12\x14\n\x0csamples_seen\x18\x07 \x01(\x04\x12\x0f\n\x07train_s\x18\x08 \x01(\x01\x12\x12\n\ndownload_s\x18\t \x01(\x01\x12\r\n\x05\x63odec\x18\n \x01(\t\x12\x15\n\rpayload_bytes\x18\x0b \x03(\x04\x12\x0e\n\x06sha256\x18\x0c \x01(\t\"k\n\rUploadMessage\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.fedsys.deploy.UpdateHeaderH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.fedsys.wire.ChunkH\x00\x42\x06\n\x04kind\"m\n\x0bUploadReply\x12%\n\x05grant\x18\x01 \x01(\x0b\x32\x14.fedsys.deploy.GrantH\x00\x12/\n\x07verdict\x18\x02 \x01(\x0b\x32\x1c.fedsys.deploy.UpdateVerdictH\x00\x42\x06\n\x04kind\" \n\x05Grant\x12\x17\n\x0fmax_chunk_bytes\x18\x01 \x01(\x04\"1\n\rUpdateVerdict\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x0f\n\rStatusRequest\"S\n\x0c\x43lientStatus\x12\x11\n\tclient_id\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x13\n\x0blast_seen_s\x18\x04 \x01(\x01\"\xd7\x01\n\x0bStatusReply\x12\x11\n\tround_idx\x18\x01 \x01(\r\x12\x0e\n\x06rounds\x18\x02 \x01(\r\x12\r\n\x05phase\x18\x03 \x01(\t\x12\x10\n\x08\x61ssigned\x18\x04 \x01(\r\x12\x10\n\x08received\x18\x05 \x01(\r\x12\x10\n\x08\x61\x63\x63uracy\x18\x06 \x01(\x01\x12,\n\x07\x63lients\x18\x07 \x03(\x0b\x32\x1b.fedsys.deploy.ClientStatus\x12\x16\n\x0epeak_rss_bytes\x18\x08 \x01(\x04\x12\x1a\n\x12\x62\x61seline_rss_bytes\x18\t \x01(\x04\x32\xed\x02\n\nAggregator\x12H\n\x08Register\x12\x1e.fedsys.deploy.RegisterRequest\x1a\x1c.fedsys.deploy.RegisterReply\x12J\n\tSubscribe\x12\x1f.fedsys.deploy.SubscribeRequest\x1a\x1a.fedsys.deploy.Instruction0\x01\x12=\n\x08GetModel\x12\x1b.fedsys.deploy.ModelRequest\x1a\x12.fedsys.wire.Chunk0\x01\x12\x46\n\x06Upload\x12\x1c.fedsys.deploy.UploadMessage\x1a\x1a.fedsys.deploy.UploadReply(\x01\x30\x01\x12\x42\n\x06Status\x12\x1c.fedsys.deploy.StatusRequest\x1a\x1a.fedsys.deploy.StatusReply2\xa4\x01\n\x10SecureAggregator\x12\x44\n\nSecureSend\x12\x1c.fedsys.deploy.SecureMessage\x1a\x18.fedsys.deploy.SecureAck\x12J\n\x0fSendMaskedInput\x12\x1b.fedsys.deploy.MaskedUpload\x1a\x18.fedsys.deploy.SecureAck(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,43 +48,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FINISH']._serialized_start=728
   _globals['_FINISH']._serialized_end=752
   _globals['_TRAINTASK']._serialized_start=755
-  _globals['_TRAINTASK']._serialized_end=1038
-  _globals['_SECURETASK']._serialized_start=1041
-  _globals['_SECURETASK']._serialized_end=1176
-  _globals['_SECURESTEP']._serialized_start=1179
-  _globals['_SECURESTEP']._serialized_end=1375
-  _globals['_NEIGHBOURKEYS']._serialized_start=1377
-  _globals['_NEIGHBOURKEYS']._serialized_end=1435
-  _globals['_SHAREDELIVERY']._serialized_start=1437
-  _globals['_SHAREDELIVERY']._serialized_end=1499
-  _globals['_SECUREMESSAGE']._serialized_start=1502
-  _globals['_SECUREMESSAGE']._serialized_end=1697
-  _globals['_SECUREACK']._serialized_start=1699
-  _globals['_SECUREACK']._serialized_end=1744
-  _globals['_MASKEDINPUTHEADER']._serialized_start=1747
-  _globals['_MASKEDINPUTHEADER']._serialized_end=1902
-  _globals['_MASKEDUPLOAD']._serialized_start=1904
-  _globals['_MASKEDUPLOAD']._serialized_end=2015
-  _globals['_MODELREQUEST']._serialized_start=2017
-  _globals['_MODELREQUEST']._serialized_end=2054
-  _globals['_UPDATEHEADER']._serialized_start=2057
-  _globals['_UPDATEHEADER']._serialized_end=2304
-  _globals['_UPLOADMESSAGE']._serialized_start=2306
-  _globals['_UPLOADMESSAGE']._serialized_end=2413
-  _globals['_UPLOADREPLY']._serialized_start=2415
-  _globals['_UPLOADREPLY']._serialized_end=2524
-  _globals['_GRANT']._serialized_start=2526
-  _globals['_GRANT']._serialized_end=2558
-  _globals['_UPDATEVERDICT']._serialized_start=2560
-  _globals['_UPDATEVERDICT']._serialized_end=2609
-  _globals['_STATUSREQUEST']._serialized_start=2611
-  _globals['_STATUSREQUEST']._serialized_end=2626
-  _globals['_CLIENTSTATUS']._serialized_start=2628
-  _globals['_CLIENTSTATUS']._serialized_end=2711
-  _globals['_STATUSREPLY']._serialized_start=2714
-  _globals['_STATUSREPLY']._serialized_end=2929
-  _globals['_AGGREGATOR']._serialized_start=2932
-  _globals['_AGGREGATOR']._serialized_end=3297
-  _globals['_SECUREAGGREGATOR']._serialized_start=3300
-  _globals['_SECUREAGGREGATOR']._serialized_end=3464
+  _globals['_TRAINTASK']._serialized_end=1084
+  _globals['_SECURETASK']._serialized_start=1087
+  _globals['_SECURETASK']._serialized_end=1222
+  _globals['_SECURESTEP']._serialized_start=1225
+  _globals['_SECURESTEP']._serialized_end=1421
+  _globals['_NEIGHBOURKEYS']._serialized_start=1423
+  _globals['_NEIGHBOURKEYS']._serialized_end=1481
+  _globals['_SHAREDELIVERY']._serialized_start=1483
+  _globals['_SHAREDELIVERY']._serialized_end=1545
+  _globals['_SECUREMESSAGE']._serialized_start=1548
+  _globals['_SECUREMESSAGE']._serialized_end=1743
+  _globals['_SECUREACK']._serialized_start=1745
+  _globals['_SECUREACK']._serialized_end=1790
+  _globals['_MASKEDINPUTHEADER']._serialized_start=1793
+  _globals['_MASKEDINPUTHEADER']._serialized_end=1948
+  _globals['_MASKEDUPLOAD']._serialized_start=1950
+  _globals['_MASKEDUPLOAD']._serialized_end=2061
+  _globals['_MODELREQUEST']._serialized_start=2063
+  _globals['_MODELREQUEST']._serialized_end=2100
+  _globals['_UPDATEHEADER']._serialized_start=2103
+  _globals['_UPDATEHEADER']._serialized_end=2350
+  _globals['_UPLOADMESSAGE']._serialized_start=2352
+  _globals['_UPLOADMESSAGE']._serialized_end=2459
+  _globals['_UPLOADREPLY']._serialized_start=2461
+  _globals['_UPLOADREPLY']._serialized_end=2570
+  _globals['_GRANT']._serialized_start=2572
+  _globals['_GRANT']._serialized_end=2604
+  _globals['_UPDATEVERDICT']._serialized_start=2606
+  _globals['_UPDATEVERDICT']._serialized_end=2655
+  _globals['_STATUSREQUEST']._serialized_start=2657
+  _globals['_STATUSREQUEST']._serialized_end=2672
+  _globals['_CLIENTSTATUS']._serialized_start=2674
+  _globals['_CLIENTSTATUS']._serialized_end=2757
+  _globals['_STATUSREPLY']._serialized_start=2760
+  _globals['_STATUSREPLY']._serialized_end=2975
+  _globals['_AGGREGATOR']._serialized_start=2978
+  _globals['_AGGREGATOR']._serialized_end=3343
+  _globals['_SECUREAGGREGATOR']._serialized_start=3346
+  _globals['_SECUREAGGREGATOR']._serialized_end=3510
 # @@protoc_insertion_point(module_scope)

@@ -73,7 +73,7 @@ class Finish(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class TrainTask(_message.Message):
-    __slots__ = ("task_id", "round_idx", "model_version", "model_sha256", "model_bytes", "train_config_json", "codec", "codec_json", "expected_update_bytes", "seed", "deadline_s", "secure")
+    __slots__ = ("task_id", "round_idx", "model_version", "model_sha256", "model_bytes", "train_config_json", "codec", "codec_json", "expected_update_bytes", "seed", "deadline_s", "secure", "local_steps", "upload_fraction")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_IDX_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,8 @@ class TrainTask(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
     SECURE_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_FRACTION_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     round_idx: int
     model_version: int
@@ -98,7 +100,9 @@ class TrainTask(_message.Message):
     seed: int
     deadline_s: float
     secure: SecureTask
-    def __init__(self, task_id: _Optional[str] = ..., round_idx: _Optional[int] = ..., model_version: _Optional[int] = ..., model_sha256: _Optional[str] = ..., model_bytes: _Optional[int] = ..., train_config_json: _Optional[str] = ..., codec: _Optional[str] = ..., codec_json: _Optional[str] = ..., expected_update_bytes: _Optional[int] = ..., seed: _Optional[int] = ..., deadline_s: _Optional[float] = ..., secure: _Optional[_Union[SecureTask, _Mapping]] = ...) -> None: ...
+    local_steps: int
+    upload_fraction: float
+    def __init__(self, task_id: _Optional[str] = ..., round_idx: _Optional[int] = ..., model_version: _Optional[int] = ..., model_sha256: _Optional[str] = ..., model_bytes: _Optional[int] = ..., train_config_json: _Optional[str] = ..., codec: _Optional[str] = ..., codec_json: _Optional[str] = ..., expected_update_bytes: _Optional[int] = ..., seed: _Optional[int] = ..., deadline_s: _Optional[float] = ..., secure: _Optional[_Union[SecureTask, _Mapping]] = ..., local_steps: _Optional[int] = ..., upload_fraction: _Optional[float] = ...) -> None: ...
 
 class SecureTask(_message.Message):
     __slots__ = ("setup", "weighted", "clip_norm", "max_weight", "step_timeout_s")

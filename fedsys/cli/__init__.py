@@ -64,6 +64,7 @@ pickles, exhausted privacy budgets); their messages name the file or key."""
 
 
 def _parser() -> argparse.ArgumentParser:
+    from fedsys.cli.dashboard import add_dashboard_command
     from fedsys.cli.deploy import add_deploy_commands
     from fedsys.cli.fidelity import add_fidelity_command
     from fedsys.cli.query import add_query_command
@@ -80,4 +81,5 @@ def _parser() -> argparse.ArgumentParser:
     add_silo_commands(commands)
     add_query_command(commands)
     add_fidelity_command(commands)
+    add_dashboard_command(commands)
     return parser

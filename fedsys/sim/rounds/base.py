@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 
 from fedsys.core.update import ClientUpdate
 from fedsys.metrics.records import RoundRecord
+from fedsys.metrics.timeline import TIMELINE_KEY
 from fedsys.sim.engine import Engine, report_for
 from fedsys.sim.events import ClientArrived, ClientDropped, Event, Launch, RoundDeadline
+from fedsys.sim.timeline import sim_timeline
 
 
 class RoundMode(ABC):
@@ -125,6 +127,7 @@ def aggregate_round(
     parts = engine.parts
     end_s = outcome.end_s + parts.server_round_s + parts.server_update_s * result.participants
     engine.clock.advance_to(end_s)
+    timeline = sim_timeline(engine, round_idx, launched, reports, start_s, end_s, outcome.end_s)
     return RoundRecord(
         round_idx=round_idx,
         start_s=start_s,
@@ -141,5 +144,6 @@ def aggregate_round(
         extra={
             "clients": [launch.client_id for launch in outcome.arrived],
             **engine.accounting(result),
+            TIMELINE_KEY: timeline,
         },
     )

@@ -24,7 +24,7 @@ from rich.console import Console
 DEFAULT_PORT = 8765
 """The dashboard's port when none is given (``fedsys.dashboard.serve`` uses the same)."""
 START_TIMEOUT_S = 30.0
-CHILD_NICENESS = 10
+CHILD_NICENESS = 5
 """How much lower the dashboard's CPU priority is than the run's."""
 
 

@@ -129,7 +129,7 @@ class _Api:
                 "generation": reader.generation(),
                 "rounds": reader.rounds(),
                 "timelines": reader.timeline_overview(),
-                "status": reader.status(),
+                "server_status": reader.status(),
                 **_headline(reader),
             }
 
@@ -167,7 +167,7 @@ class _Api:
         counts = {
             "rounds": _int(params.get("rounds")),
             "timelines": _int(params.get("timelines")),
-            "status": _int(params.get("status")),
+            "server_status": _int(params.get("server_status")),
             "generation": _int(params.get("generation")),
         }
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -192,7 +192,7 @@ async def _event_stream(
         for kind, read, count in (
             ("rounds", reader.rounds, reader.round_count),
             ("timelines", reader.timeline_overview, reader.timeline_count),
-            ("status", reader.status, reader.status_count),
+            ("server_status", reader.status, reader.status_count),
         ):
             if count() > counts[kind]:
                 rows = read(counts[kind])
@@ -229,9 +229,11 @@ def _headline(reader: RunReader) -> dict[str, Any]:
     evaluated = [r["accuracy"] for r in rounds if r.get("accuracy") is not None]
     last = rounds[-1] if rounds else {}
     source = summary or {}
+    runtime = source.get("runtime") or ("deploy" if reader.status_count() else None)
+    runtime = runtime or ("sim" if config else None)
     return {
         "status": source.get("status", "running" if rounds else "waiting"),
-        "runtime": source.get("runtime") or ("sim" if config else None),
+        "runtime": runtime,
         "rounds_done": len(rounds),
         "rounds_total": config.get("rounds"),
         "selector": (config.get("selector") or {}).get("name"),
@@ -242,7 +244,7 @@ def _headline(reader: RunReader) -> dict[str, Any]:
         "final_accuracy": evaluated[-1] if evaluated else None,
         "best_accuracy": max(evaluated) if evaluated else None,
         "time_s": last.get("end_s"),
-        "clock": "wall" if source.get("runtime") in ("deploy", "server") else "virtual",
+        "clock": "wall" if runtime == "deploy" else "virtual",
     }
 
 

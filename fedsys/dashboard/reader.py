@@ -16,11 +16,15 @@ from typing import Any
 
 import yaml
 
-from fedsys.metrics.run_folder import CLIENTS_FILE, CONFIG_FILE, ROUNDS_FILE, SUMMARY_FILE
+from fedsys.metrics.run_folder import (
+    CLIENTS_FILE,
+    CONFIG_FILE,
+    ROUNDS_FILE,
+    STATUS_FILE,
+    SUMMARY_FILE,
+)
 from fedsys.metrics.timeline import TIMELINE_KEY
 
-STATUS_FILE = "server_status.jsonl"
-"""A deployment's periodic status lines (see :mod:`fedsys.deploy.status`)."""
 MAX_STATUS_POINTS = 5000
 """Status lines kept in memory (the oldest go first)."""
 

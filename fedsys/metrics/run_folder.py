@@ -31,6 +31,7 @@ from fedsys.metrics.writers import JsonlRoundWriter, atomic_write_text, write_su
 CONFIG_FILE = "config.yaml"
 ROUNDS_FILE = "rounds.jsonl"
 CLIENTS_FILE = "clients.jsonl"
+STATUS_FILE = "server_status.jsonl"
 ROUNDS_CSV_FILE = "rounds.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -41,6 +42,7 @@ RUN_FILES = (
     CONFIG_FILE,
     ROUNDS_FILE,
     CLIENTS_FILE,
+    STATUS_FILE,
     ROUNDS_CSV_FILE,
     SUMMARY_FILE,
     CHECKPOINT_FILE,

@@ -116,7 +116,11 @@ class Page:
     def open(self, url: str, ready: str) -> None:
         """Go to ``url`` and wait until the page says view ``ready`` is drawn."""
         self.page.goto(url)
-        self.page.wait_for_function(f"document.body.dataset.ready === {ready!r}", timeout=20000)
+        try:
+            self.page.wait_for_function(f"document.body.dataset.ready === {ready!r}", timeout=20000)
+        except Exception as exc:
+            text = self.page.inner_text("body")[:2000]
+            raise AssertionError(f"{url} never drew {ready!r}: {self.errors} {text}") from exc
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ const main = document.getElementById("main");
 const crumbs = document.getElementById("crumbs");
 const liveDot = document.getElementById("live");
 let current = null; // the open page: {close()}
+const REDRAW_MS = 250;
 
 function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -206,21 +207,32 @@ function runPage(id, params) {
   function listen() {
     const run = state.run;
     const q = new URLSearchParams({ rounds: run.rounds.length, timelines: run.timelines.length,
-      status: run.status.length, generation: run.generation });
+      server_status: run.server_status.length, generation: run.generation });
     const source = new EventSource("api/runs/" + encodeURIComponent(id) + "/events?" + q);
     state.source = source;
     source.onopen = () => liveDot.classList.add("on");
     source.onerror = () => liveDot.classList.remove("on");
     source.addEventListener("rounds", (e) => { run.rounds.push(...JSON.parse(e.data)); changed("rounds"); });
     source.addEventListener("timelines", (e) => { run.timelines.push(...JSON.parse(e.data)); changed("timelines"); });
-    source.addEventListener("status", (e) => { run.status.push(...JSON.parse(e.data)); changed("status"); });
+    source.addEventListener("server_status", (e) => { run.server_status.push(...JSON.parse(e.data)); changed("server_status"); });
     source.addEventListener("summary", (e) => { Object.assign(run, JSON.parse(e.data)); changed("summary"); });
     source.addEventListener("reset", () => { close(); route(); });
   }
 
+  // Redraw at most every REDRAW_MS however fast rounds arrive (a 2,000-round run
+  // appends dozens per second): the page stays light on the machine that runs it.
+  const pending = new Set();
+  let timer = null;
   function changed(kind) {
+    pending.add(kind);
+    if (timer === null) timer = setTimeout(flush, REDRAW_MS);
+  }
+  function flush() {
+    timer = null;
+    if (state.closed) return;
     drawHead(head, state.run);
-    if (state.page && state.page.update) state.page.update(kind);
+    for (const kind of pending) if (state.page && state.page.update) state.page.update(kind);
+    pending.clear();
   }
 
   function close() {
@@ -239,7 +251,7 @@ function viewAvailable(view, run) {
   if (view === "overview" || view === "timeline") return true;
   if (view === "fleet") return run.timelines.length > 0;
   if (view === "selector") return run.timelines.some((t) => t.selector);
-  if (view === "deployment") return runtime === "deploy" || runtime === "server" || run.status.length > 0;
+  if (view === "deployment") return runtime === "deploy" || runtime === "server" || run.server_status.length > 0;
   if (view === "silo") return run.rounds.some((r) => r.silo) || runtime === "silo";
   if (view === "fidelity") return Boolean(run.fidelity);
   return false;

@@ -158,7 +158,7 @@ EXTRA_VIEWS.deployment = function (el, run) {
   const refusals = h("div", { class: "card", id: "refusals" });
   const clients = h("div", { class: "card", id: "deploy-clients" });
   el.append(h("div", { class: "grid" }, ...boxes), h("div", { class: "grid" }, refusals, clients));
-  const status = () => run.status;
+  const status = () => run.server_status;
   const t = () => status().map((s) => s.t_s);
   const made = {
     connected: makeChart(boxes[0], { name: "dep_connected", title: "connected clients", xLabel: "seconds",
@@ -194,7 +194,7 @@ EXTRA_VIEWS.deployment = function (el, run) {
   tables();
   return {
     update(kind) {
-      if (kind === "status") {
+      if (kind === "server_status") {
         made.connected.setData([t(), status().map((s) => s.connected), status().map((s) => s.busy)]);
         made.memory.setData([t(), status().map((s) => s.rss_mb)]);
         made.transfers.setData([t(), status().map((s) => s.uploads), status().map((s) => s.downloads)]);

@@ -11,10 +11,10 @@ import argparse
 import contextlib
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ from rich.console import Console
 
 DEFAULT_PORT = 8765
 """The dashboard's port when none is given (``fedsys.dashboard.serve`` uses the same)."""
-START_TIMEOUT_S = 30.0
 CHILD_NICENESS = 5
 """How much lower the dashboard's CPU priority is than the run's."""
 
@@ -56,6 +55,7 @@ def add_dashboard_command(commands: Any) -> None:
         help="token every request must carry; generated when binding off loopback",
     )
     command.add_argument("--port-file", help="write the bound port to this file")
+    command.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # an inherited socket
     command.set_defaults(handler=_cmd_dashboard)
 
 
@@ -97,61 +97,63 @@ def _cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
         token=token,
         port_file=Path(args.port_file) if args.port_file else None,
         on_ready=ready,
+        fd=args.fd,
     )
     return 0
 
 
 @contextlib.contextmanager
 def live_dashboard(folder: Path, port: int | None, console: Console) -> Iterator[str | None]:
-    """Serve ``folder`` in a child process while the block runs; yield its URL.
+    """Serve ``folder`` from a child process while the block runs; yield its URL.
 
-    ``port`` ``None``: no dashboard (yields ``None``). The child is ended when the
-    block exits, however it exits.
+    The socket is bound here (the URL is known at once, the run never waits for the
+    child to start) and handed to the child, which accepts the connections queued on
+    it as soon as it is up. ``port`` ``None``: no dashboard (yields ``None``). The
+    child is ended when the block exits, however it exits.
 
     Raises
     ------
     RuntimeError
-        If the dashboard did not start (its extra missing, the port taken).
+        If the port cannot be bound.
     """
     if port is None:
         yield None
         return
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="fedsys-dashboard-") as scratch:
-        port_file = Path(scratch) / "port"
-        log = Path(scratch) / "log"
-        command = [sys.executable, "-m", "fedsys", "dashboard", str(folder), "--port", str(port)]
-        command += ["--port-file", str(port_file)]
-        with log.open("w") as log_handle:
-            child = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_handle,
-                stderr=subprocess.STDOUT,
-                preexec_fn=lambda: os.nice(CHILD_NICENESS),
-            )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise RuntimeError(f"the dashboard cannot listen on port {port}: {exc.strerror}") from None
+    bound = sock.getsockname()[1]
+    command = [sys.executable, "-m", "fedsys", "dashboard", str(folder), "--port", str(bound)]
+    command += ["--fd", str(sock.fileno())]
+    with tempfile.TemporaryFile() as log:
+        child = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(sock.fileno(),),
+            preexec_fn=lambda: os.nice(CHILD_NICENESS),
+        )
+        sock.close()  # the child holds it now
+        url = f"http://127.0.0.1:{bound}/#/run/{folder.resolve().name}"
+        console.print(f"dashboard at [bold]{url}[/]", highlight=False)
         try:
-            bound = _wait_for_port(child, port_file, log)
-            url = f"http://127.0.0.1:{bound}/#/run/{folder.resolve().name}"
-            console.print(f"dashboard at [bold]{url}[/]", highlight=False)
             yield url
         finally:
+            if child.poll() is not None:  # it ended on its own: say why, once
+                log.seek(0)
+                lines = log.read().decode(errors="replace").strip().splitlines()
+                reason = lines[-1] if lines else f"exit status {child.returncode}"
+                console.print(f"[yellow]the dashboard stopped early:[/] {reason}", highlight=False)
             child.terminate()
             try:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait(timeout=10)
-
-
-def _wait_for_port(child: subprocess.Popen[bytes], port_file: Path, log: Path) -> int:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if port_file.is_file() and port_file.read_text().strip():
-            return int(port_file.read_text())
-        if child.poll() is not None:
-            lines = log.read_text().strip().splitlines()
-            last = lines[-1] if lines else "no output"
-            raise RuntimeError(f"the dashboard did not start: {last}")
-        time.sleep(0.05)
-    raise RuntimeError(f"the dashboard did not start within {START_TIMEOUT_S:.0f} s")

@@ -54,6 +54,7 @@ def serve(
     token: str | None = None,
     port_file: Path | None = None,
     on_ready: Callable[[str], None] | None = None,
+    fd: int | None = None,
 ) -> None:
     """Serve the runs under ``roots`` until interrupted.
 
@@ -62,6 +63,9 @@ def serve(
     DashboardError
         If ``host`` is not the loopback interface and no ``token`` is given, or the
         address cannot be bound.
+
+    ``fd``: serve on this already listening socket (inherited from the command that
+    started the dashboard, which knew the port at once) instead of binding one.
     """
     import uvicorn
 
@@ -71,7 +75,7 @@ def serve(
             f"binding the dashboard to {host} needs a token (--token): "
             "anyone who can reach the port could read every run otherwise"
         )
-    sock = bind(host, port)
+    sock = socket.socket(fileno=fd) if fd is not None else bind(host, port)
     bound = sock.getsockname()[1]
     app = build_app(RunCatalog(roots), token=token, loopback=loopback)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")

@@ -5,7 +5,7 @@ Routes (every one a GET; nothing starts, stops or changes a run)::
     /                               the page (one HTML file; views are drawn by app.js)
     /static/...                     the page's scripts, styles and the vendored uPlot
     /api/runs                       every run folder found, with its headline numbers
-    /api/runs/{id}/data             one run: config, summary, rounds, timelines, status
+    /api/runs/{id}/data             one run: config, summary, rounds, timelines, status, silo
     /api/runs/{id}/timeline/{r}     round r's client timeline
     /api/runs/{id}/events?...       server-sent events: what was appended since
     /api/compare?run=a&run=b        several runs' accuracy and loss series
@@ -130,6 +130,8 @@ class _Api:
                 "rounds": reader.rounds(),
                 "timelines": reader.timeline_overview(),
                 "server_status": reader.status(),
+                "silo": reader.silo(),
+                "fidelity": reader.fidelity(),
                 **_headline(reader),
             }
 
@@ -168,6 +170,7 @@ class _Api:
             "rounds": _int(params.get("rounds")),
             "timelines": _int(params.get("timelines")),
             "server_status": _int(params.get("server_status")),
+            "silo": _int(params.get("silo")),
             "generation": _int(params.get("generation")),
         }
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -193,6 +196,7 @@ async def _event_stream(
             ("rounds", reader.rounds, reader.round_count),
             ("timelines", reader.timeline_overview, reader.timeline_count),
             ("server_status", reader.status, reader.status_count),
+            ("silo", reader.silo, reader.silo_count),
         ):
             if count() > counts[kind]:
                 rows = read(counts[kind])
@@ -230,6 +234,8 @@ def _headline(reader: RunReader) -> dict[str, Any]:
     last = rounds[-1] if rounds else {}
     source = summary or {}
     runtime = source.get("runtime") or ("deploy" if reader.status_count() else None)
+    runtime = runtime or ("silo" if reader.silo_count() else None)
+    runtime = runtime or ("fidelity" if reader.fidelity() is not None else None)
     runtime = runtime or ("sim" if config else None)
     return {
         "status": source.get("status", "running" if rounds else "waiting"),

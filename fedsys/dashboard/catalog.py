@@ -11,12 +11,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedsys.dashboard.reader import RunReader
-from fedsys.metrics.run_folder import CONFIG_FILE, ROUNDS_FILE, SUMMARY_FILE
+from fedsys.dashboard.reader import FIDELITY_FILE, RunReader
+from fedsys.metrics.run_folder import CONFIG_FILE, ROUNDS_FILE, SILO_FILE, SUMMARY_FILE
 
 MAX_DEPTH = 3
 """How deep below a root the catalog looks for run folders (``runs/x/sim`` is 2)."""
-_MARKERS = (CONFIG_FILE, ROUNDS_FILE, SUMMARY_FILE)
+_MARKERS = (CONFIG_FILE, ROUNDS_FILE, SUMMARY_FILE, SILO_FILE, FIDELITY_FILE)
 
 
 class UnknownRunError(LookupError):

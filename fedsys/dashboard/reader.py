@@ -20,11 +20,14 @@ from fedsys.metrics.run_folder import (
     CLIENTS_FILE,
     CONFIG_FILE,
     ROUNDS_FILE,
+    SILO_FILE,
     STATUS_FILE,
     SUMMARY_FILE,
 )
 from fedsys.metrics.timeline import TIMELINE_KEY
 
+FIDELITY_FILE = "fidelity.json"
+"""What ``fedsys fidelity`` writes beside its ``deploy/`` run folder (totals, rounds)."""
 MAX_STATUS_POINTS = 5000
 """Status lines kept in memory (the oldest go first)."""
 
@@ -78,6 +81,33 @@ class _JsonLines:
         return True
 
 
+class _JsonFile:
+    """A whole JSON file written atomically, re-read when its size or mtime changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stamp: tuple[int, int] | None = None
+        self.value: dict[str, Any] | None = None
+
+    def refresh(self) -> bool:
+        """Re-read a changed file; True when the value changed."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            changed = self.value is not None
+            self.value, self.stamp = None, None
+            return changed
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self.stamp:
+            return False
+        try:
+            value = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return False  # written atomically: only a foreign file reads badly
+        self.value, self.stamp = (value if isinstance(value, dict) else None), stamp
+        return True
+
+
 class RunReader:
     """What the dashboard reads of one run folder; every method is thread-safe.
 
@@ -93,8 +123,9 @@ class RunReader:
         self._rounds = _JsonLines(folder / ROUNDS_FILE)
         self._timelines = _JsonLines(folder / CLIENTS_FILE, keep=_overview)
         self._status = _JsonLines(folder / STATUS_FILE)
-        self._summary_stamp: tuple[int, int] | None = None
-        self._summary: dict[str, Any] | None = None
+        self._silo = _JsonLines(folder / SILO_FILE)
+        self._summary = _JsonFile(folder / SUMMARY_FILE)
+        self._fidelity = _JsonFile(folder / FIDELITY_FILE)
         self._config: dict[str, Any] | None = None
 
     def refresh(self) -> dict[str, bool]:
@@ -104,8 +135,12 @@ class RunReader:
                 "rounds": self._rounds.refresh(),
                 "timelines": self._timelines.refresh(),
                 "status": self._status.refresh(),
-                "summary": self._refresh_summary(),
+                "silo": self._silo.refresh(),
+                "summary": self._summary.refresh(),
+                "fidelity": self._fidelity.refresh(),
             }
+            if changed["summary"]:
+                self._config = None  # a resumed deployment rewrites its config with its summary
             if len(self._status.rows) > MAX_STATUS_POINTS:
                 del self._status.rows[: len(self._status.rows) - MAX_STATUS_POINTS]
             return changed
@@ -159,10 +194,25 @@ class RunReader:
         with self._lock:
             return len(self._status.rows)
 
+    def silo(self, since: int = 0) -> list[dict[str, Any]]:
+        """A silo job log's task and job lines from the ``since``-th on."""
+        with self._lock:
+            return [row for _, row in self._silo.rows[since:]]
+
+    def silo_count(self) -> int:
+        """Silo log lines read so far."""
+        with self._lock:
+            return len(self._silo.rows)
+
     def summary(self) -> dict[str, Any] | None:
         """``summary.json`` once the run has ended (``None`` while it runs)."""
         with self._lock:
-            return self._summary
+            return self._summary.value
+
+    def fidelity(self) -> dict[str, Any] | None:
+        """``fidelity.json`` of a ``fedsys fidelity`` folder (``None`` elsewhere)."""
+        with self._lock:
+            return self._fidelity.value
 
     def config(self) -> dict[str, Any]:
         """The resolved run config (``{}`` when the folder has none or it is unreadable)."""
@@ -170,25 +220,6 @@ class RunReader:
             if self._config is None:
                 self._config = _read_yaml(self.folder / CONFIG_FILE)
             return self._config
-
-    def _refresh_summary(self) -> bool:
-        path = self.folder / SUMMARY_FILE
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            changed = self._summary is not None
-            self._summary, self._summary_stamp = None, None
-            return changed
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp == self._summary_stamp:
-            return False
-        try:
-            summary = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return False  # written atomically: only a foreign file reads badly
-        self._summary, self._summary_stamp = summary, stamp
-        self._config = None  # a resumed deployment rewrites its config with its summary
-        return True
 
     def _deploy_timeline(self, round_idx: int) -> dict[str, Any] | None:
         """A deployment's round as a timeline: each client's outcome and duration."""

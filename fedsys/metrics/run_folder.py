@@ -32,6 +32,7 @@ CONFIG_FILE = "config.yaml"
 ROUNDS_FILE = "rounds.jsonl"
 CLIENTS_FILE = "clients.jsonl"
 STATUS_FILE = "server_status.jsonl"
+SILO_FILE = "silo_tasks.jsonl"
 ROUNDS_CSV_FILE = "rounds.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -43,6 +44,7 @@ RUN_FILES = (
     ROUNDS_FILE,
     CLIENTS_FILE,
     STATUS_FILE,
+    SILO_FILE,
     ROUNDS_CSV_FILE,
     SUMMARY_FILE,
     CHECKPOINT_FILE,

@@ -183,31 +183,31 @@ const VIEWS = [
 ];
 
 function runPage(id, params) {
-  const view = params.get("view") || "overview";
   crumbs.replaceChildren(h("a", { href: "#/" }, "runs"), h("span", {}, "›"), h("span", {}, id));
   const head = h("div", { class: "card", id: "run-head" }, "loading…");
   const tabs = h("div", { class: "tabs" });
   const body = h("div", { id: "view" });
   main.append(h("h1", {}, id), head, tabs, body);
-  const state = { id, view, params, run: null, source: null, closed: false, page: null };
+  const state = { id, params, run: null, source: null, closed: false, page: null };
 
   async function open() {
     const run = await api("runs/" + encodeURIComponent(id) + "/data");
     if (state.closed) return;
     state.run = run;
     drawHead(head, run);
+    const own = { silo: "silo", fidelity: "fidelity" }[run.runtime];
+    const shown = params.get("view") || own || "overview";
     tabs.replaceChildren(...VIEWS.filter(([v]) => viewAvailable(v, run)).map(([v, label]) =>
-      h("a", { href: runHref(id, { view: v }), class: v === view ? "active" : "", "data-view": v }, label)));
-    const maker = RUN_VIEWS[view] || RUN_VIEWS.overview;
-    state.page = maker(body, run, params);
-    document.body.dataset.ready = view;
+      h("a", { href: runHref(id, { view: v }), class: v === shown ? "active" : "", "data-view": v }, label)));
+    state.page = (RUN_VIEWS[shown] || RUN_VIEWS.overview)(body, run, params);
+    document.body.dataset.ready = shown;
     listen();
   }
 
   function listen() {
     const run = state.run;
     const q = new URLSearchParams({ rounds: run.rounds.length, timelines: run.timelines.length,
-      server_status: run.server_status.length, generation: run.generation });
+      server_status: run.server_status.length, silo: run.silo.length, generation: run.generation });
     const source = new EventSource("api/runs/" + encodeURIComponent(id) + "/events?" + q);
     state.source = source;
     source.onopen = () => liveDot.classList.add("on");
@@ -215,6 +215,7 @@ function runPage(id, params) {
     source.addEventListener("rounds", (e) => { run.rounds.push(...JSON.parse(e.data)); changed("rounds"); });
     source.addEventListener("timelines", (e) => { run.timelines.push(...JSON.parse(e.data)); changed("timelines"); });
     source.addEventListener("server_status", (e) => { run.server_status.push(...JSON.parse(e.data)); changed("server_status"); });
+    source.addEventListener("silo", (e) => { run.silo.push(...JSON.parse(e.data)); changed("silo"); });
     source.addEventListener("summary", (e) => { Object.assign(run, JSON.parse(e.data)); changed("summary"); });
     source.addEventListener("reset", () => { close(); route(); });
   }
@@ -248,11 +249,13 @@ function runPage(id, params) {
 
 function viewAvailable(view, run) {
   const runtime = run.runtime || "";
+  if (runtime === "silo") return view === "silo";
+  if (runtime === "fidelity") return view === "fidelity";
   if (view === "overview" || view === "timeline") return true;
   if (view === "fleet") return run.timelines.length > 0;
   if (view === "selector") return run.timelines.some((t) => t.selector);
   if (view === "deployment") return runtime === "deploy" || runtime === "server" || run.server_status.length > 0;
-  if (view === "silo") return run.rounds.some((r) => r.silo) || runtime === "silo";
+  if (view === "silo") return run.silo.length > 0;
   if (view === "fidelity") return Boolean(run.fidelity);
   return false;
 }

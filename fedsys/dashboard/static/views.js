@@ -204,12 +204,88 @@ EXTRA_VIEWS.deployment = function (el, run) {
   };
 };
 
-EXTRA_VIEWS.silo = function (el) {
-  el.append(h("div", { class: "card" }, h("p", { class: "muted" }, "No silo records in this run folder.")));
-  return {};
+// ------------------------------------------------------------------ silo
+// Tasks accepted per site over the job's time (cumulative), bytes per site, and
+// each job's mode, binding and counters.
+EXTRA_VIEWS.silo = function (el, run) {
+  const jobSel = h("select", { id: "silo-job" });
+  const jobs = h("div", { class: "card", id: "silo-jobs" });
+  const tasksBox = h("div", { class: "card", id: "chart-silo-tasks" });
+  const bytesBox = h("div", { class: "card", id: "chart-silo-bytes" });
+  el.append(h("div", { class: "controls" }, "job ", jobSel), jobs, h("div", { class: "grid" }, tasksBox, bytesBox));
+  let chosen = null;
+
+  function names() { return [...new Set(run.silo.filter((r) => r.kind === "task" || r.kind === "job").map((r) => r.job))]; }
+
+  function series(job, field) {
+    const rows = run.silo.filter((r) => r.kind === "task" && r.job === job).sort((a, b) => a.t_s - b.t_s);
+    const sites = [...new Set(rows.map((r) => r.site))].sort();
+    const totals = Object.fromEntries(sites.map((s) => [s, 0]));
+    const xs = [], ys = sites.map(() => []);
+    for (const r of rows) {
+      totals[r.site] += field === "bytes" ? r.bytes / 1e6 : 1;
+      xs.push(r.t_s);
+      sites.forEach((s, i) => ys[i].push(totals[s]));
+    }
+    return { sites, data: [xs, ...ys] };
+  }
+
+  function draw() {
+    const all = names();
+    if (!all.length) { jobs.replaceChildren(h("p", { class: "muted" }, "waiting for the first task…")); return; }
+    if (chosen === null || !all.includes(chosen)) chosen = all[all.length - 1];
+    jobSel.replaceChildren(...all.map((n) => h("option", { value: n, selected: n === chosen }, n)));
+    const table = h("table", {}, h("tr", {}, ...["job", "binding", "output", "time", "tasks", "requests",
+      "assign msgs", "pushes", "reruns"].map((c) => h("th", {}, c))));
+    for (const name of all) {
+      const done = run.silo.find((r) => r.kind === "job" && r.job === name);
+      const tasks = run.silo.filter((r) => r.kind === "task" && r.job === name).length;
+      const st = done?.stats || {};
+      table.append(h("tr", { "data-job": name }, h("td", {}, name), h("td", {}, done?.binding ?? "running…"),
+        h("td", {}, done?.output ?? "–"), h("td", { class: "num" }, done ? fmtDuration(done.duration_s) : "–"),
+        h("td", { class: "num" }, tasks), h("td", { class: "num" }, st.requests ?? "–"),
+        h("td", { class: "num" }, st.assign_messages ?? "–"), h("td", { class: "num" }, st.pushes ?? "–"),
+        h("td", { class: "num" }, st.reruns ?? "–")));
+    }
+    jobs.replaceChildren(h("h2", {}, "jobs"), table);
+    const tasks = series(chosen, "tasks");
+    const bytes = series(chosen, "bytes");
+    makeChart(tasksBox, { name: "silo_tasks", title: `tasks done per site (${chosen})`, xLabel: "seconds since the job started",
+      series: tasks.sites.map((s) => ({ label: s })) }, tasks.data);
+    makeChart(bytesBox, { name: "silo_bytes", title: `output MB received per site (${chosen})`, xLabel: "seconds",
+      series: bytes.sites.map((s) => ({ label: s })) }, bytes.data);
+  }
+  jobSel.onchange = () => { chosen = jobSel.value; draw(); };
+  draw();
+  return { update(kind) { if (kind === "silo") draw(); } };
 };
 
-EXTRA_VIEWS.fidelity = function (el) {
-  el.append(h("div", { class: "card" }, h("p", { class: "muted" }, "No fidelity comparison in this run folder.")));
+// ------------------------------------------------------------------ fidelity
+// fedsys fidelity: each round's simulated and measured duration overlaid, accuracy
+// of both sides, and the totals.
+EXTRA_VIEWS.fidelity = function (el, run) {
+  const report = run.fidelity;
+  if (!report) {
+    el.append(h("div", { class: "card" }, h("p", { class: "muted" }, "No fidelity.json in this folder.")));
+    return {};
+  }
+  const rounds = report.rounds || [];
+  const idx = rounds.map((r) => r.round_idx);
+  const durBox = h("div", { class: "card", id: "chart-fid-durations" });
+  const errBox = h("div", { class: "card", id: "chart-fid-error" });
+  const accBox = h("div", { class: "card", id: "chart-fid-accuracy" });
+  const totals = h("div", { class: "card", id: "fid-totals" });
+  el.append(h("div", { class: "grid" }, durBox, errBox, accBox, totals));
+  makeChart(durBox, { name: "fid_durations", title: "round duration: simulated vs measured", xLabel: "round",
+    yLabel: "s", series: [{ label: "simulated (s)", points: true }, { label: "measured (s)", points: true, color: PALETTE[1] }] },
+  [idx, rounds.map((r) => r.sim_s), rounds.map((r) => r.real_s)]);
+  makeChart(errBox, { name: "fid_error", title: "round-time error (measured − simulated) / simulated", xLabel: "round",
+    series: [{ label: "error", bars: true, color: PALETTE[2] }] }, [idx, rounds.map((r) => r.rel_error)]);
+  makeChart(accBox, { name: "fid_accuracy", title: "accuracy", xLabel: "round",
+    series: [{ label: "simulated", points: true }, { label: "measured", points: true, color: PALETTE[1] }] },
+  [idx, rounds.map((r) => r.sim_accuracy), rounds.map((r) => r.real_accuracy)]);
+  totals.append(h("h2", {}, "totals"), h("table", {}, Object.entries(report.totals || {})
+    .filter(([, v]) => typeof v !== "object").map(([k, v]) =>
+      h("tr", {}, h("td", {}, k), h("td", { class: "num" }, typeof v === "number" ? fmtNum(v) : String(v))))));
   return {};
 };

@@ -55,7 +55,9 @@ def add_dashboard_command(commands: Any) -> None:
         help="token every request must carry; generated when binding off loopback",
     )
     command.add_argument("--port-file", help="write the bound port to this file")
-    command.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # an inherited socket
+    command.add_argument(
+        "--fd", type=int, help="serve on this inherited listening socket (what --dashboard uses)"
+    )
     command.set_defaults(handler=_cmd_dashboard)
 
 

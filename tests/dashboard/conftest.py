@@ -38,7 +38,7 @@ def run_fedsys_sim(output_dir: Path, *overrides: str) -> Path:
     """A short real simulation (``fedsys run``) writing ``output_dir``."""
     from fedsys.cli import main
 
-    args = ["run", "--quiet", "--output-dir", str(output_dir), "--set", "rounds=6"]
+    args = ["run", "--quiet", "--output-dir", str(output_dir), "--set", "rounds=12"]
     args += ["--set", "eval.every=2", "--set", "devices.always_available=false"]
     for override in overrides:
         args += ["--set", override]

@@ -16,6 +16,8 @@ import pytest
 from tests.dashboard.conftest import ROOT, Page
 
 SCREENSHOT = ROOT / "docs" / "images" / "dashboard.png"
+TIMELINE_SCREENSHOT = ROOT / "docs" / "images" / "dashboard-timeline.png"
+"""Written by the tests when FEDSYS_UPDATE_SCREENSHOTS is set (README and docs show them)."""
 
 
 def _rounds(folder: Path) -> list[dict[str, Any]]:
@@ -39,9 +41,9 @@ def test_run_page_loads_without_console_errors_and_draws_every_accuracy_point(
     xs, accuracy = _chart_data(page, "accuracy")
     expected = [(r["end_s"], r["accuracy"]) for r in _rounds(sim_runs / "oort")]
     expected = [(x, a) for x, a in expected if a is not None]
-    assert len(expected) == 3  # rounds 1, 3, 5 of 6 with eval.every=2
+    assert len(expected) == 6  # rounds 1, 3, ..., 11 of 12 with eval.every=2
     assert list(zip(xs, accuracy, strict=True)) == pytest.approx(expected)
-    assert page.page.inner_text("#rounds-done") == "6"
+    assert page.page.inner_text("#rounds-done") == "12"
     shot = SCREENSHOT if os.environ.get("FEDSYS_UPDATE_SCREENSHOTS") else tmp_path / "shot.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.page.screenshot(path=str(shot), full_page=True)
@@ -50,7 +52,7 @@ def test_run_page_loads_without_console_errors_and_draws_every_accuracy_point(
 
 
 def test_timeline_shows_the_clients_the_record_names_with_their_phases(
-    sim_runs: Path, start_dashboard: Any, page: Page
+    sim_runs: Path, start_dashboard: Any, page: Page, tmp_path: Path
 ) -> None:
     url = start_dashboard(sim_runs)
     run_id = f"{sim_runs.name}%2Foort"
@@ -73,6 +75,9 @@ def test_timeline_shows_the_clients_the_record_names_with_their_phases(
             assert phases == ["download", "compute", "upload"], client
     closer = page.page.get_attribute(".tl-row.closer", "data-client")
     assert int(closer) == entry["closed_by"]
+    updating = os.environ.get("FEDSYS_UPDATE_SCREENSHOTS")
+    shot = TIMELINE_SCREENSHOT if updating else tmp_path / "timeline.png"
+    page.page.screenshot(path=str(shot), full_page=True)
     assert page.errors == []
 
 

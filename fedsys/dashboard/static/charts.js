@@ -10,6 +10,7 @@ function fmtNum(v, digits) {
   if (v === null || v === undefined || Number.isNaN(v)) return "–";
   const a = Math.abs(v);
   if (digits !== undefined) return v.toFixed(digits);
+  if (Number.isInteger(v) && a < 1e4) return String(v);
   if (a >= 1e9) return (v / 1e9).toFixed(2) + "G";
   if (a >= 1e6) return (v / 1e6).toFixed(2) + "M";
   if (a >= 1e4) return (v / 1e3).toFixed(1) + "k";

@@ -35,8 +35,8 @@ def test_run_dashboard_serves_the_run_live_and_stops_with_it(tmp_path: Path) -> 
         while time.monotonic() < deadline and seen < 2:
             try:
                 body = json.loads(urllib.request.urlopen(url + "api/runs", timeout=10).read())
-            except urllib.error.URLError:
-                body = {"runs": []}  # the child is still starting: its socket queues us
+            except OSError:  # the child is still starting: its socket queues us meanwhile
+                body = {"runs": []}
             runs = {r["id"]: r for r in body["runs"]}
             seen = runs.get("live-run", {}).get("rounds_done", 0)
             time.sleep(0.2)

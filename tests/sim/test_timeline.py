@@ -62,3 +62,23 @@ def test_a_deadline_closes_the_round_with_nobody_closing_it(speeds_fleet: Device
 
     assert timeline["closed_by"] is None
     assert sum(row[5] == "s" for row in timeline["clients"]) == record.stragglers == 3
+
+
+def test_an_async_aggregation_lists_its_buffer_with_launches_before_the_window(
+    speeds_fleet: DeviceFleet,
+) -> None:
+    from fedsys.sim.rounds.buffered import BufferedAsyncRounds
+
+    mode = BufferedAsyncRounds(max_concurrency=4, buffer_size=2)
+    sim = make_simulator(speeds_fleet, mode, rounds=3, clients_per_round=2)
+
+    records = sim.run().records
+
+    for record in records:
+        timeline = record.extra[TIMELINE_KEY]
+        completed = [row for row in timeline["clients"] if row[5] == "c"]
+        assert len(completed) == record.participants == 2
+        assert timeline["closed_by"] == completed[-1][0]  # the B-th arrival aggregated
+        assert completed[-1][6] == pytest.approx(record.end_s - record.start_s, abs=2e-3)
+    later = [row for r in records[1:] for row in r.extra[TIMELINE_KEY]["clients"]]
+    assert any(row[1] < 0 for row in later)  # launched before its aggregation's window

@@ -58,15 +58,18 @@ EXTRA_VIEWS.timeline = function (el, run, params) {
 function drawTimeline(chart, info, entry) {
   const rows = entry.clients || [];
   const measured = rows.some((c) => c[2] === null);
-  let span = (entry.end_s ?? 0) - (entry.start_s ?? 0);
-  for (const c of rows) span = Math.max(span, (c[1] || 0) + (c[2] || 0) + (c[3] || 0) + (c[4] || 0), c[6] || 0);
-  span = span || 1;
-  const pct = (t) => (100 * t) / span + "%";
+  // An async aggregation's clients may have launched before its window opened: the
+  // axis starts at the earliest launch (negative seconds) so every bar is whole.
+  const origin = Math.min(0, ...rows.map((c) => c[1] || 0));
+  let end = (entry.end_s ?? 0) - (entry.start_s ?? 0);
+  for (const c of rows) end = Math.max(end, (c[1] || 0) + (c[2] || 0) + (c[3] || 0) + (c[4] || 0), c[6] || 0);
+  const span = end - origin || 1;
+  const pct = (t) => (100 * (t - origin)) / span + "%";
   const counts = {};
   const closer = rows.find((c) => c[0] === entry.closed_by);
   const closeAt = closer ? closer[6] : (entry.end_s ?? span) - (entry.start_s ?? 0);
   const axis = h("div", { class: "tl-axis" });
-  for (let i = 0; i <= 5; i++) axis.append(h("span", { style: "left:" + i * 20 + "%" }, fmtDuration((span * i) / 5)));
+  for (let i = 0; i <= 5; i++) axis.append(h("span", { style: "left:" + i * 20 + "%" }, fmtDuration(origin + (span * i) / 5)));
   const body = [axis];
   for (const c of rows) {
     const [id, launch, down, compute, up, code, end] = c;
@@ -74,15 +77,15 @@ function drawTimeline(chart, info, entry) {
     counts[outcome] = (counts[outcome] || 0) + 1;
     const track = h("div", { class: "tl-track" });
     if (measured) {
-      if (end !== null) track.append(h("div", { class: "phase measured", "data-phase": "measured", style: `left:0;width:${pct(end)}` }));
+      if (c[6] !== null) track.append(h("div", { class: "phase measured", "data-phase": "measured", style: `left:0;width:${pct(c[6])}` }));
     } else {
       let t = launch;
       for (const [phase, length] of [["download", down], ["compute", compute], ["upload", up]]) {
         let width = length;
-        if (outcome === "dropped") width = Math.max(0, Math.min(t + length, end) - t);
+        if (outcome === "dropped") width = Math.max(0, Math.min(t + length, c[6]) - t);
         if (width > 0 || outcome !== "dropped") {
           track.append(h("div", { class: "phase " + phase, "data-phase": phase,
-            title: `${phase} ${fmtDuration(length)}`, style: `left:${pct(t)};width:${pct(width)}` }));
+            title: `${phase} ${fmtDuration(length)}`, style: `left:${pct(t)};width:${(100 * width) / span}%` }));
         }
         t += length;
       }
@@ -94,7 +97,7 @@ function drawTimeline(chart, info, entry) {
       title: `client ${id}: ${outcome}, ends ${fmtDuration(end)}` }, h("div", { class: "tl-label" }, label), track));
   }
   const wrap = h("div", { style: "position:relative" }, ...body);
-  wrap.append(h("div", { class: "tl-close", style: `left:calc(70px + (100% - 70px) * ${closeAt / span})` }));
+  wrap.append(h("div", { class: "tl-close", style: `left:calc(70px + (100% - 70px) * ${(closeAt - origin) / span})` }));
   chart.replaceChildren(wrap);
   const parts = Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ");
   const closed = entry.closed_by !== null && entry.closed_by !== undefined

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field, replace
 from fedsys.core.update import ClientUpdate
 from fedsys.core.weights import ModelWeights
 from fedsys.metrics.records import RoundRecord
+from fedsys.metrics.timeline import TIMELINE_KEY
 from fedsys.sim.engine import Engine, WallTimer, report_for
 from fedsys.sim.events import ClientArrived, ClientDropped, Launch
 from fedsys.sim.rounds.base import RoundMode
+from fedsys.sim.timeline import sim_timeline
 
 
 def staleness_weight(staleness: int, exponent: float = 0.5) -> float:
@@ -217,6 +219,9 @@ class _AsyncRun:
         reports += [report_for(launch, "dropped") for launch in window.dropped]
         reports += [report_for(launch, "straggled") for launch in window.stale]
         engine.feedback(reports)
+        launched = [*window.buffer, *window.dropped, *window.stale]
+        now = engine.clock.now_s
+        timeline = sim_timeline(engine, version, launched, reports, window.start_s, now, now)
         return RoundRecord(
             round_idx=version,
             start_s=window.start_s,
@@ -235,5 +240,6 @@ class _AsyncRun:
                 "mean_staleness": sum(staleness) / len(staleness) if staleness else 0.0,
                 "max_staleness": max(staleness, default=0),
                 **engine.accounting(result),
+                TIMELINE_KEY: timeline,
             },
         )

@@ -81,28 +81,33 @@ def timed_run(config: Path, out: Path, browser: Any | None) -> float:
     started = time.perf_counter()
     proc = subprocess.Popen(fedsys(*args), stdout=subprocess.PIPE, text=True)
     page = None
-    assert proc.stdout is not None
-    if browser is not None:
-        for line in proc.stdout:
-            found = re.search(r"dashboard at (\S+)", line)
-            if found:
-                page = browser.new_page(viewport={"width": 1300, "height": 900})
-                page.goto(found.group(1))
-                break
-    drain = threading.Thread(target=proc.stdout.read, daemon=True)
-    drain.start()
-    while proc.poll() is None:  # the page's event loop runs while we wait
-        if page is not None:
-            page.wait_for_timeout(200)
-        else:
-            time.sleep(0.05)
-    elapsed = time.perf_counter() - started
+    try:
+        assert proc.stdout is not None
+        if browser is not None:
+            for line in proc.stdout:
+                found = re.search(r"dashboard at (\S+)", line)
+                if found:
+                    page = browser.new_page(viewport={"width": 1300, "height": 900})
+                    # The command bound the socket at once; it queues us until its child is up
+                    # (seconds on a loaded machine), however long that takes.
+                    page.goto(found.group(1), timeout=0)
+                    break
+        drain = threading.Thread(target=proc.stdout.read, daemon=True)
+        drain.start()
+        while proc.poll() is None:  # the page's event loop runs while we wait
+            if page is not None:
+                page.wait_for_timeout(200)
+            else:
+                time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
     if proc.returncode != 0:
         raise RuntimeError(f"fedsys run exited with {proc.returncode}")
     if page is not None:
-        drawn = page.evaluate(
-            "window.fedsysCharts.accuracy ? window.fedsysCharts.accuracy.data[0].length : -1"
-        )
+        drawn = page.evaluate("(window.fedsysCharts.accuracy?.data[0] || []).length")
         page.close()
         if drawn <= 0:
             raise RuntimeError("the page never drew the run's accuracy")

@@ -66,6 +66,22 @@ def wait_for_file(path: Path, proc: subprocess.Popen[Any], timeout_s: float = 60
     raise TimeoutError(f"no {path} after {timeout_s} s")
 
 
+def wait_until_serving(url: str, timeout_s: float = 180.0) -> None:
+    """Wait until the dashboard at ``url`` answers (a ``--dashboard`` child starts late
+    on a loaded machine: its socket is bound at once, but it accepts once imported)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url + "api/runs", timeout=10).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @pytest.fixture
 def start_dashboard(tmp_path: Path) -> Iterator[Callable[..., str]]:
     """Start ``fedsys dashboard`` on a free port; returns its base URL. Always ended."""

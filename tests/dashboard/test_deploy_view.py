@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.dashboard.conftest import Page
+from tests.dashboard.conftest import Page, wait_until_serving
 from tests.deploy.harness import Processes, provision, rounds_done, wait_for, write_config
 
 
@@ -44,6 +44,7 @@ def test_a_client_killed_mid_round_shows_as_dropped(
         "the dashboard's address",
     )
     clients = [processes.client(port, pki, index) for index in range(6)]
+    wait_until_serving(url.group(1))  # type: ignore[union-attr]
     page.open(f"{url.group(1)}#/run/out?view=deployment", "deployment")  # type: ignore[union-attr]
     wait_for(lambda: len(rounds_done(out)) >= 1, 240, "the first round")
     # Round 1's tasks go out as soon as round 0 is recorded; its clients train for

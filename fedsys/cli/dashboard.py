@@ -76,7 +76,7 @@ def add_dashboard_flag(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
     try:
-        from fedsys.dashboard.serve import serve
+        from fedsys.dashboard.serve import is_loopback, serve
     except ImportError as exc:
         raise RuntimeError(
             f"the dashboard needs its extra: pip install 'fedsys[dashboard]' ({exc.name} missing)"
@@ -86,7 +86,7 @@ def _cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
     if missing:
         raise ValueError(f"not a folder: {', '.join(missing)}")
     token = args.token
-    if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+    if token is None and not is_loopback(args.host):
         token = secrets.token_urlsafe(24)
 
     def ready(url: str) -> None:

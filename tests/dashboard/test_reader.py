@@ -78,3 +78,28 @@ def test_the_catalog_finds_runs_below_its_roots_and_nothing_outside(tmp_path: Pa
     for bad in ("runs/link", "../elsewhere", "runs/../elsewhere", str(outside)):
         with pytest.raises(UnknownRunError):
             catalog.reader(bad)
+
+
+def test_a_deployment_round_reads_as_a_timeline_of_measured_durations(tmp_path: Path) -> None:
+    record = {
+        "round_idx": 0,
+        "start_s": 1.0,
+        "end_s": 9.0,
+        "clients": [
+            {"client_id": 0, "outcome": "dropped", "duration_s": None},
+            {"client_id": 1, "outcome": "completed", "duration_s": 7.5},
+            {"client_id": 2, "outcome": "straggled", "duration_s": None},
+        ],
+    }
+    (tmp_path / "rounds.jsonl").write_text(json.dumps(record) + "\n")
+    reader = RunReader(tmp_path)
+    reader.refresh()
+
+    timeline = reader.timeline(0)
+
+    assert timeline is not None and timeline["measured"] is True
+    assert [(c[0], c[5], c[6]) for c in timeline["clients"]] == [
+        (0, "d", None),
+        (1, "c", 7.5),
+        (2, "s", None),
+    ]

@@ -171,9 +171,11 @@ def main() -> None:
         config = Path(scratch) / "run.yaml"
         config.write_text(yaml.safe_dump(run_config(args.rounds)))
         without, with_page = [], []
-        for _ in range(args.repeats):
+        for i in range(args.repeats):
             without.append(timed_run(config, Path(scratch) / "plain", None))
+            console.print(f"repeat {i + 1}: without {without[-1]:.1f} s", highlight=False)
             with_page.append(timed_run(config, Path(scratch) / "watched", browser))
+            console.print(f"repeat {i + 1}: with {with_page[-1]:.1f} s", highlight=False)
         folder = Path(scratch) / "plain"
         sizes = {name: (folder / name).stat().st_size for name in ("rounds.jsonl", "clients.jsonl")}
         loads = page_load_times(browser, folder, args.loads)

@@ -78,7 +78,11 @@ def serve(
     sock = socket.socket(fileno=fd) if fd is not None else bind(host, port)
     bound = sock.getsockname()[1]
     app = build_app(RunCatalog(roots), token=token, loopback=loopback)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    # Open pages hold event streams that never end on their own: give them a second
+    # on shutdown, so a run's --dashboard child ends with the run.
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
+    )
     server = uvicorn.Server(config)
     if port_file is not None:
         atomic_write_text(port_file, f"{bound}\n")

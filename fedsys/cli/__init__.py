@@ -69,6 +69,7 @@ pickles, exhausted privacy budgets); their messages name the file or key."""
 
 
 def _parser() -> argparse.ArgumentParser:
+    from fedsys.cli.dashboard import add_dashboard_command
     from fedsys.cli.deploy import add_deploy_commands
     from fedsys.cli.fidelity import add_fidelity_command
     from fedsys.cli.jobs import add_jobs_command
@@ -89,4 +90,5 @@ def _parser() -> argparse.ArgumentParser:
     add_submit_command(commands)
     add_jobs_command(commands)
     add_fidelity_command(commands)
+    add_dashboard_command(commands)
     return parser

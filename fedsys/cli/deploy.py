@@ -21,6 +21,7 @@ from fedsys.cli.console import (
     round_updater,
     summary_table,
 )
+from fedsys.cli.dashboard import add_dashboard_flag, live_dashboard
 from fedsys.cli.options import add_fleet_launch_options, add_overrides
 from fedsys.config.resolve import parse_overrides, resolve_config
 
@@ -47,6 +48,7 @@ def add_deploy_commands(commands: Any) -> None:
         "--start-at", type=float, metavar="UNIX_S", help="start round 0 then (emulated fleets)"
     )
     start.add_argument("--start-at-file", type=Path, help="start round 0 at the time written here")
+    add_dashboard_flag(server)
     server.set_defaults(handler=_cmd_server)
 
     client = commands.add_parser("client", help="run one participant that dials the aggregator")
@@ -97,6 +99,7 @@ def add_deploy_commands(commands: Any) -> None:
     local.add_argument("--quiet", action="store_true", help="no progress bar")
     local.add_argument("--traces", help="emulate the first --clients devices of this trace file")
     add_fleet_launch_options(local, "with --traces: ")
+    add_dashboard_flag(local)
     local.set_defaults(handler=_cmd_deploy_local)
 
 
@@ -163,7 +166,8 @@ def _cmd_server(args: argparse.Namespace, console: Console) -> int:
         overwrite=args.overwrite,
     )
     try:
-        result = run_until_signal(server.serve(args.port_file))
+        with live_dashboard(output_dir, args.dashboard, console):
+            result = run_until_signal(server.serve(args.port_file))
     except (DeployError, CheckpointError, OutputExistsError) as exc:
         print_error("error", exc)
         return _EXIT_FAILED
@@ -293,8 +297,10 @@ def _cmd_deploy_local(args: argparse.Namespace, console: Console) -> int:
         def note(text: str) -> None:
             progress.console.print(text, highlight=False)
 
+        folder = options.output_dir or Path(f"{config.output_dir}-deploy")
         try:
-            outcome = run_local(config, options, note=note, on_round=on_round)
+            with live_dashboard(folder, args.dashboard, progress.console):
+                outcome = run_local(config, options, note=note, on_round=on_round)
         except KeyboardInterrupt:
             return 130
     if outcome.error is not None:

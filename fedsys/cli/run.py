@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from fedsys.cli.console import add_rounds_task, progress_bar, round_updater, summary_table
+from fedsys.cli.dashboard import add_dashboard_flag, live_dashboard
 from fedsys.cli.options import add_overrides
 from fedsys.config.loader import ConfigError, load_config
 from fedsys.config.resolve import default_config_text, parse_overrides, resolve_config
@@ -34,6 +35,7 @@ def add_run_commands(commands: Any) -> None:
         "--overwrite", action="store_true", help="replace the run files in a non-empty output dir"
     )
     run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    add_dashboard_flag(run)
     run.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
     )
@@ -83,7 +85,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         done = len(records)
     simulator.checkpoint_path = writer.checkpoint_path
     try:
-        result = _run_with_progress(simulator, writer, console, args.quiet, done, resume_dir)
+        with live_dashboard(writer.output_dir, args.dashboard, console):
+            result = _run_with_progress(simulator, writer, console, args.quiet, done, resume_dir)
     finally:
         writer.close()
     summary = writer.finish(result)

@@ -24,12 +24,14 @@ from rich.console import Console
 from rich.table import Table
 
 from fedsys.cli.console import print_error
+from fedsys.cli.dashboard import live_dashboard
 from fedsys.cli.silo_standing import (
     add_standing_options,
     cmd_standing_coordinator,
     cmd_standing_local,
     cmd_tokens,
 )
+from fedsys.cli.silo_watch import add_watch_options, run_job_logged, watch_folder
 from fedsys.silo.mode import EngineMode, JobFailedError
 from fedsys.silo.shaper import LinkSettings
 
@@ -72,6 +74,7 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job-timeout-s", type=float, default=600.0,
                         help="longest time the job may take")
     parser.add_argument("--json-out", help="write the results as JSON here")
+    add_watch_options(parser)
 
 
 def _add_coordinator(parser: argparse.ArgumentParser) -> None:
@@ -201,7 +204,8 @@ async def run_modes(coordinator: Any, args: argparse.Namespace, console: Console
         table.add_column(column)
     results: dict[str, Any] = {}
     for name, mode in modes_from_args(args):
-        result = await coordinator.run_job(build_job(args, datasets), mode, args.job_timeout_s)
+        result = await run_job_logged(coordinator, build_job(args, datasets), mode, name,
+                                      args.job_timeout_s, watch_folder(args))
         digest = _digest(result)
         results[name] = {"duration_s": result.duration_s, "stats": result.stats,
                          "result_sha256": digest}
@@ -253,7 +257,8 @@ def _cmd_coordinator(args: argparse.Namespace, console: Console) -> int:
         finally:
             await coordinator.stop()
 
-    return _run_async(main, console)
+    with live_dashboard(watch_folder(args) or Path("."), args.dashboard, console):
+        return _run_async(main, console)
 
 
 def parse_data(items: Sequence[str]) -> dict[str, str]:
@@ -362,11 +367,12 @@ def _cmd_local(args: argparse.Namespace, console: Console) -> int:
             assert cluster.coordinator is not None
             return await run_modes(cluster.coordinator, args, console)
 
-    if args.workdir:
-        Path(args.workdir).mkdir(parents=True, exist_ok=True)
-        return _run_async(lambda: main(Path(args.workdir)), console)
-    with tempfile.TemporaryDirectory(prefix="fedsys-silo-") as tmp:
-        return _run_async(lambda: main(Path(tmp)), console)
+    with live_dashboard(watch_folder(args) or Path("."), args.dashboard, console):
+        if args.workdir:
+            Path(args.workdir).mkdir(parents=True, exist_ok=True)
+            return _run_async(lambda: main(Path(args.workdir)), console)
+        with tempfile.TemporaryDirectory(prefix="fedsys-silo-") as tmp:
+            return _run_async(lambda: main(Path(tmp)), console)
 
 
 def _cmd_tokens(args: argparse.Namespace, console: Console) -> int:

@@ -29,8 +29,9 @@ from fedsys.deploy.rounds import drop_on_disconnect, run_round
 from fedsys.deploy.secure_round import SecureService
 from fedsys.deploy.service import AggregatorService
 from fedsys.deploy.state import DeployError, ModelBlob, ServerParts, ServerState
+from fedsys.deploy.status import StatusSampler, TransferCounter
 from fedsys.metrics.records import RoundRecord, RunResult, record_from_json
-from fedsys.metrics.run_folder import RunFolder
+from fedsys.metrics.run_folder import STATUS_FILE, RunFolder
 from fedsys.parts.rules import wire_bytes
 from fedsys.secure.errors import SecureAggregationError
 from fedsys.secure.plan import SecurePlan, plan_for
@@ -140,12 +141,16 @@ class AggregatorServer:
             max_message_bytes=state.settings.max_message_bytes,
         )
         services = self.handlers()
+        transfers = TransferCounter()
+        transfers.wrap(services[0])
         deploy_pb2_grpc.add_AggregatorServicer_to_server(services[0], server)
         if len(services) > 1:
             deploy_pb2_grpc.add_SecureAggregatorServicer_to_server(services[1], server)
         state.port = bind(server, state.settings.host, state.settings.port, self.security)
         await server.start()
         self.loop_lag.start()
+        sampler = StatusSampler(state, self.output_dir / STATUS_FILE, transfers)
+        sampler.start()
         if port_file is not None:
             await asyncio.to_thread(writer.write_port, port_file, state.port)
         state.baseline_rss_bytes = peak_rss_bytes()
@@ -167,6 +172,7 @@ class AggregatorServer:
                 await asyncio.to_thread(self._persist, writer, self._checkpoint(), record)
             return await self._finish(writer, time.monotonic() - started)
         finally:
+            await sampler.stop()
             await self.loop_lag.stop()
             writer.close()
             await server.stop(grace=1.0)

@@ -1,7 +1,8 @@
 """A run's output folder, written the same way by every runtime.
 
 ``config.yaml`` (the resolved config, headed by the fedsys version) is written before
-round 0; ``rounds.jsonl`` grows by one flushed line per round; ``summary.json`` is
+round 0; ``rounds.jsonl`` grows by one flushed line per round (and ``clients.jsonl`` by the
+round's client timeline, when the runtime records one); ``summary.json`` is
 written atomically when the run ends, however it ends, with its ``status``. A folder
 that holds another run's files is refused unless the caller overwrites it, which
 removes the files a previous run wrote there (and nothing else), or resumes that run,
@@ -24,10 +25,14 @@ import yaml
 
 from fedsys.metrics.records import RoundRecord, RunResult, record_from_json
 from fedsys.metrics.tables import CsvRoundWriter, TensorBoardRoundWriter
+from fedsys.metrics.timeline import TimelineWriter, without_timeline
 from fedsys.metrics.writers import JsonlRoundWriter, atomic_write_text, write_summary
 
 CONFIG_FILE = "config.yaml"
 ROUNDS_FILE = "rounds.jsonl"
+CLIENTS_FILE = "clients.jsonl"
+STATUS_FILE = "server_status.jsonl"
+SILO_FILE = "silo_tasks.jsonl"
 ROUNDS_CSV_FILE = "rounds.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -37,6 +42,9 @@ TENSORBOARD_FOLDER = "tensorboard"
 RUN_FILES = (
     CONFIG_FILE,
     ROUNDS_FILE,
+    CLIENTS_FILE,
+    STATUS_FILE,
+    SILO_FILE,
     ROUNDS_CSV_FILE,
     SUMMARY_FILE,
     CHECKPOINT_FILE,
@@ -100,6 +108,7 @@ class RunFolder:
         self.summary_fields = dict(summary_fields or {})
         self.clock = clock
         self._jsonl = JsonlRoundWriter(output_dir / ROUNDS_FILE)
+        self._timelines = TimelineWriter(output_dir / CLIENTS_FILE)
         self._csv = CsvRoundWriter(output_dir / ROUNDS_CSV_FILE) if csv else None
         self._tensorboard: TensorBoardRoundWriter | None = None
 
@@ -144,13 +153,21 @@ class RunFolder:
 
     def resume(self, records: list[RoundRecord]) -> None:
         """Continue a run: the round files hold exactly the checkpoint's records."""
+        self._timelines.rewrite(records)
+        records = [without_timeline(r) for r in records]
         self._jsonl.rewrite(records)
         if self._csv is not None:
             self._csv.rewrite(records)
         self._open_tensorboard()
 
     def write_round(self, record: RoundRecord) -> None:
-        """Append one round to every round output, flushed to disk."""
+        """Append one round to every round output, flushed to disk.
+
+        A timeline in ``record.extra`` goes to ``clients.jsonl`` (first, so a reader
+        that sees the round finds its timeline), never to the other outputs.
+        """
+        self._timelines.write(record)
+        record = without_timeline(record)
         self._jsonl.write(record)
         if self._csv is not None:
             self._csv.write(record)

@@ -140,6 +140,10 @@ class SiloCoordinator:
         if self._server is not None:
             await self._server.stop(grace=1.0)
 
+    def job_records(self) -> list[TaskRecord]:
+        """Task outputs the running job accepted so far (live views; empty between jobs)."""
+        return list(self._run.records) if self._run is not None else []
+
     def live_sites(self) -> list[SiteView]:
         """Connected sites."""
         return [view for view in self.views.values() if view.alive]

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 
 from fedsys.core.update import ClientUpdate
 from fedsys.metrics.records import RoundRecord
+from fedsys.metrics.timeline import TIMELINE_KEY
 from fedsys.sim.engine import Engine, report_for
 from fedsys.sim.events import ClientArrived, ClientDropped, Event, Launch, RoundDeadline
+from fedsys.sim.round_timeline import sim_timeline
 
 if TYPE_CHECKING:
     from fedsys.sim.rounds.late import LateUpdate
@@ -143,6 +145,7 @@ def aggregate_round(
     parts = engine.parts
     end_s = outcome.end_s + parts.server_round_s + parts.server_update_s * result.participants
     engine.clock.advance_to(end_s)
+    timeline = sim_timeline(engine, round_idx, launched, reports, start_s, end_s, outcome.end_s)
     return RoundRecord(
         round_idx=round_idx,
         start_s=start_s,
@@ -160,5 +163,6 @@ def aggregate_round(
             "clients": [launch.client_id for launch in outcome.arrived],
             **({"late": [[u.launch.client_id, u.staleness] for u in late]} if late else {}),
             **engine.accounting(result),
+            TIMELINE_KEY: timeline,
         },
     )

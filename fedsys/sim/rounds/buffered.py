@@ -13,8 +13,10 @@ from dataclasses import dataclass, field, replace
 from fedsys.core.update import ClientUpdate
 from fedsys.core.weights import ModelWeights
 from fedsys.metrics.records import RoundRecord
+from fedsys.metrics.timeline import TIMELINE_KEY
 from fedsys.sim.engine import Engine, WallTimer, report_for
 from fedsys.sim.events import ClientArrived, ClientDropped, Launch
+from fedsys.sim.round_timeline import sim_timeline
 from fedsys.sim.rounds.base import RoundMode
 
 
@@ -256,6 +258,9 @@ class _AsyncRun:
         reports += [report_for(launch, "dropped") for launch in window.dropped]
         reports += [report_for(launch, "straggled") for launch in window.stale]
         engine.feedback(reports)
+        launched = [*window.buffer, *window.dropped, *window.stale]
+        now = engine.clock.now_s
+        timeline = sim_timeline(engine, version, launched, reports, window.start_s, now, now)
         return RoundRecord(
             round_idx=version,
             start_s=window.start_s,
@@ -275,5 +280,6 @@ class _AsyncRun:
                 "mean_staleness": sum(staleness) / len(staleness) if staleness else 0.0,
                 "max_staleness": max(staleness, default=0),
                 **engine.accounting(result),
+                TIMELINE_KEY: timeline,
             },
         )

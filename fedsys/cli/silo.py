@@ -241,7 +241,12 @@ def _cmd_coordinator(args: argparse.Namespace, console: Console) -> int:
                               args.insecure)
     security.credentials()  # fail early, with the one-line TLS message
     if args.job is None:
-        return cmd_standing_coordinator(args, console, security)
+        # A standing coordinator's training jobs write run folders under --state-dir:
+        # the dashboard serves those.
+        state_dir = Path(args.state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with live_dashboard(state_dir, args.dashboard, console):
+            return cmd_standing_coordinator(args, console, security)
     if args.sites is None:
         raise ValueError("--job needs --sites N (the sites to wait for)")
 

@@ -8,15 +8,13 @@ Epsilons and deltas add up (basic sequential composition).
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from fedsys.metrics.writers import atomic_write_text, exclusive_lock
 
 __all__ = ["BudgetExceededError", "PrivacyLedger", "Spent"]
 
@@ -64,7 +62,7 @@ class PrivacyLedger:
         BudgetExceededError
             If the dataset's budget cannot pay for it (nothing is recorded).
         """
-        with self._locked():
+        with exclusive_lock(self.path):
             data = self._read()
             entries = data.setdefault("datasets", {}).setdefault(dataset, [])
             eps = sum(e["epsilon"] for e in entries) + epsilon
@@ -93,19 +91,5 @@ class PrivacyLedger:
         return data
 
     def _write(self, data: dict[str, Any]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w") as f:
-            f.write(json.dumps(data, indent=1))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps(data, indent=1))
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(f".{self.path.name}.lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)

@@ -7,10 +7,13 @@ accepts), and whole-file writes are atomic: readers see the old file or the new 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,6 +41,22 @@ def atomic_write_text(path: Path, text: str) -> None:
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     atomic_write_bytes(path, text.encode())
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``'s lock file (``.NAME.lock`` beside it).
+
+    Why: a read-modify-write of a shared file (a privacy ledger) by several processes
+    must not interleave; the lock is released even if the block raises.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def json_safe(value: Any) -> Any:

@@ -11,16 +11,13 @@ sequential composition).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedsys.metrics.writers import atomic_write_text
+from fedsys.metrics.writers import atomic_write_text, exclusive_lock
 
 __all__ = ["BudgetRefusedError", "SiteLedger", "Spending"]
 
@@ -72,7 +69,7 @@ class SiteLedger:
 
     def spent(self, analyst: str) -> Spending:
         """What ``analyst`` and everyone have spent so far."""
-        with self._locked():
+        with exclusive_lock(self.path):
             return _spending(self._read(), analyst)
 
     def charge(self, analyst: str, epsilon: float, delta: float, what: str) -> Spending:
@@ -83,7 +80,7 @@ class SiteLedger:
         BudgetRefusedError
             If the analyst's or the site's budget cannot pay (nothing is recorded).
         """
-        with self._locked():
+        with exclusive_lock(self.path):
             data = self._read()
             now = _spending(data, analyst)
             limits = (
@@ -137,15 +134,6 @@ class SiteLedger:
             raise ValueError(f"site ledger {self.path} is not a ledger")
         return data
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(f".{self.path.name}.lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _spending(data: dict[str, Any], analyst: str) -> Spending:

@@ -74,7 +74,9 @@ def test_server_on_a_port_in_use_names_the_port_in_one_line(tmp_path, held_port)
     assert not (tmp_path / "out").exists()  # checked at start, before the run folder
 
 
-def test_silo_coordinator_on_a_port_in_use_names_the_port_in_one_line(tmp_path, held_port):
+@pytest.mark.parametrize("mode", [("--job", "histogram", "--sites", "1"), ()],
+                         ids=["one-job", "standing"])
+def test_silo_coordinator_on_a_port_in_use_names_the_port_in_one_line(tmp_path, held_port, mode):
     pki = provision(tmp_path / "pki", 1)
 
     said = _one_line(
@@ -87,8 +89,7 @@ def test_silo_coordinator_on_a_port_in_use_names_the_port_in_one_line(tmp_path, 
             str(pki),
             "--port",
             str(held_port),
-            "--sites",
-            "1",
+            *mode,
         )
     )
 

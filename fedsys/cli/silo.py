@@ -234,12 +234,13 @@ def _digest(result: Any) -> str:
 def _cmd_coordinator(args: argparse.Namespace, console: Console) -> int:
     from fedsys.silo.coordinator import SiloCoordinator
     from fedsys.wire.logs import setup_logging
-    from fedsys.wire.transport import ServerSecurity
+    from fedsys.wire.transport import ServerSecurity, check_bindable
 
     setup_logging()
     security = ServerSecurity(Path(args.certs) if args.certs else None, args.mutual_tls,
                               args.insecure)
     security.credentials()  # fail early, with the one-line TLS message
+    check_bindable(args.host, args.port)  # a port in use: fail now, in either mode
     if args.job is None:
         # A standing coordinator's training jobs write run folders under --state-dir:
         # the dashboard serves those.

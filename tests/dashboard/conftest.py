@@ -105,9 +105,14 @@ def start_dashboard(tmp_path: Path) -> Iterator[Callable[..., str]]:
             proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """The system's Chromium under Playwright (skipped only where there is none)."""
+    """The system's Chromium under Playwright (skipped only where there is none).
+
+    Module-scoped, not session-scoped: Playwright's sync API keeps an event loop
+    running in the test process while it is open, so every later test in the same
+    worker that calls ``asyncio.run`` would fail; it is closed when its module ends.
+    """
     if not CHROMIUM.is_file() and shutil.which("chromium") is None:
         pytest.skip("no Chromium on this machine (install the Debian package 'chromium')")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")

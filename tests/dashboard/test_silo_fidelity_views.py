@@ -23,7 +23,7 @@ def test_silo_view_shows_each_sites_tasks_and_each_jobs_binding(
 ) -> None:
     out = tmp_path / "silo"
     cmd = [sys.executable, "-m", "fedsys", "silo", "local", "--sites", "2", "--rtt-ms", "20"]
-    cmd += ["--parts", "6", "--insecure", "--output-dir", str(out)]
+    cmd += ["--job", "histogram", "--parts", "6", "--insecure", "--output-dir", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [json.loads(line) for line in (out / SILO_FILE).read_text().splitlines()]

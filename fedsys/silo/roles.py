@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import grpc
 
-from fedsys.wire.auth import AuthError, TokenStore, token_from_metadata
+from fedsys.wire.auth import AuthError, TokenStore, deny, token_from_metadata
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,12 +72,6 @@ class RoleAuthInterceptor(grpc.aio.ServerInterceptor):
             self.store_for(method).identify(token)
         except AuthError as exc:
             _LOGGER.warning("refused call to %s: %s", method, exc)
-            return _deny(f"{exc} (for {method.rsplit('/', 2)[-2]})")
+            return deny(f"{exc} (for {method.rsplit('/', 2)[-2]})")
         return await continuation(handler_call_details)
 
-
-def _deny(reason: str) -> grpc.RpcMethodHandler:
-    async def abort(request: object, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
-
-    return grpc.unary_unary_rpc_method_handler(abort)

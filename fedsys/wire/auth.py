@@ -200,7 +200,7 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
             self.store.identify(token)
         except AuthError as exc:
             _LOGGER.warning("refused call to %s: %s", method, exc)
-            return _deny(str(exc))
+            return deny(str(exc))
         return await continuation(handler_call_details)
 
 
@@ -209,7 +209,9 @@ def caller_name(store: TokenStore, context: grpc.aio.ServicerContext) -> str:
     return store.identify(token_from_metadata(context.invocation_metadata()))
 
 
-def _deny(reason: str) -> grpc.RpcMethodHandler:
+def deny(reason: str) -> grpc.RpcMethodHandler:
+    """A handler that ends any call ``UNAUTHENTICATED`` with ``reason`` (interceptors)."""
+
     async def abort(request: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 from pathlib import Path
@@ -20,6 +21,16 @@ def processes(tmp_path: Path) -> Any:
         yield procs
     finally:
         procs.close()
+
+
+def _round_started(log: Path, round_idx: int) -> dict[str, Any] | None:
+    """The server's ``round started`` log record for ``round_idx``, once written."""
+    for line in log.read_text().splitlines():
+        if '"round started"' in line:
+            record = json.loads(line)
+            if record.get("round") == round_idx:
+                return record
+    return None
 
 
 def test_a_client_killed_mid_round_shows_as_dropped(
@@ -46,9 +57,13 @@ def test_a_client_killed_mid_round_shows_as_dropped(
     clients = [processes.client(port, pki, index) for index in range(6)]
     wait_until_serving(url.group(1))  # type: ignore[union-attr]
     page.open(f"{url.group(1)}#/run/out?view=deployment", "deployment")  # type: ignore[union-attr]
-    wait_for(lambda: len(rounds_done(out)) >= 1, 240, "the first round")
-    # Round 1's tasks go out as soon as round 0 is recorded; its clients train for
-    # seconds (3,000 local steps), so killing one now kills it mid-round.
+    # Round 1 may start with 5 (``min_clients``) if a client is still busy, so wait for
+    # the server to log that it started with all 6: its clients then train for seconds
+    # (3,000 local steps), so killing client 0 now kills it mid-round.
+    started = wait_for(
+        lambda: _round_started(processes.log_dir / "server.log", 1), 240, "round 1's start"
+    )
+    assert started["selected"] == 6, started  # type: ignore[index]
     clients[0].send_signal(signal.SIGKILL)
     hit = wait_for(lambda: len(rounds_done(out)) >= 2 and rounds_done(out)[1], 240, "round 1")
     assert hit["dropouts"] == 1, hit  # type: ignore[index]

@@ -17,8 +17,20 @@ reports when it subscribes. Both then call the unchanged ``select``::
     picked, state = selector.select(state, round_idx, available, k, now_s)
 
 :class:`AvailabilityAwareSelector` wraps any selector (Oort by default): the base ranks
-clients as it always does, among the ones that can finish; of its ``pool x k``
-preferred candidates the ``k`` leaving soonest are picked.
+clients as it always does, among the ones that can finish, and offers ``pool x k``
+candidates. Which ``k`` of them take part is the ``priority``:
+
+* ``last_chance`` (default): a candidate that can finish this round but is predicted
+  to leave before it could finish another one (remaining online time below its own
+  round plus the round's expected length) is taken first, soonest to leave first; the
+  other slots keep the base's own ``k`` picks. Whoever is still online next round can
+  wait for it, so the base's ranking (Oort's utility, its exploration share) is kept
+  wherever no data is about to disappear.
+* ``soonest``: the ``k`` candidates predicted to leave soonest (REFL's ordering),
+  whatever the base preferred among them.
+
+Only the clients kept are recorded as picked by the base (:class:`Proposal`): Oort's
+pick counts and exploitation marks count who really takes part.
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -158,18 +170,30 @@ class AvailabilityAwareSelector(Selector[AvailabilityState]):
         A client is feasible when its predicted remaining online time is at least
         ``margin`` times its expected round duration (unknown: feasible).
     pool
-        The base picks ``ceil(pool * k)`` feasible candidates; the ``k`` predicted to
-        leave soonest are kept (1: no leaving-soon priority, a pure feasibility filter).
+        The base offers ``ceil(pool * k)`` feasible candidates (1: no leaving-soon
+        priority, a pure feasibility filter).
+    priority
+        Which ``k`` candidates are kept: ``last_chance`` or ``soonest`` (see the
+        module docstring).
     """
 
-    def __init__(self, base: Selector, margin: float = 1.0, pool: float = 1.5) -> None:
+    def __init__(
+        self,
+        base: Selector,
+        margin: float = 1.0,
+        pool: float = 1.5,
+        priority: Literal["last_chance", "soonest"] = "last_chance",
+    ) -> None:
         if margin <= 0:
             raise ValueError(f"margin must be > 0, got {margin}")
         if pool < 1:
             raise ValueError(f"pool must be >= 1, got {pool}")
+        if priority not in ("last_chance", "soonest"):
+            raise ValueError(f"priority must be 'last_chance' or 'soonest', got {priority!r}")
         self.base = base
         self.margin = margin
         self.pool = pool
+        self.priority = priority
 
     def init_state(self) -> AvailabilityState:
         """No client known; the base's own initial state."""
@@ -251,9 +275,18 @@ class AvailabilityAwareSelector(Selector[AvailabilityState]):
                 )
             )
         wanted = min(len(candidates), max(take, math.ceil(self.pool * take - 1e-9)))
-        picked, base = self.base.select(state.base, round_idx, candidates, wanted, now_s)
-        picked = self._soonest(state, np.asarray(picked, dtype=np.int64), take, now_s)
-        return [int(c) for c in picked], replace(state, base=base)
+        offered = self.base.propose(state.base, round_idx, candidates, wanted, now_s)
+        pool = np.asarray(offered.candidates, dtype=np.int64)
+        if self.priority == "soonest" or len(pool) <= take:
+            picked = self._soonest(state, pool, take, now_s)
+        else:
+            own = self.base.propose(state.base, round_idx, candidates, take, now_s)
+            picked = self._last_chance(
+                state, pool, np.asarray(own.candidates, dtype=np.int64), now_s
+            )
+            if picked.tolist() == own.candidates:
+                offered = own  # nobody urgent: exactly the base's own round
+        return [int(c) for c in picked], replace(state, base=offered.commit(picked.tolist()))
 
     def feedback(
         self, state: AvailabilityState, reports: Sequence[ClientReport]
@@ -274,6 +307,7 @@ class AvailabilityAwareSelector(Selector[AvailabilityState]):
             "name": type(self).__name__,
             "margin": self.margin,
             "pool": self.pool,
+            "priority": self.priority,
             "base": self.base.describe(),
         }
 
@@ -285,6 +319,29 @@ class AvailabilityAwareSelector(Selector[AvailabilityState]):
         slack = remaining - self.margin * state.expected_s[infeasible]
         order = np.lexsort((infeasible, -slack))
         return infeasible[order[:n]]
+
+    def _last_chance(
+        self, state: AvailabilityState, pool: np.ndarray, own: np.ndarray, now_s: float
+    ) -> np.ndarray:
+        """Candidates that could not finish a second round first, then the base's own picks.
+
+        The round's expected length is the slowest expected duration among the base's
+        own picks (a synchronous round waits for its slowest); unknown durations make
+        nobody urgent.
+        """
+        remaining = remaining_online_s(state.online_until_s[pool], now_s)
+        own_s = self.margin * state.expected_s[pool]
+        known = state.expected_s[own]
+        known = known[np.isfinite(known)]
+        round_s = float(known.max()) if len(known) else math.nan
+        urgent = np.isfinite(remaining) & (remaining < own_s + round_s)
+        order = np.lexsort((np.arange(len(pool)), remaining))
+        first = pool[order][urgent[order]].tolist()
+        taken = set(first)
+        rest = [int(c) for c in own if c not in taken]
+        taken.update(rest)
+        spare = [int(c) for c in pool if c not in taken]
+        return np.asarray((first + rest + spare)[: len(own)], dtype=np.int64)
 
     def _soonest(
         self, state: AvailabilityState, picked: np.ndarray, take: int, now_s: float

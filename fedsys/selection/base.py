@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -11,6 +12,19 @@ import numpy as np
 from fedsys.core.update import ClientId, ClientReport
 
 StateT = TypeVar("StateT")
+
+
+@dataclass(frozen=True)
+class Proposal(Generic[StateT]):
+    """A selector's candidates, in its order of preference, not yet recorded as picked.
+
+    A wrapper that keeps only some of them (availability awareness) calls
+    ``commit(kept)`` so the selector's bookkeeping (pick counts, exploited clients,
+    pacer) counts the clients that really take part, not every candidate it offered.
+    """
+
+    candidates: list[ClientId]
+    commit: Callable[[Sequence[ClientId]], StateT]
 
 
 class Selector(ABC, Generic[StateT]):
@@ -50,6 +64,23 @@ class Selector(ABC, Generic[StateT]):
         now_s
             Current time (virtual in simulation).
         """
+
+    def propose(
+        self,
+        state: StateT,
+        round_idx: int,
+        available: np.ndarray,
+        k: int,
+        now_s: float,
+    ) -> Proposal[StateT]:
+        """What :meth:`select` would pick, with the recording left to the caller.
+
+        The default suits selectors whose ``select`` does not count its picks in the
+        state (random, power-of-choice): committing any subset keeps that state.
+        Selectors that do count (Oort) override it.
+        """
+        picked, after = self.select(state, round_idx, available, k, now_s)
+        return Proposal(picked, lambda kept: after)
 
     def feedback(self, state: StateT, reports: Sequence[ClientReport]) -> StateT:
         """Fold the reports of one round into the state (no-op by default)."""

@@ -135,14 +135,23 @@ class AvailabilitySelectorConfig(_SelectorSettings):
     pool: float = Field(
         1.5,
         ge=1,
-        description="the base picks ceil(pool x K) feasible candidates, the K predicted to go "
-        "offline soonest are kept (1: feasibility filter only)",
+        description="the base offers ceil(pool x K) feasible candidates, of which priority "
+        "keeps K (1: feasibility filter only)",
+    )
+    priority: Literal["last_chance", "soonest"] = Field(
+        "last_chance",
+        description="last_chance: candidates predicted to leave before they could finish "
+        "another round go first, the base's own picks fill the rest; soonest: the K "
+        "candidates leaving soonest (REFL's order)",
     )
 
     def build(self, seed: int) -> AvailabilityAwareSelector:
         """Construct the wrapper and its base with the run's seed."""
         return AvailabilityAwareSelector(
-            base=self.base.build(seed), margin=self.margin, pool=self.pool
+            base=self.base.build(seed),
+            margin=self.margin,
+            pool=self.pool,
+            priority=self.priority,
         )
 
 

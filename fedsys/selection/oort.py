@@ -38,7 +38,7 @@ from dataclasses import replace
 import numpy as np
 
 from fedsys.core.update import ClientId, ClientReport
-from fedsys.selection.base import Selector
+from fedsys.selection.base import Proposal, Selector
 from fedsys.selection.oort_state import OortState, apply_reports
 from fedsys.selection.sampling import (
     as_client_ids,
@@ -226,10 +226,22 @@ class OortSelector(Selector[OortState]):
         now_s: float,
     ) -> tuple[list[ClientId], OortState]:
         """Pick ``min(k, len(available))`` distinct clients (see the class docstring)."""
+        proposal = self.propose(state, round_idx, available, k, now_s)
+        return proposal.candidates, proposal.commit(proposal.candidates)
+
+    def propose(
+        self,
+        state: OortState,
+        round_idx: int,
+        available: np.ndarray,
+        k: int,
+        now_s: float,
+    ) -> Proposal[OortState]:
+        """:meth:`select`'s picks; committing a subset counts only that subset as picked."""
         ids = as_client_ids(available)
         take = min(int(k), len(ids))
         if take <= 0:
-            return [], state
+            return Proposal([], lambda kept: state)
         state = self._pace(state.resized(int(ids[-1]) + 1), round_idx)
         rng = np.random.default_rng([self.seed, round_idx])
         banned = np.zeros(state.num_clients, dtype=bool)
@@ -244,7 +256,12 @@ class OortSelector(Selector[OortState]):
         chosen = np.concatenate([exploit, explore])
         chosen = np.concatenate([chosen, fill_random(rng, allowed, chosen, take - len(chosen))])
         chosen = np.concatenate([chosen, fill_random(rng, ids, chosen, take - len(chosen))])
-        return [int(c) for c in chosen], self._record(state, round_idx, chosen, exploit)
+
+        def commit(kept: Sequence[ClientId]) -> OortState:
+            kept_ids = np.asarray(kept, dtype=np.int64)
+            return self._record(state, round_idx, kept_ids, exploit[np.isin(exploit, kept_ids)])
+
+        return Proposal([int(c) for c in chosen], commit)
 
     def feedback(self, state: OortState, reports: Sequence[ClientReport]) -> OortState:
         """Fold one round's reports (every outcome, see :func:`apply_reports`) into the state."""

@@ -67,6 +67,15 @@ class LocalWork(Settings):
     )
 
 
+LateUpdatesSetting = Annotated[LateUpdates, Field(default_factory=LateUpdates)]
+"""``late_updates`` of the sync and deadline modes (each describes it in its own words)."""
+LocalWorkSetting = Annotated[
+    LocalWork,
+    Field(default_factory=LocalWork, description="local steps and upload share per participant"),
+]
+"""``local_work`` of the sync and deadline modes."""
+
+
 class SyncRounds(Settings):
     """Select ceil(overcommit × K); the round closes when the K-th client arrives.
 
@@ -79,13 +88,10 @@ class SyncRounds(Settings):
         1.3, ge=1.0, description="select ceil(overcommit x K), close at the K-th arrival"
     )
     participation: ParticipationSetting = None
-    late_updates: LateUpdates = Field(
-        default_factory=LateUpdates,
-        description="stragglers' updates aggregated a few rounds late, staleness-discounted",
+    late_updates: LateUpdatesSetting = Field(
+        description="stragglers' updates aggregated a few rounds late, staleness-discounted"
     )
-    local_work: LocalWork = Field(
-        default_factory=LocalWork, description="local steps and upload share per participant"
-    )
+    local_work: LocalWorkSetting
 
 
 class DeadlineRounds(Settings):
@@ -105,13 +111,10 @@ class DeadlineRounds(Settings):
         3, ge=0, description="retry: retries of a short round before it is skipped"
     )
     participation: ParticipationSetting = None
-    late_updates: LateUpdates = Field(
-        default_factory=LateUpdates,
-        description="updates arriving after the deadline aggregated a few rounds late",
+    late_updates: LateUpdatesSetting = Field(
+        description="updates arriving after the deadline aggregated a few rounds late"
     )
-    local_work: LocalWork = Field(
-        default_factory=LocalWork, description="local steps and upload share per participant"
-    )
+    local_work: LocalWorkSetting
 
 
 class AsyncRounds(Settings):

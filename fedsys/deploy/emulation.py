@@ -22,7 +22,6 @@ import asyncio
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, replace
@@ -32,6 +31,7 @@ from typing import Any
 from torch import nn
 
 from fedsys.config.schema import DevicesConfig
+from fedsys.metrics.writers import append_text
 from fedsys.traces.fleet import DeviceFleet
 
 _LOGGER = logging.getLogger(__name__)
@@ -293,12 +293,9 @@ class DeviceEmulation:
         )
         self.timings.append(timing)
         if self.timings_path is not None:
+            # one write per line: whole lines from many clients
             line = json.dumps(asdict(timing)) + "\n"
-            fd = os.open(self.timings_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line.encode())  # one write per line: whole lines from many clients
-            finally:
-                os.close(fd)
+            append_text(self.timings_path, line, permissions=0o644, make_parent=False)
         return timing
 
     def trace_time_s(self) -> float:

@@ -21,7 +21,7 @@ from typing import Any
 
 from fedsys.deploy.memory import current_rss_bytes
 from fedsys.deploy.state import ServerState
-from fedsys.metrics.writers import dumps
+from fedsys.metrics.writers import append_json_lines
 
 STATUS_VERSION = 1
 TRANSFER_METHODS = {"GetModel": "downloads", "Upload": "uploads"}
@@ -104,5 +104,5 @@ class StatusSampler:
             await asyncio.sleep(self.interval_s)
 
     def _append(self, row: dict[str, Any]) -> None:
-        with self.path.open("a") as handle:
-            handle.write(dumps(row) + "\n")
+        # the run folder is the server's: a sample never recreates a removed one
+        append_json_lines(self.path, [row], make_parent=False)

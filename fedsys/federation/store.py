@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fedsys.metrics.writers import atomic_write_text, json_safe
+from fedsys.metrics.writers import append_json_lines, atomic_write_text, json_safe
 
 __all__ = ["ACTIVE", "FINISHED", "JobRecord", "JobStore"]
 
@@ -130,11 +130,8 @@ class JobStore:
 
     def log(self, job_id: str, line: str) -> None:
         """Append one event line to the job's log."""
-        folder = self.folder(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
         entry = {"time_s": round(time.time(), 3), "message": line}
-        with open(folder / LOG_FILE, "a", encoding="utf-8") as out:
-            out.write(json.dumps(entry) + "\n")
+        append_json_lines(self.folder(job_id) / LOG_FILE, [entry])
 
     def logs(self, job_id: str) -> list[str]:
         """A job's log lines, oldest first (``HH:MM:SS message``)."""

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from fedsys.metrics.writers import dumps
+from fedsys.metrics.writers import append_json_lines
 
 SILO_LOG_VERSION = 1
 
@@ -46,35 +46,24 @@ class SiloTaskLog:
         self, job: str, mode: str, started_unix_s: float, records: Iterable[TaskTiming]
     ) -> int:
         """Append ``records`` (times relative to ``started_unix_s``); how many were written."""
-        lines = [
-            dumps(
-                {
-                    "v": SILO_LOG_VERSION,
-                    "kind": "task",
-                    "job": job,
-                    "mode": mode,
-                    "t_s": round(r.received_s - started_unix_s, 4),
-                    "site": r.site,
-                    "task_id": r.task_id,
-                    "attempt": int(r.attempt),
-                    "run_s": round(r.end_s - r.start_s, 4),
-                    "bytes": int(r.payload_bytes),
-                }
-            )
+        rows = (
+            {
+                "v": SILO_LOG_VERSION,
+                "kind": "task",
+                "job": job,
+                "mode": mode,
+                "t_s": round(r.received_s - started_unix_s, 4),
+                "site": r.site,
+                "task_id": r.task_id,
+                "attempt": int(r.attempt),
+                "run_s": round(r.end_s - r.start_s, 4),
+                "bytes": int(r.payload_bytes),
+            }
             for r in records
-        ]
-        self._append(lines)
-        return len(lines)
+        )
+        return append_json_lines(self.path, rows)
 
     def job(self, job: str, mode: str, summary: Mapping[str, Any]) -> None:
         """Append a finished job's line."""
-        self._append(
-            [dumps({"v": SILO_LOG_VERSION, "kind": "job", "job": job, "mode": mode, **summary})]
-        )
-
-    def _append(self, lines: list[str]) -> None:
-        if not lines:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as handle:
-            handle.write("".join(line + "\n" for line in lines))
+        row = {"v": SILO_LOG_VERSION, "kind": "job", "job": job, "mode": mode, **summary}
+        append_json_lines(self.path, [row])

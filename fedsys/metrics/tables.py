@@ -10,13 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from fedsys.metrics.records import RoundRecord
-from fedsys.metrics.writers import atomic_write_text
+from fedsys.metrics.writers import append_text, atomic_write_text
 
 CSV_COLUMNS: tuple[str, ...] = (
     *(f.name for f in fields(RoundRecord) if f.name != "extra"),
@@ -40,21 +39,16 @@ def _cell(value: Any) -> Any:
 
 
 class CsvRoundWriter:
-    """Append one flushed CSV row per round; the header is written with the first row."""
+    """Append one synced CSV row per round; the header is written with the first row."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def write(self, record: RoundRecord) -> None:
         """Append ``record`` (after the header when the file is new or empty)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists() or self.path.stat().st_size == 0
-        with self.path.open("a", newline="") as handle:
-            if fresh:
-                handle.write(",".join(CSV_COLUMNS) + "\n")
-            handle.write(csv_row(record))
-            handle.flush()
-            os.fsync(handle.fileno())
+        header = ",".join(CSV_COLUMNS) + "\n" if fresh else ""
+        append_text(self.path, header + csv_row(record), fsync=True)
 
     def rewrite(self, records: list[RoundRecord]) -> None:
         """Replace the file atomically with exactly ``records`` (used on resume)."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fedsys.metrics.records import RoundRecord
-from fedsys.metrics.writers import atomic_write_text, dumps
+from fedsys.metrics.writers import append_json_lines, atomic_write_text, dumps
 
 TIMELINE_KEY = "timeline"
 """Key of a round record's ``extra`` that holds the round's timeline."""
@@ -99,22 +99,19 @@ class TimelineWriter:
 
     def write(self, record: RoundRecord) -> None:
         """Append ``record``'s timeline, if it carries one."""
-        line = _timeline_line(record)
-        if line is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as handle:
-            handle.write(line)
+        entry = _timeline_entry(record)
+        if entry is not None:
+            append_json_lines(self.path, [entry])
 
     def rewrite(self, records: Iterable[RoundRecord]) -> None:
         """Replace the file with exactly ``records``' timelines (a resumed run)."""
-        lines = [line for line in map(_timeline_line, records) if line is not None]
+        lines = [dumps(e) + "\n" for e in map(_timeline_entry, records) if e is not None]
         if lines or self.path.exists():
             atomic_write_text(self.path, "".join(lines))
 
 
-def _timeline_line(record: RoundRecord) -> str | None:
+def _timeline_entry(record: RoundRecord) -> dict[str, Any] | None:
     entry = record.extra.get(TIMELINE_KEY)
     if not isinstance(entry, Mapping):
         return None
-    return dumps({"round_idx": record.round_idx, **entry}) + "\n"
+    return {"round_idx": record.round_idx, **entry}

@@ -12,10 +12,10 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from fedsys.metrics.records import RoundRecord
 
@@ -59,6 +59,72 @@ def exclusive_lock(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def append_text(
+    path: Path,
+    text: str,
+    *,
+    fsync: bool = False,
+    permissions: int = 0o666,
+    make_parent: bool = True,
+) -> None:
+    """Append ``text`` to ``path`` in one ``O_APPEND`` write; the file is created if missing.
+
+    Why one write: several processes appending to one file never interleave their
+    lines, and a reader sees whole lines or none of the new ones (short of a crash).
+
+    Parameters
+    ----------
+    path
+        The file appended to.
+    text
+        Whole lines, each ending in a newline.
+    fsync
+        Sync the file before returning, so the lines survive a crash of the machine.
+    permissions
+        Mode of a file this call creates (the umask applies), e.g. ``0o600`` for an
+        audit log only its owner may read.
+    make_parent
+        Create the parent folder first if it is missing.
+    """
+    if make_parent:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    data = memoryview(text.encode())
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, permissions)
+    try:
+        while data:  # a regular file takes it all at once; a short write goes on where it left
+            data = data[os.write(fd, data) :]
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def append_json_lines(
+    path: Path,
+    rows: Iterable[Any],
+    *,
+    fsync: bool = False,
+    permissions: int = 0o666,
+    make_parent: bool = True,
+) -> int:
+    """Append each of ``rows`` as one strict JSON line (see :func:`dumps`), all in one write.
+
+    Nothing is written, and no file or folder created, when ``rows`` is empty. The
+    keyword arguments are :func:`append_text`'s.
+
+    Returns
+    -------
+    int
+        How many lines were appended.
+    """
+    lines = [dumps(row) + "\n" for row in rows]
+    if lines:
+        append_text(
+            path, "".join(lines), fsync=fsync, permissions=permissions, make_parent=make_parent
+        )
+    return len(lines)
+
+
 def json_safe(value: Any) -> Any:
     """``value`` with every non-finite float replaced by ``None`` (JSON ``null``)."""
     if isinstance(value, float):
@@ -82,20 +148,12 @@ class JsonlRoundWriter:
         self.path = path
 
     def write(self, record: RoundRecord) -> None:
-        """Append ``record`` and flush it to disk."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as handle:
-            _append_line(handle, dumps(record.to_json()))
+        """Append ``record`` and sync it to disk."""
+        append_json_lines(self.path, [record.to_json()], fsync=True)
 
     def rewrite(self, records: list[RoundRecord]) -> None:
         """Replace the file atomically with exactly ``records`` (used on resume)."""
         atomic_write_text(self.path, "".join(dumps(r.to_json()) + "\n" for r in records))
-
-
-def _append_line(handle: IO[str], line: str) -> None:
-    handle.write(line + "\n")
-    handle.flush()
-    os.fsync(handle.fileno())
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:

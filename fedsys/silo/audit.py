@@ -9,12 +9,13 @@ concurrent site processes never interleave a line and a crash keeps what was wri
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from fedsys.metrics.writers import append_text
 
 __all__ = ["AuditLog", "AuditRecord", "read_audit"]
 
@@ -62,13 +63,7 @@ class AuditLog:
     def append(self, record: AuditRecord) -> None:
         """Append one record as one line, synced to disk."""
         line = json.dumps(_plain(asdict(record)), sort_keys=True) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_text(self.path, line, fsync=True, permissions=0o600)
 
 
 def read_audit(path: Path) -> Iterator[dict[str, Any]]:

@@ -9,16 +9,9 @@ appears in both files is refused at start: one name, one role.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
-import grpc
-
-from fedsys.wire.auth import AuthError, TokenStore, deny, token_from_metadata
-
-_LOGGER = logging.getLogger(__name__)
-
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
+from fedsys.wire.auth import AuthError, TokenAuthInterceptor, TokenStore
 
 __all__ = ["RoleAuthInterceptor", "check_disjoint"]
 
@@ -35,13 +28,18 @@ def check_disjoint(stores: Mapping[str, TokenStore]) -> None:
     for role, store in stores.items():
         for name in store.names():
             if name in seen:
-                raise ValueError(f"{name!r} holds tokens of two roles ({seen[name]}, {role}): "
-                                 f"give each role its own names and tokens")
+                raise ValueError(
+                    f"{name!r} holds tokens of two roles ({seen[name]}, {role}): "
+                    f"give each role its own names and tokens"
+                )
             seen[name] = role
 
 
-class RoleAuthInterceptor(grpc.aio.ServerInterceptor):
+class RoleAuthInterceptor(TokenAuthInterceptor):
     """Refuse a call whose token is not one of the role that the called service serves.
+
+    :class:`~fedsys.wire.auth.TokenAuthInterceptor` with a store per service; a refusal
+    also names the service the caller was refused by.
 
     Parameters
     ----------
@@ -51,27 +49,11 @@ class RoleAuthInterceptor(grpc.aio.ServerInterceptor):
         ``"/package.Service/"`` method prefix -> the token store of its role.
     """
 
-    def __init__(self, default: TokenStore,
-                 by_service: Mapping[str, TokenStore] | None = None) -> None:
-        self.default = default
-        self.by_service = dict(by_service or {})
+    def __init__(
+        self, default: TokenStore, by_service: Mapping[str, TokenStore] | None = None
+    ) -> None:
+        super().__init__(default, by_service=by_service)
 
-    def store_for(self, method: str) -> TokenStore:
-        """The token store that calls of ``method`` are checked against."""
-        for prefix, store in self.by_service.items():
-            if method.startswith(prefix):
-                return store
-        return self.default
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method
-        token = token_from_metadata(handler_call_details.invocation_metadata)
-        try:
-            self.store_for(method).identify(token)
-        except AuthError as exc:
-            _LOGGER.warning("refused call to %s: %s", method, exc)
-            return deny(f"{exc} (for {method.rsplit('/', 2)[-2]})")
-        return await continuation(handler_call_details)
-
+    def refusal(self, method: str, error: AuthError) -> str:
+        """The token's fault and the service that refused it (``... (for Coordinator)``)."""
+        return f"{error} (for {method.rsplit('/', 2)[-2]})"

@@ -13,7 +13,7 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,11 +183,39 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
 
     A refused call ends with ``UNAUTHENTICATED`` and one WARNING log line naming the
     method and the reason. Handlers learn the caller's name with :func:`caller_name`.
+
+    Parameters
+    ----------
+    store
+        The token store calls are checked against (every service not in ``by_service``).
+    open_methods
+        Full method names (``"/package.Service/Method"``) served without a token.
+    by_service
+        ``"/package.Service/"`` method prefix -> the token store of the role that service
+        serves: one port can serve several roles (sites, analysts), each with its own
+        credentials, so a token of one role is unknown to another role's services.
     """
 
-    def __init__(self, store: TokenStore, open_methods: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        store: TokenStore,
+        open_methods: frozenset[str] = frozenset(),
+        by_service: Mapping[str, TokenStore] | None = None,
+    ) -> None:
         self.store = store
         self.open_methods = open_methods
+        self.by_service = dict(by_service or {})
+
+    def store_for(self, method: str) -> TokenStore:
+        """The token store that calls of ``method`` are checked against."""
+        for prefix, store in self.by_service.items():
+            if method.startswith(prefix):
+                return store
+        return self.store
+
+    def refusal(self, method: str, error: AuthError) -> str:
+        """The reason a refused call of ``method`` ends with (the caller sees it)."""
+        return str(error)
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -197,10 +225,10 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
             return await continuation(handler_call_details)
         token = token_from_metadata(handler_call_details.invocation_metadata)
         try:
-            self.store.identify(token)
+            self.store_for(method).identify(token)
         except AuthError as exc:
             _LOGGER.warning("refused call to %s: %s", method, exc)
-            return deny(str(exc))
+            return deny(self.refusal(method, exc))
         return await continuation(handler_call_details)
 
 

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from fedsys.metrics.records import RoundRecord
-from fedsys.metrics.writers import JsonlRoundWriter, atomic_write_text, write_summary
+from fedsys.metrics.writers import (
+    JsonlRoundWriter,
+    append_json_lines,
+    append_text,
+    atomic_write_text,
+    write_summary,
+)
 
 
 def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -50,3 +60,81 @@ def test_nan_and_infinity_are_written_as_null(tmp_path: Path) -> None:
     assert row["train_loss"] is None
     assert summary == {"mean_round_s": None, "x": [None]}
     assert "NaN" not in (tmp_path / "rounds.jsonl").read_text()
+
+
+def test_append_json_lines_adds_strict_lines_and_counts_them(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "folder" / "log.jsonl"
+
+    first = append_json_lines(path, [{"a": 1}, {"b": float("nan")}])
+    second = append_json_lines(path, iter([{"c": [1.5, float("inf")]}]))
+
+    assert (first, second) == (2, 1)
+    assert path.read_text() == '{"a": 1}\n{"b": null}\n{"c": [1.5, null]}\n'
+
+
+def test_append_json_lines_without_rows_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "log.jsonl"
+
+    assert append_json_lines(path, []) == 0
+
+    assert not (tmp_path / "sub").exists()
+
+
+def test_append_text_creates_the_file_with_the_given_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    old_umask = os.umask(0o022)
+    try:
+        append_text(path, "one\n", fsync=True, permissions=0o600)
+        append_text(path, "two\n", permissions=0o666)  # an existing file keeps its mode
+    finally:
+        os.umask(old_umask)
+
+    assert path.read_text() == "one\ntwo\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_append_text_can_refuse_to_create_a_missing_folder(tmp_path: Path) -> None:
+    path = tmp_path / "gone" / "server_status.jsonl"
+
+    with pytest.raises(FileNotFoundError):
+        append_json_lines(path, [{"v": 1}], make_parent=False)
+
+    assert not (tmp_path / "gone").exists()
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from fedsys.metrics.writers import append_json_lines
+path, who = Path(sys.argv[1]), int(sys.argv[2])
+for i in range(40):
+    append_json_lines(path, [{"who": who, "i": i, "pad": "x" * 70_000}, {"who": who, "i": -i}])
+"""
+
+
+def test_processes_appending_to_one_file_never_interleave_lines(tmp_path: Path) -> None:
+    path = tmp_path / "shared.jsonl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(who)], env=env)
+        for who in range(4)
+    ]
+    try:
+        codes = [proc.wait(timeout=60) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    assert codes == [0, 0, 0, 0]
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == 4 * 40 * 2
+    # each call's two rows land together (one write), each writer's calls in the order made
+    firsts, seconds = rows[::2], rows[1::2]
+    pairs = [
+        (a["who"], a["i"], b["who"], b["i"], "pad" in b)
+        for a, b in zip(firsts, seconds, strict=True)
+    ]
+    assert all(w1 == w2 and i2 == -i1 and not padded for w1, i1, w2, i2, padded in pairs)
+    for who in range(4):
+        assert [i for w, i, *_ in pairs if w == who] == list(range(40))

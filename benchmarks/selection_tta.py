@@ -10,8 +10,8 @@ in how rounds use their participants:
   at run time from ``--oort-repo PATH`` and driven as Oort's own simulator drives it
   (``benchmarks/oort_original.py``), same settings as ours; skipped without a checkout;
 * ``avail``: Oort behind the availability-aware selector (REFL): never a client
-  predicted to leave before it finishes while others can; of Oort's ``1.5 K``
-  candidates, those who could not finish another round first, Oort's own picks after;
+  predicted to leave before it finishes while others can, the soonest-leaving of
+  Oort's ``1.5 K`` candidates first;
 * ``late``: Oort, stragglers' updates aggregated up to 5 rounds late with weight
   ``(1 + s)^-0.5`` (REFL's stale-update aggregation);
 * ``work``: Oort, local steps from idle time up to 4x and top-k partial uploads for

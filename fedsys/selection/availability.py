@@ -20,14 +20,16 @@ reports when it subscribes. Both then call the unchanged ``select``::
 clients as it always does, among the ones that can finish, and offers ``pool x k``
 candidates. Which ``k`` of them take part is the ``priority``:
 
-* ``last_chance`` (default): a candidate that can finish this round but is predicted
-  to leave before it could finish another one (remaining online time below its own
-  round plus the round's expected length) is taken first, soonest to leave first; the
-  other slots keep the base's own ``k`` picks. Whoever is still online next round can
-  wait for it, so the base's ranking (Oort's utility, its exploration share) is kept
-  wherever no data is about to disappear.
-* ``soonest``: the ``k`` candidates predicted to leave soonest (REFL's ordering),
-  whatever the base preferred among them.
+* ``soonest`` (default): the ``k`` candidates predicted to leave soonest (REFL's
+  ordering), whatever the base preferred among them.
+* ``last_chance``: a candidate that can finish this round but is predicted to leave
+  before it could finish another one (remaining online time below its own round plus
+  the round's expected length) is taken first, soonest to leave first; the other
+  slots keep the base's own ``k`` picks, so the base's ranking (Oort's utility, its
+  exploration share) is kept wherever no data is about to disappear. Measured
+  slower than ``soonest`` behind Oort (``benchmarks/selection_tta.py``, see
+  docs/benchmarks/selection_tta.md): drawing among more of Oort's candidates also
+  spreads rounds over more clients.
 
 Only the clients kept are recorded as picked by the base (:class:`Proposal`): Oort's
 pick counts and exploitation marks count who really takes part.
@@ -173,7 +175,7 @@ class AvailabilityAwareSelector(Selector[AvailabilityState]):
         The base offers ``ceil(pool * k)`` feasible candidates (1: no leaving-soon
         priority, a pure feasibility filter).
     priority
-        Which ``k`` candidates are kept: ``last_chance`` or ``soonest`` (see the
+        Which ``k`` candidates are kept: ``soonest`` or ``last_chance`` (see the
         module docstring).
     """
 
@@ -182,7 +184,7 @@ class AvailabilityAwareSelector(Selector[AvailabilityState]):
         base: Selector,
         margin: float = 1.0,
         pool: float = 1.5,
-        priority: Literal["last_chance", "soonest"] = "last_chance",
+        priority: Literal["last_chance", "soonest"] = "soonest",
     ) -> None:
         if margin <= 0:
             raise ValueError(f"margin must be > 0, got {margin}")

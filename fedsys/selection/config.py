@@ -138,11 +138,11 @@ class AvailabilitySelectorConfig(_SelectorSettings):
         description="the base offers ceil(pool x K) feasible candidates, of which priority "
         "keeps K (1: feasibility filter only)",
     )
-    priority: Literal["last_chance", "soonest"] = Field(
-        "last_chance",
-        description="last_chance: candidates predicted to leave before they could finish "
-        "another round go first, the base's own picks fill the rest; soonest: the K "
-        "candidates leaving soonest (REFL's order)",
+    priority: Literal["soonest", "last_chance"] = Field(
+        "soonest",
+        description="soonest: the K candidates leaving soonest (REFL's order); last_chance: "
+        "candidates predicted to leave before they could finish another round go first, "
+        "the base's own picks fill the rest",
     )
 
     def build(self, seed: int) -> AvailabilityAwareSelector:

@@ -71,10 +71,10 @@ def test_short_of_feasible_clients_the_ones_with_most_time_to_spare_fill_the_rou
     assert sorted(picked) == [0, 1, 2]
 
 
-def test_with_soonest_priority_the_candidates_leaving_first_are_kept() -> None:
+def test_of_the_base_candidates_the_soonest_to_leave_are_kept() -> None:
     # All feasible; pool 2 lets the base offer 6 candidates for 3 slots.
     until = np.array([500.0, 900.0, 300.0, 800.0, 200.0, 700.0, 400.0, 600.0])
-    selector = AvailabilityAwareSelector(RandomSelector(seed=5), pool=2.0, priority="soonest")
+    selector = AvailabilityAwareSelector(RandomSelector(seed=5), pool=2.0)
     state = _fed(selector, until, np.full(8, 100.0), now=0.0)
     candidates, _ = RandomSelector(seed=5).select(None, 4, np.arange(8), 6, 0.0)
     picked, _ = selector.select(state, 4, np.arange(8), 3, 0.0)

@@ -13,6 +13,10 @@ acknowledged (coupled), and the site asks for its next task only then (late bind
 Before a task runs, the site's gate (:mod:`fedsys.silo.gate`) checks it against the
 site's own rules (``site.yaml``) and may refuse it; a refusal is reported in
 ``TaskDone.refused``. A site without rules runs every task (trusted, local use only).
+
+A job's state at the site (its queued tasks, their inputs) is a
+:class:`~fedsys.silo.site_job.SiteJob`; uploads and input pulls are
+:class:`~fedsys.silo.site_transfer.SiteTransfers`'.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import json
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -30,12 +33,14 @@ from dataclasses import dataclass, field
 import grpc
 
 from fedsys.silo.gate import SiteGate, TaskRequest, Verdict
+from fedsys.silo.site_job import SiteJob, output_header, task_done
+from fedsys.silo.site_transfer import SiteTransfers
 from fedsys.silo.task_registry import load_task_modules
 from fedsys.silo.worker import WorkResult, make_pool, run_task
 from fedsys.wire.auth import bearer_metadata
-from fedsys.wire.chunks import PayloadError, Reassembler, receive, split
+from fedsys.wire.chunks import PayloadError
 from fedsys.wire.errors import error_text
-from fedsys.wire.protos import common_pb2, silo_pb2, silo_pb2_grpc
+from fedsys.wire.protos import silo_pb2, silo_pb2_grpc
 from fedsys.wire.reconnect import keep_connected
 from fedsys.wire.transport import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -86,22 +91,6 @@ class SiteSettings:
     upload_chunk_bytes: int = 64 * 1024
 
 
-@dataclass
-class _JobState:
-    """What the site holds for the job in progress."""
-
-    job_id: str = ""
-    analyst: str = ""
-    late_binding: bool = False
-    coupled_output: bool = False
-    threshold_bytes: int = 64 * 1024
-    pending: deque[silo_pb2.TaskAssignment] = field(default_factory=deque)
-    inputs: dict[str, tuple[bytes, str]] = field(default_factory=dict)
-    partial: dict[str, Reassembler] = field(default_factory=dict)
-    refused: set[str] = field(default_factory=set)
-    """Pushed inputs this site refused: their tasks pull them whole instead."""
-
-
 class SiteManager:
     """Runs a site: connect, execute bound tasks, send outputs, reconnect on failure.
 
@@ -141,12 +130,13 @@ class SiteManager:
         self.name = name
         self.gate = gate or SiteGate(None)
         self._pool: ProcessPoolExecutor | None = None
-        self._job = _JobState()
+        self._job = SiteJob()
         self._free = self.settings.workers
         self._wake = asyncio.Event()
         self._outbox: asyncio.Queue[silo_pb2.SiteMessage | None] = asyncio.Queue()
         self._comm: asyncio.Queue[tuple[silo_pb2.OutputHeader, bytes]] = asyncio.Queue()
         self._stub: silo_pb2_grpc.CoordinatorStub | None = None
+        self._transfers: SiteTransfers | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -197,12 +187,15 @@ class SiteManager:
         ``connected`` is called at each message from the coordinator: a site that got
         through starts its reconnection count afresh.
         """
-        self._job = _JobState()
+        self._job = SiteJob()
         self._free = self.settings.workers
         self._outbox = asyncio.Queue()
         async with open_channel(self.coordinator, self.security,
                                 self.settings.max_message_bytes) as channel:
             self._stub = silo_pb2_grpc.CoordinatorStub(channel)
+            self._transfers = SiteTransfers(
+                self._stub, self.token, self.settings.transfer_timeout_s,
+                self.settings.max_input_bytes, self.settings.upload_chunk_bytes)
             hello = silo_pb2.Hello(workers=self.settings.workers,
                                    datasets=sorted(self.datasets), tasks=list(task_names))
             self._outbox.put_nowait(silo_pb2.SiteMessage(hello=hello))
@@ -263,23 +256,14 @@ class SiteManager:
         elif kind == "input" and message.input.job_id == job.job_id:
             self._on_input(message.input)
         elif kind == "evict" and message.evict.job_id == job.job_id:
-            for key in message.evict.keys:  # the coordinator knows no task needs it again
-                job.inputs.pop(key, None)
+            job.evict(message.evict.keys)  # the coordinator knows no task needs them again
         elif kind == "reclaim" and message.reclaim.job_id == job.job_id:
-            wanted = set(message.reclaim.task_ids)
-            given = [t.task_id for t in job.pending if t.task_id in wanted]
-            job.pending = deque(t for t in job.pending if t.task_id not in wanted)
+            given = job.reclaim(message.reclaim.task_ids)
             self._send(silo_pb2.SiteMessage(
                 reclaimed=silo_pb2.Reclaimed(task_ids=given, job_id=job.job_id)))
 
     def _start_job(self, mode: silo_pb2.JobMode) -> None:
-        self._job = _JobState(
-            job_id=mode.job_id,
-            analyst=mode.analyst,
-            late_binding=mode.late_binding,
-            coupled_output=mode.coupled_output,
-            threshold_bytes=int(mode.output_threshold_bytes),
-        )
+        self._job = SiteJob.from_mode(mode)
         if mode.late_binding and self._free > 0:
             self._request(self._free)
 
@@ -289,32 +273,11 @@ class SiteManager:
 
     def _on_input(self, part: silo_pb2.InputPart) -> None:
         """Collect a pushed input; streamed parts wait for their seal to be checked."""
-        job = self._job
-        key = part.key
-        if part.sealed_sha256:
-            assembler = job.partial.pop(key, None)
-            if assembler is None:
-                return  # joined mid-stream: the whole input is pushed once complete
-            try:
-                job.inputs[key] = (assembler.result(part.sealed_sha256), part.meta_json)
-                self._wake.set()
-            except PayloadError as exc:
-                self._refuse_input(key, f"streamed input {key} refused: {exc}")
-            return
-        assembler = job.partial.get(key)
-        if part.chunk.offset == 0:  # a new push replaces an abandoned stream
-            assembler = job.partial[key] = Reassembler(self.settings.max_input_bytes)
-        if assembler is None:
-            return  # parts of a stream that began before this session
-        try:
-            assembler.add(part.chunk)
-            if assembler.complete and not part.streamed:
-                job.inputs[key] = (assembler.result(), part.meta_json)
-                del job.partial[key]
-                self._wake.set()
-        except PayloadError as exc:
-            del job.partial[key]
-            self._refuse_input(key, f"input {key} refused: {exc}")
+        ready, refused = self._job.on_input(part, self.settings.max_input_bytes)
+        if refused is not None:
+            self._refuse_input(part.key, refused)
+        elif ready:
+            self._wake.set()
 
     def _refuse_input(self, key: str, reason: str) -> None:
         """A pushed input failed its checks: the tasks waiting for it pull it instead.
@@ -325,19 +288,13 @@ class SiteManager:
         """
         _LOGGER.error("pushed input refused; its tasks will fetch it whole",
                       extra={"key": key, "reason": reason})
-        self._job.refused.add(key)
+        self._job.refuse(key)
         self._wake.set()
 
     # ------------------------------------------------------------ execution
 
     def _runnable(self) -> silo_pb2.TaskAssignment | None:
-        job = self._job
-        for index, task in enumerate(job.pending):
-            if not task.inputs_pushed or all(k in job.inputs or k in job.refused
-                                             for k in task.inputs):
-                del job.pending[index]
-                return task
-        return None
+        return self._job.runnable()
 
     async def _dispatch(self) -> None:
         """Start runnable tasks whenever a worker is free (no round trip needed).
@@ -359,7 +316,7 @@ class SiteManager:
         """Tasks handed to the pool beyond its free workers (see :meth:`_dispatch`)."""
         return 0 if self._job.late_binding else 1
 
-    def _release(self, job: _JobState) -> None:
+    def _release(self, job: SiteJob) -> None:
         """A worker is free again: a late-binding site asks the current job for a task.
 
         The task may belong to the previous job: a coupled upload holds its worker until
@@ -371,7 +328,7 @@ class SiteManager:
             self._request(1)
         self._wake.set()
 
-    async def _execute(self, task: silo_pb2.TaskAssignment, job: _JobState) -> None:
+    async def _execute(self, task: silo_pb2.TaskAssignment, job: SiteJob) -> None:
         try:
             params = json.loads(task.params_json) if task.params_json else {}
             request = TaskRequest(job.analyst, job.job_id, task.task_id, task.task,
@@ -391,11 +348,11 @@ class SiteManager:
             )
             small = len(result.payload) <= job.threshold_bytes or bool(result.error)
             if small:
-                self._send(silo_pb2.SiteMessage(done=_done(task, result, job.job_id)))
+                self._send(silo_pb2.SiteMessage(done=task_done(task, result, job.job_id)))
             if self.gate.rules is not None:  # audited off the loop, the output already sent
                 self._spawn(asyncio.to_thread(self.gate.finished, request, verdict,
                                               result.error))
-            header = _header(task, result, job.job_id)
+            header = output_header(task, result, job.job_id)
             if not small and job.coupled_output:
                 await self._upload(header, result.payload)
             elif not small:
@@ -422,25 +379,12 @@ class SiteManager:
         self._send(silo_pb2.SiteMessage(done=silo_pb2.TaskDone(
             task_id=task_id, attempt=attempt, job_id=job_id, error=error)))
 
-    async def _input(self, job: _JobState, key: str) -> tuple[bytes, str]:
+    async def _input(self, job: SiteJob, key: str) -> tuple[bytes, str]:
         """An input: pushed already, or pulled from the coordinator (baseline)."""
         if key in job.inputs:
             return job.inputs[key]
-        assert self._stub is not None
-        meta = ""
-
-        def chunk_of(part: silo_pb2.InputPart) -> common_pb2.Chunk:
-            nonlocal meta
-            meta = part.meta_json
-            return part.chunk
-
-        call = self._stub.FetchInput(
-            silo_pb2.InputRequest(key=key, job_id=job.job_id),
-            metadata=bearer_metadata(self.token), timeout=self.settings.transfer_timeout_s)
-        payload = await receive(
-            call, Reassembler(self.settings.max_input_bytes),
-            idle_timeout_s=self.settings.transfer_timeout_s, chunk_of=chunk_of, to_end=True)
-        job.inputs[key] = (payload, meta)
+        assert self._transfers is not None
+        job.inputs[key] = await self._transfers.fetch_input(job.job_id, key)
         return job.inputs[key]
 
     async def _comm_worker(self) -> None:
@@ -458,31 +402,5 @@ class SiteManager:
                                      f"output upload failed: {error_text(exc)}")
 
     async def _upload(self, header: silo_pb2.OutputHeader, payload: bytes) -> bool:
-        assert self._stub is not None
-        header.send_start_s = time.time()
-
-        async def parts() -> AsyncIterator[silo_pb2.OutputPart]:
-            yield silo_pb2.OutputPart(header=header)
-            for chunk in split(payload, self.settings.upload_chunk_bytes):
-                yield silo_pb2.OutputPart(chunk=chunk)
-
-        ack = await self._stub.PutOutput(
-            parts(), metadata=bearer_metadata(self.token),
-            timeout=self.settings.transfer_timeout_s)
-        return bool(ack.accepted)
-
-
-def _done(task: silo_pb2.TaskAssignment, result: WorkResult, job_id: str) -> silo_pb2.TaskDone:
-    return silo_pb2.TaskDone(
-        task_id=task.task_id, attempt=task.attempt, compute_s=result.compute_s,
-        inline=not result.error, payload=result.payload, meta_json=result.meta_json,
-        error=result.error, payload_bytes=len(result.payload), start_s=result.start_s,
-        end_s=result.end_s, job_id=job_id, worker_pid=result.worker_pid)
-
-
-def _header(task: silo_pb2.TaskAssignment, result: WorkResult, job_id: str
-            ) -> silo_pb2.OutputHeader:
-    return silo_pb2.OutputHeader(
-        task_id=task.task_id, attempt=task.attempt, meta_json=result.meta_json, job_id=job_id,
-        compute_s=result.compute_s, start_s=result.start_s, end_s=result.end_s,
-        worker_pid=result.worker_pid)
+        assert self._transfers is not None
+        return await self._transfers.upload(header, payload)

@@ -1,9 +1,13 @@
 """The site manager: dials the coordinator, runs bound tasks on local data, sends outputs.
 
 One manager per site. It holds one ``Connect`` stream to the coordinator and a pool of
-compute worker processes (:mod:`fedsys.silo.worker`). Tasks bound to the site wait in a
-local FIFO until their inputs are there (pushed by the coordinator, or pulled in
-baseline mode) and a worker is free; the data never leaves the site, only outputs do.
+compute worker processes (:mod:`fedsys.silo.worker`). It may hold several jobs at once
+(keyed by job id: every message about a job names it). Tasks bound to the site wait in
+their job's FIFO until their inputs are there (pushed by the coordinator, or pulled in
+baseline mode) and a worker is free; a free worker goes to the job whose analyst holds
+the fewest workers (fair share, :mod:`fedsys.silo.site_share`). A job's end
+(``JobEnd``: done, failed or cancelled) drops its queued tasks and inputs at once. The
+data never leaves the site, only outputs do.
 
 Outputs up to the job's threshold ride inline on the stream. Larger ones go to
 communication workers that upload them on ``PutOutput`` while compute goes on
@@ -34,6 +38,7 @@ import grpc
 
 from fedsys.silo.gate import SiteGate, TaskRequest, Verdict
 from fedsys.silo.site_job import SiteJob, output_header, task_done
+from fedsys.silo.site_share import next_job
 from fedsys.silo.site_transfer import SiteTransfers
 from fedsys.silo.task_registry import load_task_modules
 from fedsys.silo.worker import WorkResult, make_pool, run_task
@@ -130,7 +135,8 @@ class SiteManager:
         self.name = name
         self.gate = gate or SiteGate(None)
         self._pool: ProcessPoolExecutor | None = None
-        self._job = SiteJob()
+        self._jobs: dict[str, SiteJob] = {}
+        self._served = 0
         self._free = self.settings.workers
         self._wake = asyncio.Event()
         self._outbox: asyncio.Queue[silo_pb2.SiteMessage | None] = asyncio.Queue()
@@ -187,7 +193,7 @@ class SiteManager:
         ``connected`` is called at each message from the coordinator: a site that got
         through starts its reconnection count afresh.
         """
-        self._job = SiteJob()
+        self._jobs = {}
         self._free = self.settings.workers
         self._outbox = asyncio.Queue()
         async with open_channel(self.coordinator, self.security,
@@ -239,7 +245,6 @@ class SiteManager:
 
     def _on_message(self, message: silo_pb2.CoordinatorMessage) -> None:
         kind = message.WhichOneof("kind")
-        job = self._job
         if kind == "ping":
             self._send(silo_pb2.SiteMessage(
                 pong=silo_pb2.Pong(coordinator_time_s=message.ping.coordinator_time_s)))
@@ -248,38 +253,72 @@ class SiteManager:
                                              "site": message.welcome.site})
         elif kind == "mode":
             self._start_job(message.mode)
+        elif kind == "end":
+            self._end_job(message.end.job_id, message.end.reason)
         elif kind == "assign":
             for task in message.assign.tasks:
-                if task.job_id == job.job_id:
+                job = self._jobs.get(task.job_id)
+                if job is not None:
                     job.pending.append(task)
+                    job.asked = max(0, job.asked - 1)
             self._wake.set()
-        elif kind == "input" and message.input.job_id == job.job_id:
-            self._on_input(message.input)
-        elif kind == "evict" and message.evict.job_id == job.job_id:
+        elif kind == "input" and (job := self._jobs.get(message.input.job_id)):
+            self._on_input(job, message.input)
+        elif kind == "evict" and (job := self._jobs.get(message.evict.job_id)):
             job.evict(message.evict.keys)  # the coordinator knows no task needs them again
-        elif kind == "reclaim" and message.reclaim.job_id == job.job_id:
+        elif kind == "reclaim" and (job := self._jobs.get(message.reclaim.job_id)):
             given = job.reclaim(message.reclaim.task_ids)
             self._send(silo_pb2.SiteMessage(
                 reclaimed=silo_pb2.Reclaimed(task_ids=given, job_id=job.job_id)))
 
     def _start_job(self, mode: silo_pb2.JobMode) -> None:
-        self._job = SiteJob.from_mode(mode)
-        if mode.late_binding and self._free > 0:
-            self._request(self._free)
+        """A job starts, beside the others this site holds: its tasks get a fair share
+        of the workers (:func:`~fedsys.silo.site_share.next_job`)."""
+        if mode.job_id in self._jobs:
+            return
+        job = self._jobs[mode.job_id] = SiteJob.from_mode(mode)  # never served: first in ties
+        self._top_up(job)
 
-    def _request(self, count: int) -> None:
+    def _end_job(self, job_id: str, reason: str) -> None:
+        """A job is over: its queued tasks and inputs go at once (its running ones finish,
+        and their outputs are not sent)."""
+        job = self._jobs.pop(job_id, None)
+        if job is None:
+            return
+        dropped = len(job.pending)
+        job.end()
+        _LOGGER.info("job ended", extra={"job_id": job_id, "reason": reason,
+                                         "dropped_tasks": dropped, "running_tasks": job.running})
+        self._wake.set()
+
+    def _top_up(self, job: SiteJob) -> None:
+        """Late binding: ask for a task per free worker, up to the workers in all.
+
+        A job that holds nothing here asks for one task even when other jobs hold every
+        worker, so it takes its share of the next worker that frees. With one job this
+        is plain late binding: the free workers at its start, then one per freed worker.
+        """
+        if not job.late_binding or job.ended:
+            return
+        holds = job.holds()
+        count = min(self.settings.workers - holds, max(self._free, 1 if holds == 0 else 0))
+        if count > 0:
+            job.asked += count
+            self._request(job, count)
+
+    def _request(self, job: SiteJob, count: int) -> None:
         self._send(silo_pb2.SiteMessage(
-            request=silo_pb2.TaskRequest(count=count, job_id=self._job.job_id)))
+            request=silo_pb2.TaskRequest(count=count, job_id=job.job_id)))
 
-    def _on_input(self, part: silo_pb2.InputPart) -> None:
+    def _on_input(self, job: SiteJob, part: silo_pb2.InputPart) -> None:
         """Collect a pushed input; streamed parts wait for their seal to be checked."""
-        ready, refused = self._job.on_input(part, self.settings.max_input_bytes)
+        ready, refused = job.on_input(part, self.settings.max_input_bytes)
         if refused is not None:
-            self._refuse_input(part.key, refused)
+            self._refuse_input(job, part.key, refused)
         elif ready:
             self._wake.set()
 
-    def _refuse_input(self, key: str, reason: str) -> None:
+    def _refuse_input(self, job: SiteJob, key: str, reason: str) -> None:
         """A pushed input failed its checks: the tasks waiting for it pull it instead.
 
         The pull fetches the coordinator's whole copy (a corrupted stream heals); one
@@ -288,13 +327,20 @@ class SiteManager:
         """
         _LOGGER.error("pushed input refused; its tasks will fetch it whole",
                       extra={"key": key, "reason": reason})
-        self._job.refuse(key)
+        job.refuse(key)
         self._wake.set()
 
     # ------------------------------------------------------------ execution
 
-    def _runnable(self) -> silo_pb2.TaskAssignment | None:
-        return self._job.runnable()
+    def _runnable(self) -> tuple[silo_pb2.TaskAssignment, SiteJob] | None:
+        """The next task to start and its job (fair share between jobs), if any may."""
+        job = next_job(self._jobs.values(), self._free)
+        task = job.runnable() if job is not None else None
+        if job is None or task is None:
+            return None
+        self._served += 1
+        job.served = self._served
+        return task, job
 
     async def _dispatch(self) -> None:
         """Start runnable tasks whenever a worker is free (no round trip needed).
@@ -303,29 +349,30 @@ class SiteManager:
         worker that finishes takes the next task from the pool's queue at once instead of
         idling while this event loop hears of it and hands over the next one (on a busy
         machine that hand-over costs more than a short task). Late binding keeps to one
-        task per free worker: it asks for work only when a worker is free.
+        task per free worker: it asks for work only when a worker is free. Between the
+        jobs the site holds, each free worker goes to the job whose analyst, then job,
+        holds the fewest workers (:func:`~fedsys.silo.site_share.next_job`).
         """
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._free + self._prefetch() > 0 and (task := self._runnable()) is not None:
+            while (picked := self._runnable()) is not None:
+                task, job = picked
                 self._free -= 1
-                self._spawn(self._execute(task, self._job))
-
-    def _prefetch(self) -> int:
-        """Tasks handed to the pool beyond its free workers (see :meth:`_dispatch`)."""
-        return 0 if self._job.late_binding else 1
+                job.running += 1
+                self._spawn(self._execute(task, job))
 
     def _release(self, job: SiteJob) -> None:
-        """A worker is free again: a late-binding site asks the current job for a task.
+        """A worker is free again: late-binding jobs ask for tasks to fill it.
 
-        The task may belong to the previous job: a coupled upload holds its worker until
+        The task may belong to a job that ended: a coupled upload holds its worker until
         the acknowledgement, which can arrive after the next job's mode message (which
         only asked for the workers free at that moment), so the freed worker asks now.
         """
         self._free += 1
-        if self._job.late_binding and self._job.job_id:
-            self._request(1)
+        job.running -= 1
+        for live in list(self._jobs.values()):
+            self._top_up(live)
         self._wake.set()
 
     async def _execute(self, task: silo_pb2.TaskAssignment, job: SiteJob) -> None:
@@ -333,6 +380,8 @@ class SiteManager:
             params = json.loads(task.params_json) if task.params_json else {}
             request = TaskRequest(job.analyst, job.job_id, task.task_id, task.task,
                                   task.dataset, params)
+            if job.ended:
+                return  # cancelled while it waited for a worker: never admitted, never run
             verdict = await self._admit(request)
             if verdict.refused:
                 self._send(silo_pb2.SiteMessage(done=silo_pb2.TaskDone(
@@ -347,13 +396,15 @@ class SiteManager:
                 verdict.params, inputs
             )
             small = len(result.payload) <= job.threshold_bytes or bool(result.error)
-            if small:
+            if small and not job.ended:
                 self._send(silo_pb2.SiteMessage(done=task_done(task, result, job.job_id)))
             if self.gate.rules is not None:  # audited off the loop, the output already sent
                 self._spawn(asyncio.to_thread(self.gate.finished, request, verdict,
                                               result.error))
             header = output_header(task, result, job.job_id)
-            if not small and job.coupled_output:
+            if job.ended:
+                pass  # the job is over: the coordinator would drop its output
+            elif not small and job.coupled_output:
                 await self._upload(header, result.payload)
             elif not small:
                 self._comm.put_nowait((header, result.payload))
@@ -391,6 +442,8 @@ class SiteManager:
         """Send large outputs while the compute workers go on (decoupled mode)."""
         while True:
             header, payload = await self._comm.get()
+            if header.job_id not in self._jobs:
+                continue  # its job ended (cancelled): nobody wants the output any more
             try:
                 await self._upload(header, payload)
             except (grpc.aio.AioRpcError, TimeoutError) as exc:

@@ -32,6 +32,14 @@ class SiteJob:
     partial: dict[str, Reassembler] = field(default_factory=dict)
     refused: set[str] = field(default_factory=set)
     """Pushed inputs this site refused: their tasks pull them whole instead."""
+    running: int = 0
+    """Tasks of the job holding a worker (or queued in the pool) now."""
+    asked: int = 0
+    """Late binding: tasks asked for and not received yet."""
+    served: int = 0
+    """When a worker was last given to the job (a counter): ties go to the longest wait."""
+    ended: bool = False
+    """The job is over at the coordinator: nothing more of it runs or is sent."""
 
     @classmethod
     def from_mode(cls, mode: silo_pb2.JobMode) -> SiteJob:
@@ -93,14 +101,27 @@ class SiteJob:
         self.pending = deque(t for t in self.pending if t.task_id not in wanted)
         return given
 
-    def runnable(self) -> silo_pb2.TaskAssignment | None:
-        """Take the first queued task whose pushed inputs are all here (or refused)."""
+    def runnable(self, take: bool = True) -> silo_pb2.TaskAssignment | None:
+        """The first queued task whose pushed inputs are all here (or refused); taken
+        off the queue unless ``take`` is false."""
         for index, task in enumerate(self.pending):
             if not task.inputs_pushed or all(k in self.inputs or k in self.refused
                                              for k in task.inputs):
-                del self.pending[index]
+                if take:
+                    del self.pending[index]
                 return task
         return None
+
+    def holds(self) -> int:
+        """Tasks of a late-binding job asked for, queued or running here."""
+        return self.asked + len(self.pending) + self.running
+
+    def end(self) -> None:
+        """Drop the job's queued tasks and inputs at once (its running tasks finish)."""
+        self.ended = True
+        self.pending.clear()
+        self.inputs.clear()
+        self.partial.clear()
 
 
 def task_done(task: silo_pb2.TaskAssignment, result: WorkResult, job_id: str

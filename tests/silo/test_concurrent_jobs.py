@@ -119,3 +119,24 @@ def test_a_cancelled_job_is_dropped_at_the_sites_and_the_other_finishes_exactly(
     assert set(ends) == set(cluster.names)
     assert all(end["reason"] == "cancelled" for end in ends.values())
     assert sum(end["dropped_tasks"] for end in ends.values()) >= 1, ends
+
+
+def test_late_and_early_binding_jobs_share_the_sites_and_both_are_exact(pair):
+    cluster, runner = pair
+    coordinator = cluster.coordinator
+    assert coordinator is not None
+    late = _spin_job("late", per_site=6, ms=100, value=11)
+    early = _spin_job("early", per_site=6, ms=100, value=13)
+    late_again = _spin_job("again", per_site=3, ms=50, value=17)
+
+    async def together() -> list[Any]:
+        return await asyncio.gather(
+            coordinator.run_job(late, EngineMode.baseline(), 60, analyst="alice"),
+            coordinator.run_job(early, EngineMode.sol(), 60, analyst="bob"),
+            coordinator.run_job(late_again, EngineMode.baseline(), 60, analyst="bob"))
+
+    results = runner.run(together(), timeout_s=120)
+
+    assert [r.outputs["total"].meta["value"] for r in results] == [11 * 12, 13 * 12, 17 * 6]
+    assert _overlap(results[0].records, results[1].records)
+    assert not coordinator.busy

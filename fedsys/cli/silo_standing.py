@@ -34,7 +34,10 @@ def add_standing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tables", default="data",
                         help="the sites' table catalog a query reads when it names none")
     parser.add_argument("--max-active-jobs", type=int, default=8,
-                        help="jobs in progress at once (they take turns on the sites)")
+                        help="jobs in progress at once")
+    parser.add_argument("--concurrent-jobs", type=int, default=4,
+                        help="silo jobs running on the sites at once, side by side (each "
+                             "site shares its workers between them, by analyst first)")
     parser.add_argument("--budget-epsilon", type=float, default=None,
                         help="an extra per-analyst DP budget on a ledger of the "
                              "coordinator's own (default: none; each site charges its own)")
@@ -45,7 +48,10 @@ def _settings(args: argparse.Namespace) -> Any:
 
     if args.max_active_jobs < 1:
         raise ValueError(f"--max-active-jobs must be >= 1, got {args.max_active_jobs}")
+    if args.concurrent_jobs < 1:
+        raise ValueError(f"--concurrent-jobs must be >= 1, got {args.concurrent_jobs}")
     return FederationSettings(max_active_jobs=args.max_active_jobs, tables=args.tables,
+                              concurrent_silo_jobs=args.concurrent_jobs,
                               budget_epsilon=args.budget_epsilon,
                               job_timeout_s=args.job_timeout_s)
 

@@ -1,11 +1,13 @@
-"""Fair share of the sites between analysts: who runs the next silo job.
+"""Fair share of the sites between analysts: which silo jobs run on them now.
 
-A site runs one silo job at a time (its workers all serve the job in progress), so a
-standing coordinator runs its analysts' jobs as a sequence of silo jobs: a query is one
-or a few, a training job one per round. :class:`FairGate` hands the sites to the next
-silo job round-robin over the analysts waiting (first come, first served within one
-analyst), so a long training job of one analyst yields the sites to another analyst's
-query between two rounds instead of holding them to its end.
+A standing coordinator runs its analysts' jobs as silo jobs (a query is one or a few,
+a training job one per round). Up to ``slots`` silo jobs run on the sites at once, side
+by side: each site shares its workers between them, by analyst first
+(:mod:`fedsys.silo.site_share`). When more wait, :class:`FairGate` starts the next one
+from the waiting analyst with the fewest silo jobs running (round-robin between equals;
+first come, first served within one analyst), so one analyst's many jobs never keep
+another's from the sites, and a query goes on beside a long training job instead of
+waiting for it.
 """
 
 from __future__ import annotations
@@ -42,88 +44,107 @@ class SiteRefusedError(JobFailedError):
 class _Waiter:
     analyst: str
     job_id: str
-    ready: asyncio.Future[None]
+    ready: asyncio.Future[str]
 
 
 class FairGate:
-    """Runs silo jobs on one coordinator, one at a time, fairly between analysts.
+    """Runs silo jobs on one coordinator, up to ``slots`` at once, fairly between analysts.
 
     Parameters
     ----------
     coordinator
         The started coordinator the sites are connected to.
+    slots
+        Silo jobs running on the sites at once (1: one at a time, as turns).
     """
 
-    def __init__(self, coordinator: SiloCoordinator) -> None:
+    def __init__(self, coordinator: SiloCoordinator, slots: int = 1) -> None:
+        if slots < 1:
+            raise ValueError(f"the gate needs at least one slot, got {slots}")
         self.coordinator = coordinator
-        self.holder: str | None = None
-        """The federation job whose silo job runs now."""
+        self.slots = slots
+        self.holders: dict[str, str] = {}
+        """Federation jobs whose silo job runs now -> their analyst."""
         self._waiting: dict[str, deque[_Waiter]] = {}
         self._turns: deque[str] = deque()
         self.granted: list[str] = []
         """Analysts in the order they were given the sites (for tests and logs)."""
 
+    @property
+    def holder(self) -> str | None:
+        """A federation job whose silo job runs now (``None`` when none runs)."""
+        return next(iter(self.holders), None)
+
     async def run_job(self, job: Job, mode: EngineMode, timeout_s: float, analyst: str,
                       job_id: str) -> JobResult:
-        """Wait for the sites' turn of ``analyst``, then run ``job`` on them.
+        """Wait for a slot fair to ``analyst``, then run ``job`` on the sites.
 
         Cancelling the caller while it waits leaves the queue; while its job runs, the
-        job is cancelled at the sites (its queued tasks reclaimed) before this returns.
+        job is cancelled at the sites (they drop its queued tasks) before this returns.
         """
-        await self._acquire(analyst, job_id)
+        key = await self._acquire(analyst, job_id)
         inner = asyncio.ensure_future(
             self.coordinator.run_job(job, mode, timeout_s, analyst=analyst))
         try:
             return await asyncio.shield(inner)
         except JobFailedError as exc:  # a site's own rules said no: the analyst reads why
-            if self.coordinator.refusals:
-                raise SiteRefusedError(self.coordinator.refusals) from exc
+            refusals = getattr(exc, "refusals", None)
+            if refusals:
+                raise SiteRefusedError(refusals) from exc
             raise
         except asyncio.CancelledError:
-            self.coordinator.cancel(f"job {job_id} was cancelled")
-            with contextlib.suppress(Exception):
+            inner.cancel()  # the coordinator ends the job at every site
+            with contextlib.suppress(BaseException):
                 await inner
             raise
         finally:
-            self._release()
+            self._release(key)
 
-    async def _acquire(self, analyst: str, job_id: str) -> None:
-        if self.holder is None and not any(self._waiting.values()):
-            self._grant(analyst, job_id)
-            return
+    async def _acquire(self, analyst: str, job_id: str) -> str:
+        if len(self.holders) < self.slots and not any(self._waiting.values()):
+            return self._grant(analyst, job_id)
         waiter = _Waiter(analyst, job_id, asyncio.get_running_loop().create_future())
         queue = self._waiting.setdefault(analyst, deque())
         queue.append(waiter)
         if analyst not in self._turns:
             self._turns.append(analyst)
         try:
-            await waiter.ready
+            return await waiter.ready
         except asyncio.CancelledError:
             if waiter.ready.done() and not waiter.ready.cancelled():
-                self._release()  # granted just as it was cancelled: pass the turn on
+                self._release(waiter.ready.result())  # granted as it was cancelled: pass on
             elif waiter in queue:
                 queue.remove(waiter)
             raise
 
-    def _grant(self, analyst: str, job_id: str) -> None:
-        self.holder = job_id
+    def _grant(self, analyst: str, job_id: str) -> str:
+        key = job_id
+        while key in self.holders:  # the same federation job may run silo jobs at once
+            key += "+"
+        self.holders[key] = analyst
         self.granted.append(analyst)
+        return key
 
-    def _release(self) -> None:
-        self.holder = None
-        while self._turns:
-            analyst = self._turns.popleft()
-            queue = self._waiting.get(analyst)
-            if not queue:
-                continue
+    def _running(self, analyst: str) -> int:
+        return sum(1 for owner in self.holders.values() if owner == analyst)
+
+    def _release(self, key: str) -> None:
+        self.holders.pop(key, None)
+        while len(self.holders) < self.slots:
+            waiting = [a for a in self._turns if any(
+                not w.ready.done() for w in self._waiting.get(a, ()))]
+            self._turns = deque(waiting)  # an analyst with nothing waiting leaves the line
+            if not waiting:
+                return
+            analyst = min(waiting, key=self._running)  # ties: the first in turn order
+            self._turns.remove(analyst)
+            queue = self._waiting[analyst]
+            while queue and queue[0].ready.done():
+                queue.popleft()  # cancelled meanwhile
             waiter = queue.popleft()
             if queue:
                 self._turns.append(analyst)  # back of the line: the others go first
-            if waiter.ready.done():
-                continue
-            self._grant(waiter.analyst, waiter.job_id)
-            waiter.ready.set_result(None)
-            return
+            waiter.ready.set_result(self._grant(waiter.analyst, waiter.job_id))
 
 
 class AnalystView:
@@ -167,8 +188,8 @@ class AnalystView:
 
     async def run_job(self, job: Job, mode: EngineMode, timeout_s: float = 600.0
                       ) -> JobResult:
-        """Run ``job`` when this analyst's turn comes (again, per the policy, when a site
-        is lost).
+        """Run ``job`` when a slot fair to this analyst is free (again, per the policy,
+        when a site is lost).
 
         Raises
         ------

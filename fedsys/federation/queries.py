@@ -2,7 +2,7 @@
 
 The request (SQL and its options, as ``fedsys query`` takes them) is planned and checked
 when it is submitted, so a query that cannot run is refused before it is queued; when
-its turn comes it runs on the connected sites through the coordinator's fair-share
+it starts it runs on the connected sites, beside other jobs, through the fair-share
 gate (:class:`~fedsys.federation.gate.AnalystView`) with the same engine as a one-shot
 ``fedsys query`` (:class:`~fedsys.analytics.query.FederatedQueryEngine`).
 """

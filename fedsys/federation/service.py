@@ -7,8 +7,9 @@ the other). Accepted jobs are persisted (:class:`~fedsys.federation.store.JobSto
 before the analyst hears back, so a restart loses none: queued and running jobs are
 queued again when the coordinator comes back. Up to ``max_active_jobs`` jobs are in
 progress at once; the next one to start is the oldest of the analyst with the fewest
-jobs in progress, and their silo jobs share the sites through a
-:class:`~fedsys.federation.gate.FairGate`.
+jobs in progress. Their silo jobs run side by side on the sites, up to
+``concurrent_silo_jobs`` at once, admitted fairly between analysts by a
+:class:`~fedsys.federation.gate.FairGate`; each site shares its workers between them.
 """
 
 from __future__ import annotations
@@ -49,7 +50,11 @@ class FederationSettings:
     Parameters
     ----------
     max_active_jobs
-        Jobs in progress at once (their silo jobs take turns on the sites).
+        Jobs in progress at once.
+    concurrent_silo_jobs
+        Silo jobs running on the sites at once (a query is one or a few, a training
+        round one): each site shares its workers between them, by analyst first; more
+        wait for a slot, given to the analyst with the fewest running. 1: one at a time.
     job_timeout_s
         Deadline of each silo job (a query's, or one training round's).
     site_wait_s, retries
@@ -65,6 +70,7 @@ class FederationSettings:
     """
 
     max_active_jobs: int = 8
+    concurrent_silo_jobs: int = 4
     job_timeout_s: float = 600.0
     site_wait_s: float = 120.0
     retries: int = 3
@@ -112,7 +118,7 @@ class StandingCoordinator:
             roles={ANALYST_SERVICE: self.analyst_tokens},
             services=(lambda server: federation_pb2_grpc.add_FederationServicer_to_server(
                 servicer, server),))
-        self.gate = FairGate(self.coordinator)
+        self.gate = FairGate(self.coordinator, self.settings.concurrent_silo_jobs)
         return self.coordinator
 
     async def begin(self) -> list[JobRecord]:

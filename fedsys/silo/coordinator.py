@@ -11,6 +11,12 @@ pings every site to measure its RTT (which sets the pipelining degree) and to no
 silent one.
 Merges run in a worker thread (:mod:`~fedsys.silo.merge_worker`); their outputs go back
 to the run on the loop.
+
+Several jobs run at once over the same streams, each an
+:class:`~fedsys.silo.active_job.ActiveJob` with its own run; every message about a job
+names it, so the sites keep them apart and share their workers between them. When a
+job ends (done, failed or cancelled) every site hears ``JobEnd`` and drops what it
+holds of it.
 """
 
 from __future__ import annotations
@@ -26,34 +32,27 @@ from typing import Any
 
 import grpc
 
-from fedsys.silo.input_parts import input_parts, streamed_parts
+from fedsys.silo.active_job import ActiveJob, JobRefusedError
 from fedsys.silo.job import Job
 from fedsys.silo.jobrun import (
     Action,
-    Bind,
     EngineMode,
-    Evict,
     JobFailedError,
     JobRun,
-    Push,
-    PushPart,
-    Reclaim,
     RunMerge,
-    Seal,
     SiteView,
     TaskRecord,
 )
 from fedsys.silo.links import CoordinatorSettings, JobResult, SiteLink
-from fedsys.silo.merge_worker import MergeWorker
 from fedsys.silo.roles import RoleAuthInterceptor, check_disjoint
 from fedsys.silo.servicer import CoordinatorServicer
 from fedsys.silo.task_registry import Output
 from fedsys.wire.auth import TokenStore, caller_name
-from fedsys.wire.chunks import Reassembler, sha256_hex
+from fedsys.wire.chunks import Reassembler
 from fedsys.wire.protos import silo_pb2, silo_pb2_grpc
 from fedsys.wire.transport import ServerSecurity, bind, make_server
 
-__all__ = ["CoordinatorSettings", "JobResult", "SiloCoordinator", "SiteLink"]
+__all__ = ["CoordinatorSettings", "JobRefusedError", "JobResult", "SiloCoordinator", "SiteLink"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -100,16 +99,9 @@ class SiloCoordinator:
         self._links: dict[str, SiteLink] = {}
         self._store: TokenStore | None = None
         self._server: grpc.aio.Server | None = None
-        self._run: JobRun | None = None
-        self._done: asyncio.Event | None = None
-        self._failure: str | None = None
-        self.refusals: list[tuple[str, str]] = []
-        """(site, reason) of each task the running job's sites refused under their rules."""
+        self._runs: dict[str, ActiveJob] = {}
+        """The jobs in progress by job id (several at once, over the same site streams)."""
         self._joined: asyncio.Event | None = None
-        self._assign_messages = 0
-        self._analyst = ""
-        self._parts_cache: dict[str, list[silo_pb2.InputPart]] = {}
-        self._merge_worker = MergeWorker()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -141,8 +133,8 @@ class SiloCoordinator:
             await self._server.stop(grace=1.0)
 
     def job_records(self) -> list[TaskRecord]:
-        """Task outputs the running job accepted so far (live views; empty between jobs)."""
-        return list(self._run.records) if self._run is not None else []
+        """Task outputs the running jobs accepted so far (empty between jobs)."""
+        return [record for active in self._runs.values() for record in active.run.records]
 
     def live_sites(self) -> list[SiteView]:
         """Connected sites."""
@@ -177,165 +169,99 @@ class SiloCoordinator:
     @property
     def busy(self) -> bool:
         """Whether a job is running."""
-        return self._run is not None
+        return bool(self._runs)
 
     async def run_job(self, job: Job, mode: EngineMode, timeout_s: float = 600.0,
                       analyst: str = "") -> JobResult:
         """Run ``job`` on the connected sites in ``mode`` and return its results.
 
-        ``analyst`` (who submitted the job) goes to the sites with the job's mode: their
-        rules, budgets and audit logs are kept per analyst.
+        Several jobs may run at once: each has its own run (binding, dataflow, merges)
+        and the sites share their workers between them. ``analyst`` (who submitted the
+        job) goes to the sites with the job's mode: their rules, budgets and audit logs
+        are kept per analyst. Cancelling the caller cancels the job: every site drops
+        its queued tasks and inputs at once (``JobEnd``).
 
         Raises
         ------
         JobFailedError
             If a site is lost under ``fail``, a task raises, no site can run a task,
-            or the job does not finish within ``timeout_s``.
+            or the job does not finish within ``timeout_s``;
+            :class:`~fedsys.silo.active_job.JobRefusedError` when sites refused its tasks
+            under their own rules.
         """
-        if self._run is not None:
-            raise RuntimeError("a job is already running on this coordinator")
         run = JobRun(job, mode, self.views)
-        self._analyst = analyst
-        self._run, self._failure, self._done = run, None, asyncio.Event()
-        self.refusals = []
-        self._assign_messages = 0
+        active = self._runs[run.job_id] = ActiveJob(run, analyst)
         started = time.perf_counter()
+        reason = "done"
         try:
             for link in self._links.values():
-                link.send(silo_pb2.CoordinatorMessage(mode=self._job_mode(run)))
-            self._apply(run.start())
+                link.send(active.mode_message())
+            self._apply(active, run.start())
             try:
-                await asyncio.wait_for(self._done.wait(), timeout=timeout_s)
+                await asyncio.wait_for(active.done.wait(), timeout=timeout_s)
             except TimeoutError:
                 missing = [k for k in job.results if k not in run.done]
                 raise JobFailedError(
                     f"job {run.job_id!r} did not finish within {timeout_s:.0f} s "
                     f"(waiting for {missing[:3]})"
                 ) from None
-            if self._failure is not None:
-                raise JobFailedError(self._failure)
+            if active.failure is not None:
+                raise active.error()
+        except BaseException as exc:
+            reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
+            raise
         finally:
-            self._run = None
-            self._parts_cache.clear()
-            self._merge_worker.forget()
-        stats = dict(run.stats, assign_messages=self._assign_messages)
+            del self._runs[run.job_id]
+            active.release()
+            for link in self._links.values():  # the sites drop its tasks and inputs now
+                link.send(active.end_message(reason))
+        stats = dict(run.stats, assign_messages=active.assign_messages)
         outputs = {key: run.outputs[key] for key in job.results}
         return JobResult(run.job_id, outputs, time.perf_counter() - started, stats, run.records)
 
-    def _job_mode(self, run: JobRun) -> silo_pb2.JobMode:
-        return silo_pb2.JobMode(
-            job_id=run.job_id, late_binding=not run.mode.early_binding,
-            coupled_output=not run.mode.decoupled_output,
-            output_threshold_bytes=run.mode.output_threshold_bytes, analyst=self._analyst)
+    def running_jobs(self) -> list[str]:
+        """Ids of the jobs in progress."""
+        return list(self._runs)
 
-    def cancel(self, reason: str) -> bool:
-        """End the running job with ``reason``; its queued tasks are reclaimed from the
-        sites (a task already computing finishes and its output is ignored). ``False``
-        when no job runs."""
-        run = self._run
-        if run is None:
-            return False
-        by_site: dict[str, list[str]] = {}
-        for task_id, site in run.bound_to.items():
-            if task_id not in run.done:
-                by_site.setdefault(site, []).append(task_id)
-        for site, task_ids in by_site.items():
-            message = silo_pb2.Reclaim(task_ids=task_ids, job_id=run.job_id)
-            self._send(site, silo_pb2.CoordinatorMessage(reclaim=message))
-        self._fail(reason)
-        return True
+    def cancel(self, reason: str, job_id: str | None = None) -> bool:
+        """End running job ``job_id`` (every job: ``None``) with ``reason``; the sites
+        drop its queued tasks (a task already computing finishes and its output is not
+        sent). ``False`` when no such job runs."""
+        targets = [a for a in self._runs.values() if job_id in (None, a.job_id)]
+        for active in targets:
+            active.fail(reason)
+        return bool(targets)
 
-    def _fail(self, reason: str) -> None:
-        if self._failure is None:
-            _LOGGER.error("job failed", extra={"reason": reason})
-            self._failure = reason
-        if self._done is not None:
-            self._done.set()
-
-    def _handle(self, event: Any) -> None:
-        """Run one engine event (a callable returning actions) and apply its actions."""
-        run = self._run
-        if run is None:
+    def _handle(self, active: ActiveJob, event: Any) -> None:
+        """Run one engine event of ``active`` (a callable returning actions) and apply
+        its actions; nothing for a job that is over."""
+        if self._runs.get(active.job_id) is not active:
             return
         try:
-            self._apply(event(run))
+            self._apply(active, event(active.run))
         except JobFailedError as exc:
-            self._fail(str(exc))
+            active.fail(str(exc))
 
-    def _apply(self, actions: Iterable[Action]) -> None:
-        run = self._run
-        if run is None:
-            return
-        binds: dict[str, list[silo_pb2.TaskAssignment]] = {}
-        rest: list[Action] = []
-        for action in actions:
-            if isinstance(action, Bind):
-                spec = action.spec
-                binds.setdefault(action.site, []).append(
-                    silo_pb2.TaskAssignment(
-                        task_id=spec.task_id, attempt=action.attempt, task=spec.task,
-                        params_json=spec.params_json(), inputs=list(spec.inputs),
-                        inputs_pushed=action.inputs_pushed, dataset=spec.dataset or "",
-                        job_id=run.job_id,
-                    )
-                )
-            elif isinstance(action, RunMerge):
-                self._start_merge(run, action)
-            else:
-                rest.append(action)
-        for site, tasks in binds.items():
-            self._assign_messages += 1
-            self._send(site, silo_pb2.CoordinatorMessage(assign=silo_pb2.Assign(tasks=tasks)))
-        seals: dict[str, silo_pb2.InputPart] = {}
-        for action in rest:
-            if isinstance(action, Push):
-                for part in self._parts(run, action.key):
-                    self._send(action.site, silo_pb2.CoordinatorMessage(input=part))
-            elif isinstance(action, PushPart):
-                for part in streamed_parts(run.job_id, action):
-                    self._send(action.site, silo_pb2.CoordinatorMessage(input=part))
-            elif isinstance(action, Seal):
-                seal = seals.get(action.key)
-                if seal is None:
-                    output = run.outputs[action.key]
-                    digest = (self._merge_worker.digests.get(action.key)
-                              or sha256_hex(output.payload))
-                    seal = seals[action.key] = silo_pb2.InputPart(
-                        job_id=run.job_id, key=action.key, meta_json=output.meta_json(),
-                        streamed=True, sealed_sha256=digest)
-                self._send(action.site, silo_pb2.CoordinatorMessage(input=seal))
-            elif isinstance(action, Reclaim):
-                message = silo_pb2.Reclaim(task_ids=list(action.task_ids), job_id=run.job_id)
-                self._send(action.site, silo_pb2.CoordinatorMessage(reclaim=message))
-            elif isinstance(action, Evict):
-                evict = silo_pb2.Evict(keys=[action.key], job_id=run.job_id)
-                self._send(action.site, silo_pb2.CoordinatorMessage(evict=evict))
-        for key in [k for k in self._parts_cache if k not in run.outputs]:
-            del self._parts_cache[key]  # released by the run: no task needs it again
-        self._merge_worker.forget(keep=run.outputs.__contains__)
-        if run.complete and self._done is not None:
-            self._done.set()
+    def _apply(self, active: ActiveJob, actions: Iterable[Action]) -> None:
+        messages, merges = active.messages(actions)
+        for site, message in messages:
+            self._send(site, message)
+        for action in merges:
+            self._start_merge(active, action)
+        if active.run.complete:
+            active.done.set()
 
-    def _start_merge(self, run: JobRun, action: RunMerge) -> None:
-        """Compute a merge off the loop; its output goes back to ``run`` (if still current)."""
+    def _start_merge(self, active: ActiveJob, action: RunMerge) -> None:
+        """Compute a merge off the loop; its output goes back to its job (if still on)."""
 
         def merged(output: Output) -> None:
-            if self._run is run:
-                self._handle(lambda r: r.on_merged(action.key, output))
+            self._handle(active, lambda r: r.on_merged(action.key, output))
 
         def failed(exc: Exception) -> None:
-            if self._run is run:
-                self._fail(f"merge {action.key!r} failed: {type(exc).__name__}: {exc}")
+            if self._runs.get(active.job_id) is active:
+                active.fail(f"merge {action.key!r} failed: {type(exc).__name__}: {exc}")
 
-        self._merge_worker.start(action, merged, failed)
-
-    def _parts(self, run: JobRun, key: str) -> list[silo_pb2.InputPart]:
-        """Output ``key`` cut into checksummed parts once, however many sites get it."""
-        parts = self._parts_cache.get(key)
-        if parts is None:
-            parts = self._parts_cache[key] = input_parts(
-                run.job_id, key, run.outputs[key], self._merge_worker.digests.get(key))
-        return parts
+        active.merge_worker.start(action, merged, failed)
 
     def _send(self, site: str, message: silo_pb2.CoordinatorMessage) -> None:
         link = self._links.get(site)
@@ -357,9 +283,9 @@ class SiloCoordinator:
         self._links[site] = link
         _LOGGER.info("site connected", extra={"site": site, "workers": view.workers,
                                               "datasets": list(view.datasets)})
-        if self._run is not None:
-            link.send(silo_pb2.CoordinatorMessage(mode=self._job_mode(self._run)))
-            self._handle(lambda r: r.schedule())
+        for active in list(self._runs.values()):
+            link.send(active.mode_message())
+            self._handle(active, lambda r: r.schedule())
         return link
 
     def lose(self, link: SiteLink, reason: str) -> None:
@@ -371,86 +297,85 @@ class SiloCoordinator:
         link.view.alive = False
         _LOGGER.warning("site lost", extra={"site": link.view.name, "reason": reason})
         if self._links.get(link.view.name) is link:
-            self._handle(lambda r: r.on_site_lost(link.view.name))
+            for active in list(self._runs.values()):
+                self._handle(active, lambda r: r.on_site_lost(link.view.name))
 
     def on_message(self, link: SiteLink, message: silo_pb2.SiteMessage) -> None:
         """Dispatch one message from a site's stream."""
         link.last_heard = time.monotonic()
         kind = message.WhichOneof("kind")
         site = link.view.name
-        run = self._run
         if kind == "pong":
             link.view.observe_rtt(time.monotonic() - message.pong.coordinator_time_s)
             if self._joined is not None:
                 self._joined.set()
             return
-        if run is None:
-            return
-        if kind == "request" and message.request.job_id == run.job_id:
+        if kind == "request" and (active := self._runs.get(message.request.job_id)):
             count = int(message.request.count)
-            self._handle(lambda r: r.on_request(site, count))
-        elif kind == "reclaimed" and message.reclaimed.job_id == run.job_id:
+            self._handle(active, lambda r: r.on_request(site, count))
+        elif kind == "reclaimed" and (active := self._runs.get(message.reclaimed.job_id)):
             ids = list(message.reclaimed.task_ids)
-            self._handle(lambda r: r.on_reclaimed(site, ids))
-        elif kind == "done" and message.done.job_id == run.job_id:
-            self._on_done(site, message.done)
+            self._handle(active, lambda r: r.on_reclaimed(site, ids))
+        elif kind == "done" and (active := self._runs.get(message.done.job_id)):
+            self._on_done(active, site, message.done)
 
-    def _on_done(self, site: str, done: silo_pb2.TaskDone) -> None:
+    def _on_done(self, active: ActiveJob, site: str, done: silo_pb2.TaskDone) -> None:
         if done.refused:  # the site's own rules: the job fails naming the site and reason
-            self.refusals.append((site, done.refused))
+            active.refusals.append((site, done.refused))
             reason = f"refused by the site's rules: {done.refused}"
-            self._handle(lambda r: r.on_task_failed(site, done.task_id, reason))
+            self._handle(active, lambda r: r.on_task_failed(site, done.task_id, reason))
             return
         if done.error:
-            self._handle(lambda r: r.on_task_failed(site, done.task_id, done.error))
+            self._handle(active, lambda r: r.on_task_failed(site, done.task_id, done.error))
             return
         if not done.inline:
             return
         output = Output.from_wire(bytes(done.payload), done.meta_json)
         record = TaskRecord(done.task_id, site, int(done.attempt), done.start_s, done.end_s,
                             time.time(), len(done.payload), None, int(done.worker_pid))
-        self._handle(lambda r: r.on_output(site, done.task_id, output, record))
+        self._handle(active, lambda r: r.on_output(site, done.task_id, output, record))
 
     def accept_output(self, site: str, header: silo_pb2.OutputHeader, payload: bytes,
                       sha256: str = "") -> bool:
         """An output that arrived on ``PutOutput`` (``sha256``: its verified checksum);
         ``False`` if it was not counted."""
-        run = self._run
-        if run is None or header.job_id != run.job_id:
+        active = self._runs.get(header.job_id)
+        if active is None:
             return False
+        run = active.run
         output = Output.from_wire(payload, header.meta_json)
         if sha256 and header.task_id not in run.done:  # a counted output's pushes reuse it
-            self._merge_worker.digests[header.task_id] = sha256
+            active.merge_worker.digests[header.task_id] = sha256
         record = TaskRecord(header.task_id, site, int(header.attempt), header.start_s,
                             header.end_s, time.time(), len(payload), header.send_start_s,
                             int(header.worker_pid))
         before = len(run.records)
-        self._handle(lambda r: r.on_output(site, header.task_id, output, record))
+        self._handle(active, lambda r: r.on_output(site, header.task_id, output, record))
         return len(run.records) > before
 
     def output_progress(self, site: str, header: silo_pb2.OutputHeader,
                         assembler: Reassembler) -> None:
         """More of an output arrived on ``PutOutput``: merges that stream may go on."""
-        run = self._run
+        active = self._runs.get(header.job_id)
         buffer = assembler.buffer()
-        if run is None or header.job_id != run.job_id or buffer is None or not run.streaming:
+        if active is None or buffer is None or not active.run.streaming:
             return
         try:
             meta = json.loads(header.meta_json) if header.meta_json else {}
         except ValueError:
             return  # accept_output refuses it once complete
         received = assembler.received_bytes
-        self._handle(lambda r: r.on_progress(site, header.task_id, int(header.attempt), meta,
-                                             buffer, received))
+        self._handle(active, lambda r: r.on_progress(site, header.task_id, int(header.attempt),
+                                                     meta, buffer, received))
 
     def input_parts(self, site: str, job_id: str, key: str) -> list[silo_pb2.InputPart] | None:
         """Output ``key`` in parts if ``site`` has a bound task consuming it (baseline pulls)."""
-        run = self._run
-        if run is None or job_id != run.job_id or not run.pending_inputs(site, key):
+        active = self._runs.get(job_id)
+        if active is None or not active.run.pending_inputs(site, key):
             return None
-        if key not in run.outputs:
+        if key not in active.run.outputs:
             return None
-        return self._parts(run, key)
+        return active.parts(key)
 
     async def ping_loop(self, link: SiteLink) -> None:
         """Ping a site until its stream closes; drop it when silent too long."""

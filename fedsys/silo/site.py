@@ -1,9 +1,13 @@
 """The site manager: dials the coordinator, runs bound tasks on local data, sends outputs.
 
 One manager per site. It holds one ``Connect`` stream to the coordinator and a pool of
-compute worker processes (:mod:`fedsys.silo.worker`). Tasks bound to the site wait in a
-local FIFO until their inputs are there (pushed by the coordinator, or pulled in
-baseline mode) and a worker is free; the data never leaves the site, only outputs do.
+compute worker processes (:mod:`fedsys.silo.worker`). It may hold several jobs at once
+(keyed by job id: every message about a job names it). Tasks bound to the site wait in
+their job's FIFO until their inputs are there (pushed by the coordinator, or pulled in
+baseline mode) and a worker is free; a free worker goes to the job whose analyst holds
+the fewest workers (fair share, :mod:`fedsys.silo.site_share`). A job's end
+(``JobEnd``: done, failed or cancelled) drops its queued tasks and inputs at once. The
+data never leaves the site, only outputs do.
 
 Outputs up to the job's threshold ride inline on the stream. Larger ones go to
 communication workers that upload them on ``PutOutput`` while compute goes on
@@ -13,6 +17,10 @@ acknowledged (coupled), and the site asks for its next task only then (late bind
 Before a task runs, the site's gate (:mod:`fedsys.silo.gate`) checks it against the
 site's own rules (``site.yaml``) and may refuse it; a refusal is reported in
 ``TaskDone.refused``. A site without rules runs every task (trusted, local use only).
+
+A job's state at the site (its queued tasks, their inputs) is a
+:class:`~fedsys.silo.site_job.SiteJob`; uploads and input pulls are
+:class:`~fedsys.silo.site_transfer.SiteTransfers`'.
 """
 
 from __future__ import annotations
@@ -22,7 +30,6 @@ import json
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -30,12 +37,15 @@ from dataclasses import dataclass, field
 import grpc
 
 from fedsys.silo.gate import SiteGate, TaskRequest, Verdict
+from fedsys.silo.site_job import SiteJob, output_header, task_done
+from fedsys.silo.site_share import next_job
+from fedsys.silo.site_transfer import SiteTransfers
 from fedsys.silo.task_registry import load_task_modules
 from fedsys.silo.worker import WorkResult, make_pool, run_task
 from fedsys.wire.auth import bearer_metadata
-from fedsys.wire.chunks import PayloadError, Reassembler, receive, split
+from fedsys.wire.chunks import PayloadError
 from fedsys.wire.errors import error_text
-from fedsys.wire.protos import common_pb2, silo_pb2, silo_pb2_grpc
+from fedsys.wire.protos import silo_pb2, silo_pb2_grpc
 from fedsys.wire.reconnect import keep_connected
 from fedsys.wire.transport import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -86,22 +96,6 @@ class SiteSettings:
     upload_chunk_bytes: int = 64 * 1024
 
 
-@dataclass
-class _JobState:
-    """What the site holds for the job in progress."""
-
-    job_id: str = ""
-    analyst: str = ""
-    late_binding: bool = False
-    coupled_output: bool = False
-    threshold_bytes: int = 64 * 1024
-    pending: deque[silo_pb2.TaskAssignment] = field(default_factory=deque)
-    inputs: dict[str, tuple[bytes, str]] = field(default_factory=dict)
-    partial: dict[str, Reassembler] = field(default_factory=dict)
-    refused: set[str] = field(default_factory=set)
-    """Pushed inputs this site refused: their tasks pull them whole instead."""
-
-
 class SiteManager:
     """Runs a site: connect, execute bound tasks, send outputs, reconnect on failure.
 
@@ -141,12 +135,14 @@ class SiteManager:
         self.name = name
         self.gate = gate or SiteGate(None)
         self._pool: ProcessPoolExecutor | None = None
-        self._job = _JobState()
+        self._jobs: dict[str, SiteJob] = {}
+        self._served = 0
         self._free = self.settings.workers
         self._wake = asyncio.Event()
         self._outbox: asyncio.Queue[silo_pb2.SiteMessage | None] = asyncio.Queue()
         self._comm: asyncio.Queue[tuple[silo_pb2.OutputHeader, bytes]] = asyncio.Queue()
         self._stub: silo_pb2_grpc.CoordinatorStub | None = None
+        self._transfers: SiteTransfers | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -197,12 +193,15 @@ class SiteManager:
         ``connected`` is called at each message from the coordinator: a site that got
         through starts its reconnection count afresh.
         """
-        self._job = _JobState()
+        self._jobs = {}
         self._free = self.settings.workers
         self._outbox = asyncio.Queue()
         async with open_channel(self.coordinator, self.security,
                                 self.settings.max_message_bytes) as channel:
             self._stub = silo_pb2_grpc.CoordinatorStub(channel)
+            self._transfers = SiteTransfers(
+                self._stub, self.token, self.settings.transfer_timeout_s,
+                self.settings.max_input_bytes, self.settings.upload_chunk_bytes)
             hello = silo_pb2.Hello(workers=self.settings.workers,
                                    datasets=sorted(self.datasets), tasks=list(task_names))
             self._outbox.put_nowait(silo_pb2.SiteMessage(hello=hello))
@@ -246,7 +245,6 @@ class SiteManager:
 
     def _on_message(self, message: silo_pb2.CoordinatorMessage) -> None:
         kind = message.WhichOneof("kind")
-        job = self._job
         if kind == "ping":
             self._send(silo_pb2.SiteMessage(
                 pong=silo_pb2.Pong(coordinator_time_s=message.ping.coordinator_time_s)))
@@ -255,68 +253,72 @@ class SiteManager:
                                              "site": message.welcome.site})
         elif kind == "mode":
             self._start_job(message.mode)
+        elif kind == "end":
+            self._end_job(message.end.job_id, message.end.reason)
         elif kind == "assign":
             for task in message.assign.tasks:
-                if task.job_id == job.job_id:
+                job = self._jobs.get(task.job_id)
+                if job is not None:
                     job.pending.append(task)
+                    job.asked = max(0, job.asked - 1)
             self._wake.set()
-        elif kind == "input" and message.input.job_id == job.job_id:
-            self._on_input(message.input)
-        elif kind == "evict" and message.evict.job_id == job.job_id:
-            for key in message.evict.keys:  # the coordinator knows no task needs it again
-                job.inputs.pop(key, None)
-        elif kind == "reclaim" and message.reclaim.job_id == job.job_id:
-            wanted = set(message.reclaim.task_ids)
-            given = [t.task_id for t in job.pending if t.task_id in wanted]
-            job.pending = deque(t for t in job.pending if t.task_id not in wanted)
+        elif kind == "input" and (job := self._jobs.get(message.input.job_id)):
+            self._on_input(job, message.input)
+        elif kind == "evict" and (job := self._jobs.get(message.evict.job_id)):
+            job.evict(message.evict.keys)  # the coordinator knows no task needs them again
+        elif kind == "reclaim" and (job := self._jobs.get(message.reclaim.job_id)):
+            given = job.reclaim(message.reclaim.task_ids)
             self._send(silo_pb2.SiteMessage(
                 reclaimed=silo_pb2.Reclaimed(task_ids=given, job_id=job.job_id)))
 
     def _start_job(self, mode: silo_pb2.JobMode) -> None:
-        self._job = _JobState(
-            job_id=mode.job_id,
-            analyst=mode.analyst,
-            late_binding=mode.late_binding,
-            coupled_output=mode.coupled_output,
-            threshold_bytes=int(mode.output_threshold_bytes),
-        )
-        if mode.late_binding and self._free > 0:
-            self._request(self._free)
-
-    def _request(self, count: int) -> None:
-        self._send(silo_pb2.SiteMessage(
-            request=silo_pb2.TaskRequest(count=count, job_id=self._job.job_id)))
-
-    def _on_input(self, part: silo_pb2.InputPart) -> None:
-        """Collect a pushed input; streamed parts wait for their seal to be checked."""
-        job = self._job
-        key = part.key
-        if part.sealed_sha256:
-            assembler = job.partial.pop(key, None)
-            if assembler is None:
-                return  # joined mid-stream: the whole input is pushed once complete
-            try:
-                job.inputs[key] = (assembler.result(part.sealed_sha256), part.meta_json)
-                self._wake.set()
-            except PayloadError as exc:
-                self._refuse_input(key, f"streamed input {key} refused: {exc}")
+        """A job starts, beside the others this site holds: its tasks get a fair share
+        of the workers (:func:`~fedsys.silo.site_share.next_job`)."""
+        if mode.job_id in self._jobs:
             return
-        assembler = job.partial.get(key)
-        if part.chunk.offset == 0:  # a new push replaces an abandoned stream
-            assembler = job.partial[key] = Reassembler(self.settings.max_input_bytes)
-        if assembler is None:
-            return  # parts of a stream that began before this session
-        try:
-            assembler.add(part.chunk)
-            if assembler.complete and not part.streamed:
-                job.inputs[key] = (assembler.result(), part.meta_json)
-                del job.partial[key]
-                self._wake.set()
-        except PayloadError as exc:
-            del job.partial[key]
-            self._refuse_input(key, f"input {key} refused: {exc}")
+        job = self._jobs[mode.job_id] = SiteJob.from_mode(mode)  # never served: first in ties
+        self._top_up(job)
 
-    def _refuse_input(self, key: str, reason: str) -> None:
+    def _end_job(self, job_id: str, reason: str) -> None:
+        """A job is over: its queued tasks and inputs go at once (its running ones finish,
+        and their outputs are not sent)."""
+        job = self._jobs.pop(job_id, None)
+        if job is None:
+            return
+        dropped = len(job.pending)
+        job.end()
+        _LOGGER.info("job ended", extra={"job_id": job_id, "reason": reason,
+                                         "dropped_tasks": dropped, "running_tasks": job.running})
+        self._wake.set()
+
+    def _top_up(self, job: SiteJob) -> None:
+        """Late binding: ask for a task per free worker, up to the workers in all.
+
+        A job that holds nothing here asks for one task even when other jobs hold every
+        worker, so it takes its share of the next worker that frees. With one job this
+        is plain late binding: the free workers at its start, then one per freed worker.
+        """
+        if not job.late_binding or job.ended:
+            return
+        holds = job.holds()
+        count = min(self.settings.workers - holds, max(self._free, 1 if holds == 0 else 0))
+        if count > 0:
+            job.asked += count
+            self._request(job, count)
+
+    def _request(self, job: SiteJob, count: int) -> None:
+        self._send(silo_pb2.SiteMessage(
+            request=silo_pb2.TaskRequest(count=count, job_id=job.job_id)))
+
+    def _on_input(self, job: SiteJob, part: silo_pb2.InputPart) -> None:
+        """Collect a pushed input; streamed parts wait for their seal to be checked."""
+        ready, refused = job.on_input(part, self.settings.max_input_bytes)
+        if refused is not None:
+            self._refuse_input(job, part.key, refused)
+        elif ready:
+            self._wake.set()
+
+    def _refuse_input(self, job: SiteJob, key: str, reason: str) -> None:
         """A pushed input failed its checks: the tasks waiting for it pull it instead.
 
         The pull fetches the coordinator's whole copy (a corrupted stream heals); one
@@ -325,19 +327,20 @@ class SiteManager:
         """
         _LOGGER.error("pushed input refused; its tasks will fetch it whole",
                       extra={"key": key, "reason": reason})
-        self._job.refused.add(key)
+        job.refuse(key)
         self._wake.set()
 
     # ------------------------------------------------------------ execution
 
-    def _runnable(self) -> silo_pb2.TaskAssignment | None:
-        job = self._job
-        for index, task in enumerate(job.pending):
-            if not task.inputs_pushed or all(k in job.inputs or k in job.refused
-                                             for k in task.inputs):
-                del job.pending[index]
-                return task
-        return None
+    def _runnable(self) -> tuple[silo_pb2.TaskAssignment, SiteJob] | None:
+        """The next task to start and its job (fair share between jobs), if any may."""
+        job = next_job(self._jobs.values(), self._free)
+        task = job.runnable() if job is not None else None
+        if job is None or task is None:
+            return None
+        self._served += 1
+        job.served = self._served
+        return task, job
 
     async def _dispatch(self) -> None:
         """Start runnable tasks whenever a worker is free (no round trip needed).
@@ -346,36 +349,39 @@ class SiteManager:
         worker that finishes takes the next task from the pool's queue at once instead of
         idling while this event loop hears of it and hands over the next one (on a busy
         machine that hand-over costs more than a short task). Late binding keeps to one
-        task per free worker: it asks for work only when a worker is free.
+        task per free worker: it asks for work only when a worker is free. Between the
+        jobs the site holds, each free worker goes to the job whose analyst, then job,
+        holds the fewest workers (:func:`~fedsys.silo.site_share.next_job`).
         """
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._free + self._prefetch() > 0 and (task := self._runnable()) is not None:
+            while (picked := self._runnable()) is not None:
+                task, job = picked
                 self._free -= 1
-                self._spawn(self._execute(task, self._job))
+                job.running += 1
+                self._spawn(self._execute(task, job))
 
-    def _prefetch(self) -> int:
-        """Tasks handed to the pool beyond its free workers (see :meth:`_dispatch`)."""
-        return 0 if self._job.late_binding else 1
+    def _release(self, job: SiteJob) -> None:
+        """A worker is free again: late-binding jobs ask for tasks to fill it.
 
-    def _release(self, job: _JobState) -> None:
-        """A worker is free again: a late-binding site asks the current job for a task.
-
-        The task may belong to the previous job: a coupled upload holds its worker until
+        The task may belong to a job that ended: a coupled upload holds its worker until
         the acknowledgement, which can arrive after the next job's mode message (which
         only asked for the workers free at that moment), so the freed worker asks now.
         """
         self._free += 1
-        if self._job.late_binding and self._job.job_id:
-            self._request(1)
+        job.running -= 1
+        for live in list(self._jobs.values()):
+            self._top_up(live)
         self._wake.set()
 
-    async def _execute(self, task: silo_pb2.TaskAssignment, job: _JobState) -> None:
+    async def _execute(self, task: silo_pb2.TaskAssignment, job: SiteJob) -> None:
         try:
             params = json.loads(task.params_json) if task.params_json else {}
             request = TaskRequest(job.analyst, job.job_id, task.task_id, task.task,
                                   task.dataset, params)
+            if job.ended:
+                return  # cancelled while it waited for a worker: never admitted, never run
             verdict = await self._admit(request)
             if verdict.refused:
                 self._send(silo_pb2.SiteMessage(done=silo_pb2.TaskDone(
@@ -390,13 +396,15 @@ class SiteManager:
                 verdict.params, inputs
             )
             small = len(result.payload) <= job.threshold_bytes or bool(result.error)
-            if small:
-                self._send(silo_pb2.SiteMessage(done=_done(task, result, job.job_id)))
+            if small and not job.ended:
+                self._send(silo_pb2.SiteMessage(done=task_done(task, result, job.job_id)))
             if self.gate.rules is not None:  # audited off the loop, the output already sent
                 self._spawn(asyncio.to_thread(self.gate.finished, request, verdict,
                                               result.error))
-            header = _header(task, result, job.job_id)
-            if not small and job.coupled_output:
+            header = output_header(task, result, job.job_id)
+            if job.ended:
+                pass  # the job is over: the coordinator would drop its output
+            elif not small and job.coupled_output:
                 await self._upload(header, result.payload)
             elif not small:
                 self._comm.put_nowait((header, result.payload))
@@ -422,31 +430,20 @@ class SiteManager:
         self._send(silo_pb2.SiteMessage(done=silo_pb2.TaskDone(
             task_id=task_id, attempt=attempt, job_id=job_id, error=error)))
 
-    async def _input(self, job: _JobState, key: str) -> tuple[bytes, str]:
+    async def _input(self, job: SiteJob, key: str) -> tuple[bytes, str]:
         """An input: pushed already, or pulled from the coordinator (baseline)."""
         if key in job.inputs:
             return job.inputs[key]
-        assert self._stub is not None
-        meta = ""
-
-        def chunk_of(part: silo_pb2.InputPart) -> common_pb2.Chunk:
-            nonlocal meta
-            meta = part.meta_json
-            return part.chunk
-
-        call = self._stub.FetchInput(
-            silo_pb2.InputRequest(key=key, job_id=job.job_id),
-            metadata=bearer_metadata(self.token), timeout=self.settings.transfer_timeout_s)
-        payload = await receive(
-            call, Reassembler(self.settings.max_input_bytes),
-            idle_timeout_s=self.settings.transfer_timeout_s, chunk_of=chunk_of, to_end=True)
-        job.inputs[key] = (payload, meta)
+        assert self._transfers is not None
+        job.inputs[key] = await self._transfers.fetch_input(job.job_id, key)
         return job.inputs[key]
 
     async def _comm_worker(self) -> None:
         """Send large outputs while the compute workers go on (decoupled mode)."""
         while True:
             header, payload = await self._comm.get()
+            if header.job_id not in self._jobs:
+                continue  # its job ended (cancelled): nobody wants the output any more
             try:
                 await self._upload(header, payload)
             except (grpc.aio.AioRpcError, TimeoutError) as exc:
@@ -458,31 +455,5 @@ class SiteManager:
                                      f"output upload failed: {error_text(exc)}")
 
     async def _upload(self, header: silo_pb2.OutputHeader, payload: bytes) -> bool:
-        assert self._stub is not None
-        header.send_start_s = time.time()
-
-        async def parts() -> AsyncIterator[silo_pb2.OutputPart]:
-            yield silo_pb2.OutputPart(header=header)
-            for chunk in split(payload, self.settings.upload_chunk_bytes):
-                yield silo_pb2.OutputPart(chunk=chunk)
-
-        ack = await self._stub.PutOutput(
-            parts(), metadata=bearer_metadata(self.token),
-            timeout=self.settings.transfer_timeout_s)
-        return bool(ack.accepted)
-
-
-def _done(task: silo_pb2.TaskAssignment, result: WorkResult, job_id: str) -> silo_pb2.TaskDone:
-    return silo_pb2.TaskDone(
-        task_id=task.task_id, attempt=task.attempt, compute_s=result.compute_s,
-        inline=not result.error, payload=result.payload, meta_json=result.meta_json,
-        error=result.error, payload_bytes=len(result.payload), start_s=result.start_s,
-        end_s=result.end_s, job_id=job_id, worker_pid=result.worker_pid)
-
-
-def _header(task: silo_pb2.TaskAssignment, result: WorkResult, job_id: str
-            ) -> silo_pb2.OutputHeader:
-    return silo_pb2.OutputHeader(
-        task_id=task.task_id, attempt=task.attempt, meta_json=result.meta_json, job_id=job_id,
-        compute_s=result.compute_s, start_s=result.start_s, end_s=result.end_s,
-        worker_pid=result.worker_pid)
+        assert self._transfers is not None
+        return await self._transfers.upload(header, payload)

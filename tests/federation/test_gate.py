@@ -1,8 +1,9 @@
-"""Fair share of the sites: silo jobs take turns round-robin over the analysts waiting.
+"""Fair share of the sites: up to ``slots`` silo jobs at once, the next slot to the waiting
+analyst with the fewest running (round-robin between equals).
 
 The gate is driven with a stand-in for the coordinator whose jobs end when the test
-says so, so the order of turns can be checked exactly; the real coordinator behind
-the gate is exercised in tests/silo/test_standing.py.
+says so, so the order of admissions can be checked exactly; the real coordinator behind
+the gate is exercised in tests/silo/test_standing.py and test_concurrent_jobs.py.
 """
 
 from __future__ import annotations
@@ -12,41 +13,46 @@ import asyncio
 import pytest
 
 from fedsys.federation.gate import FairGate, SiteRefusedError
+from fedsys.silo.active_job import JobRefusedError
 from fedsys.silo.job import JobBuilder
 from fedsys.silo.mode import EngineMode, JobFailedError
 
 
 class HeldCoordinator:
-    """Runs one job at a time; each ends when :meth:`finish` is called."""
+    """Runs jobs that each end when :meth:`finish` is called (oldest first)."""
 
-    def __init__(self) -> None:
+    def __init__(self, slots: int = 1) -> None:
+        self.slots = slots
         self.order: list[str] = []
         self.cancelled: list[str] = []
-        self._release: asyncio.Event | None = None
+        self.running: list[tuple[str, asyncio.Event]] = []
+        self.most_at_once = 0
 
     async def run_job(self, job, mode, timeout_s, analyst=""):
-        assert self._release is None, "two jobs ran at once"
-        self.order.append(f"{analyst}:{job.name}")
-        self._release = asyncio.Event()
+        name = f"{analyst}:{job.name}"
+        release = asyncio.Event()
+        self.running.append((name, release))
+        self.most_at_once = max(self.most_at_once, len(self.running))
+        assert len(self.running) <= self.slots, "more jobs ran at once than the gate's slots"
+        self.order.append(name)
         try:
-            await self._release.wait()
+            await release.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(name)
+            raise
         finally:
-            self._release = None
-        if self.cancelled:
-            raise RuntimeError("cancelled")
+            self.running.remove((name, release))
         return job.name
 
-    def cancel(self, reason: str) -> bool:
-        self.cancelled.append(reason)
-        if self._release is not None:
-            self._release.set()
-        return True
-
-    async def finish(self) -> None:
-        while self._release is None:
+    async def finish(self, name: str | None = None) -> None:
+        while not self.running:
             await asyncio.sleep(0)
-        self._release.set()
-        await asyncio.sleep(0)
+        for running, release in self.running:
+            if name is None or running == name:
+                release.set()
+                break
+        for _ in range(3):
+            await asyncio.sleep(0)
 
 
 def _job(name: str):
@@ -88,22 +94,43 @@ def test_a_cancelled_waiter_leaves_the_queue_and_a_cancelled_holder_cancels_its_
     order, cancelled = asyncio.run(scenario())
 
     assert order == ["alice:a1"]
-    assert cancelled == ["job a was cancelled"]
+    assert cancelled == ["alice:a1"]  # the running job was cancelled at the coordinator
+
+
+def test_up_to_slots_jobs_run_at_once_and_a_freed_slot_goes_to_the_analyst_running_fewest():
+    async def scenario() -> tuple[list[str], int]:
+        coordinator = HeldCoordinator(slots=2)
+        gate = FairGate(coordinator, slots=2)  # type: ignore[arg-type]
+        runs = [asyncio.ensure_future(gate.run_job(_job(name), EngineMode(), 10, who, name))
+                for who, name in [("alice", "a1"), ("alice", "a2"), ("alice", "a3"),
+                                  ("alice", "a4"), ("bob", "b1")]]
+        await asyncio.sleep(0.01)
+        assert sorted(gate.holders.values()) == ["alice", "alice"]  # both slots, at once
+        await coordinator.finish("alice:a1")  # bob runs none: the slot is his
+        await coordinator.finish("alice:a2")
+        while coordinator.running:
+            await coordinator.finish()
+        await asyncio.gather(*runs)
+        return coordinator.order, coordinator.most_at_once
+
+    order, most_at_once = asyncio.run(scenario())
+
+    assert order == ["alice:a1", "alice:a2", "bob:b1", "alice:a3", "alice:a4"]
+    assert most_at_once == 2
 
 
 class RefusingCoordinator:
-    """Fails every job; ``refusals`` as the real coordinator reads them from
+    """Fails every job, with the ``refusals`` the real coordinator reads from
     ``TaskDone.refused``."""
 
     def __init__(self, refusals: list[tuple[str, str]]) -> None:
         self.refusals = refusals
 
     async def run_job(self, job, mode, timeout_s, analyst=""):
-        raise JobFailedError("task 't' failed on site 's1': refused by the site's rules")
-
-    def cancel(self, reason: str) -> bool:
-        return False
-
+        message = "task 't' failed on site 's1': refused by the site's rules"
+        if self.refusals:
+            raise JobRefusedError(message, self.refusals)
+        raise JobFailedError(message)
 
 def test_a_sites_refusal_comes_out_of_the_gate_naming_site_and_reason():
     refusals = [("s1", "column x is not exposed"), ("s1", "column x is not exposed"),

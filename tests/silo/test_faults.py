@@ -29,8 +29,7 @@ def _kill_after_first_output(c, runner, future, site_index, timeout_s=60.0):
     name = c.names[site_index]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not future.done():
-        run = c.coordinator._run
-        if run is not None and any(r.site == name for r in run.records):
+        if any(r.site == name for r in c.coordinator.job_records()):
             c.kill_site(site_index)
             return
         time.sleep(0.02)

@@ -86,7 +86,7 @@ class Pong(_message.Message):
     def __init__(self, coordinator_time_s: _Optional[float] = ...) -> None: ...
 
 class CoordinatorMessage(_message.Message):
-    __slots__ = ("welcome", "assign", "input", "reclaim", "ping", "mode", "evict")
+    __slots__ = ("welcome", "assign", "input", "reclaim", "ping", "mode", "evict", "end")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGN_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,7 @@ class CoordinatorMessage(_message.Message):
     PING_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     EVICT_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assign: Assign
     input: InputPart
@@ -101,7 +102,8 @@ class CoordinatorMessage(_message.Message):
     ping: Ping
     mode: JobMode
     evict: Evict
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Union[Assign, _Mapping]] = ..., input: _Optional[_Union[InputPart, _Mapping]] = ..., reclaim: _Optional[_Union[Reclaim, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., mode: _Optional[_Union[JobMode, _Mapping]] = ..., evict: _Optional[_Union[Evict, _Mapping]] = ...) -> None: ...
+    end: JobEnd
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Union[Assign, _Mapping]] = ..., input: _Optional[_Union[InputPart, _Mapping]] = ..., reclaim: _Optional[_Union[Reclaim, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., mode: _Optional[_Union[JobMode, _Mapping]] = ..., evict: _Optional[_Union[Evict, _Mapping]] = ..., end: _Optional[_Union[JobEnd, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("site",)
@@ -122,6 +124,14 @@ class JobMode(_message.Message):
     output_threshold_bytes: int
     analyst: str
     def __init__(self, job_id: _Optional[str] = ..., late_binding: _Optional[bool] = ..., coupled_output: _Optional[bool] = ..., output_threshold_bytes: _Optional[int] = ..., analyst: _Optional[str] = ...) -> None: ...
+
+class JobEnd(_message.Message):
+    __slots__ = ("job_id", "reason")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    reason: str
+    def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Assign(_message.Message):
     __slots__ = ("tasks",)

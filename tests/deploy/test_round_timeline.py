@@ -1,0 +1,105 @@
+"""A real deployment's per-round client timeline: phases the server measured, in order."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.harness import provision, rounds_done, wait_for, write_config
+from tests.deploy.rogue import RogueClient, RogueFleet
+
+MS = 0.0015  # every time in a row is rounded to the millisecond
+
+
+def _timelines(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "clients.jsonl").read_text().splitlines()]
+
+
+def _marks(row: list[Any]) -> dict[str, float]:
+    """A row's instants on the round's clock (the phases are contiguous from launch)."""
+    _, launch, download, compute, upload, _, end, assigned = row
+    return {
+        "assigned": assigned,
+        "download_start": launch,
+        "download_end": launch + download,
+        "upload_start": launch + download + compute,
+        "upload_end": launch + download + compute + upload,
+        "end": end,
+    }
+
+
+@pytest.mark.timeout(300)
+def test_a_deployment_records_each_clients_measured_phases_in_order(tmp_path, processes):
+    """Over-commitment selects 4 for K=3: three real clients download, train and upload;
+    a fourth downloads its model and loses its link while training: dropped, its row
+    cut at the drop. Every row comes from the server's own clock."""
+    pki = provision(tmp_path / "pki", 4)
+    out = tmp_path / "out"
+    start_file = tmp_path / "start_at"
+    config = write_config(
+        tmp_path / "run.yaml",
+        out,
+        pki,
+        rounds=1,
+        clients_per_round=3,
+        dataset__num_clients=4,
+        model={"name": "mlp", "hidden": [1024, 1024]},  # 4.5 MB: transfers take ms
+        train={"local_steps": 20, "batch_size": 20, "lr": 0.1},
+        round={"mode": "sync", "overcommit": 1.3},
+        deploy__min_clients=4,
+    )
+    server, port = processes.server(config, tmp_path / "port", "--start-at-file", str(start_file))
+    for index in range(3):
+        processes.client(port, pki, index)
+    rogue = RogueClient(f"127.0.0.1:{port}", pki, "client-0003", vanish_after_download=True)
+    fleet = RogueFleet([rogue])
+    try:
+        assert rogue.registered.wait(30), rogue.error
+        wait_for(
+            lambda: processes.log("server").count("client registered") >= 4, 120, "four clients"
+        )
+        time.sleep(1.0)
+        start_file.write_text(f"{time.time() + 0.5}")
+        assert rogue.got_task.wait(60)
+        assert server.wait(timeout=240) == 0, processes.log("server")
+    finally:
+        fleet.close()
+    (record,) = rounds_done(out)
+    assert "timeline" not in record  # the timeline lives in clients.jsonl only
+    (entry,) = _timelines(out)
+    assert entry["round_idx"] == 0 and entry["v"] == 1 and entry["clock"] == "server"
+    assert entry["available"] == 4
+    round_end = entry["end_s"] - entry["start_s"]
+    assert record["end_s"] == pytest.approx(entry["end_s"], abs=MS)
+    outcomes = {c["client_id"]: c["outcome"] for c in record["clients"]}
+    assert outcomes == {0: "completed", 1: "completed", 2: "completed", 3: "dropped"}
+    rows = {row[0]: row for row in entry["clients"]}
+    assert sorted(rows) == [0, 1, 2, 3]
+    assert {c: row[5] for c, row in rows.items()} == {0: "c", 1: "c", 2: "c", 3: "d"}
+
+    for client in (0, 1, 2):
+        marks = _marks(rows[client])
+        order = list(marks.values()) + [round_end]
+        assert all(a <= b + MS for a, b in zip(order, order[1:])), (client, marks)
+        assert marks["assigned"] >= 0
+        _, _, download, compute, upload, *_ = rows[client]
+        assert download > 0 and compute > 0 and upload > 0, rows[client]
+    # The third arrival closed the round: the closer's update came last of the three.
+    closer = entry["closed_by"]
+    assert closer in (0, 1, 2)
+    assert rows[closer][6] == max(rows[c][6] for c in (0, 1, 2))
+
+    dropped = _marks(rows[3])
+    _, _, download, compute, upload, *_ = rows[3]
+    assert dropped["assigned"] <= dropped["download_start"] + MS
+    assert download > 0  # it read its whole model before it vanished
+    assert upload == 0  # it never uploaded
+    # Cut at the drop: its compute runs from the model's arrival to the lost link.
+    assert dropped["upload_end"] == pytest.approx(dropped["end"], abs=2 * MS)
+    assert dropped["end"] <= round_end + MS
+    (why,) = [c["reason"] for c in record["clients"] if c["client_id"] == 3]
+    assert why == "connection lost before its update arrived"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -83,8 +84,8 @@ def test_a_deployment_records_each_clients_measured_phases_in_order(tmp_path, pr
 
     for client in (0, 1, 2):
         marks = _marks(rows[client])
-        order = list(marks.values()) + [round_end]
-        assert all(a <= b + MS for a, b in zip(order, order[1:])), (client, marks)
+        order = [*marks.values(), round_end]
+        assert all(a <= b + MS for a, b in itertools.pairwise(order)), (client, marks)
         assert marks["assigned"] >= 0
         _, _, download, compute, upload, *_ = rows[client]
         assert download > 0 and compute > 0 and upload > 0, rows[client]

@@ -104,3 +104,38 @@ def test_a_deployment_records_each_clients_measured_phases_in_order(tmp_path, pr
     assert dropped["end"] <= round_end + MS
     (why,) = [c["reason"] for c in record["clients"] if c["client_id"] == 3]
     assert why == "connection lost before its update arrived"
+
+
+@pytest.mark.timeout(300)
+def test_a_secure_rounds_timeline_measures_the_masked_upload(tmp_path, processes):
+    """With secure aggregation the upload is the masked input's stream: its clients'
+    rows have the same ordered phases (the key exchange and unmasking are the round's)."""
+    pki = provision(tmp_path / "pki", 3)
+    out = tmp_path / "out"
+    config = write_config(
+        tmp_path / "run.yaml",
+        out,
+        pki,
+        rounds=1,
+        clients_per_round=3,
+        dataset__num_clients=3,
+        model={"name": "mlp", "hidden": [512, 512]},  # 1.2 MB: transfers take ms
+        train={"local_steps": 20, "batch_size": 20, "lr": 0.1},
+        deploy__secure_aggregation="secagg",
+    )
+    server, port = processes.server(config, tmp_path / "port")
+    for index in range(3):
+        processes.client(port, pki, index)
+    assert server.wait(timeout=240) == 0, processes.log("server")
+    (record,) = rounds_done(out)
+    assert record["secure_aggregation"]["inputs"] == 3, record
+    (entry,) = _timelines(out)
+    round_end = entry["end_s"] - entry["start_s"]
+    assert sorted(row[0] for row in entry["clients"]) == [0, 1, 2]
+    for row in entry["clients"]:
+        assert row[5] == "c", row
+        order = [*_marks(row).values(), round_end]
+        assert all(a <= b + MS for a, b in itertools.pairwise(order)), row
+        _, _, download, compute, upload, *_ = row
+        assert download > 0 and compute > 0 and upload > 0, row
+    assert entry["closed_by"] in (0, 1, 2)

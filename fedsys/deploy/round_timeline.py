@@ -59,7 +59,7 @@ def deploy_timeline(
         else:  # refused, turned away late, a late upload held, or still working
             end = marks.get("ended", marks.get("upload_end", round_end))
         assigned = live.assignments[client].assigned_at - origin
-        rows.append(_row(client, assigned, marks, outcome, end))
+        rows.append(measured_row(client, assigned, marks, outcome, end))
     closed_by = None
     if live.target is not None and len(live.arrivals) >= live.target:
         closed_by = live.arrivals[live.target - 1].client_id
@@ -75,7 +75,7 @@ def deploy_timeline(
     return entry
 
 
-def _row(
+def measured_row(
     client: ClientId, assigned: float, marks: Mapping[str, float], outcome: str, end: float
 ) -> list[Any]:
     """One client's row from the marks it reached, every phase cut at ``end``.
@@ -103,4 +103,4 @@ _CHAIN = ("download_start", "download_end", "upload_start", "upload_end")
 """The marks that begin the download, compute and upload, and the upload's end."""
 
 
-__all__ = ["CLOCK", "deploy_timeline"]
+__all__ = ["CLOCK", "deploy_timeline", "measured_row"]

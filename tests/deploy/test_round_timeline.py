@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from fedsys.deploy.round_timeline import measured_row
 from tests.deploy.harness import provision, rounds_done, wait_for, write_config
 from tests.deploy.rogue import RogueClient, RogueFleet
 
@@ -31,6 +32,35 @@ def _marks(row: list[Any]) -> dict[str, float]:
         "upload_end": launch + download + compute + upload,
         "end": end,
     }
+
+
+def test_a_completed_task_has_contiguous_phases_from_its_download() -> None:
+    marks = {"download_start": 0.5, "download_end": 0.75, "upload_start": 3.0, "upload_end": 3.5}
+    row = measured_row(7, 0.25, marks, "completed", 3.75)
+    assert row == [7, 0.5, 0.25, 2.25, 0.5, "c", 3.75, 0.25]
+
+
+def test_a_client_dropped_while_training_is_cut_at_the_drop() -> None:
+    marks = {"download_start": 0.5, "download_end": 1.0}
+    row = measured_row(3, 0.0, marks, "dropped", 2.5)
+    assert row == [3, 0.5, 0.5, 1.5, 0.0, "d", 2.5, 0.0]
+
+
+def test_a_client_dropped_mid_download_has_only_the_download_up_to_the_drop() -> None:
+    row = measured_row(3, 0.0, {"download_start": 0.5}, "dropped", 2.0)
+    assert row == [3, 0.5, 1.5, 0.0, 0.0, "d", 2.0, 0.0]
+
+
+def test_a_client_that_reached_no_phase_starts_at_its_assignment() -> None:
+    row = measured_row(4, 0.25, {}, "straggled", 6.0)
+    assert row == [4, 0.25, 0.0, 0.0, 0.0, "s", 6.0, 0.25]
+
+
+def test_marks_after_the_end_are_cut_there() -> None:
+    """A straggler's upload still running when the round was recorded ends with it."""
+    marks = {"download_start": 0.5, "download_end": 1.0, "upload_start": 5.0}
+    row = measured_row(2, 0.0, marks, "straggled", 4.0)
+    assert row == [2, 0.5, 0.5, 3.0, 0.0, "s", 4.0, 0.0]
 
 
 @pytest.mark.timeout(300)

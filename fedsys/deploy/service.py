@@ -74,13 +74,15 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
     def _name(self, context: grpc.aio.ServicerContext) -> str:
         return auth.caller_name(self.state.tokens, context)
 
-    def _stamp(self, client_id: int, mark: str, task: Assignment | None = None) -> None:
+    def _stamp(self, client_id: int | None, mark: str, task: Assignment | None = None) -> None:
         """Note ``mark`` of the client's task (default: its current one) in the live round."""
         live = self.state.live_round
+        if live is None or client_id is None:
+            return
         if task is None:
             session = self.state.registry.sessions.get(client_id)
             task = None if session is None else session.assignment
-        if live is not None and task is not None:
+        if task is not None:
             live.stamp(client_id, task.task_id, mark)
 
     # ------------------------------------------------------------------ register
@@ -162,7 +164,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
                 f"model version {request.model_version} is gone; current is {model.version}",
             )
         settings = self.state.settings
-        client_id = self.state.registry.client_id(name)
+        client_id = self.state.registry.ids.get(name)
         self._stamp(client_id, "download_start")  # waiting for a slot is part of the download
         async with self.state.download_slots:
             clock = TransferClock(

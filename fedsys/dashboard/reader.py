@@ -222,7 +222,11 @@ class RunReader:
             return self._config
 
     def _deploy_timeline(self, round_idx: int) -> dict[str, Any] | None:
-        """A deployment's round as a timeline: each client's outcome and duration."""
+        """A deployment's round as a timeline of each client's outcome and duration.
+
+        For deployment folders written before the server measured each client's
+        phases (a deployment now writes ``clients.jsonl`` as a simulation does).
+        """
         with self._lock:
             record = next(
                 (r for _, r in self._rounds.rows if r.get("round_idx") == round_idx), None

@@ -3,7 +3,9 @@
 The round loop opens a :class:`LiveRound`, the service reports arrivals
 (:meth:`LiveRound.accept`), refusals and disconnects into it, and the loop waits on
 :meth:`LiveRound.wait` until the round's closing rule is met (K arrivals, a deadline,
-or nobody left to wait for).
+or nobody left to wait for). The service also stamps, on the server's clock, when each
+task's model download and update upload began and ended (:meth:`LiveRound.stamp`): the
+round's client timeline (:mod:`fedsys.deploy.round_timeline`) is drawn from them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from fedsys.deploy.local_work import Work
 from fedsys.deploy.registry import Assignment
 from fedsys.deploy.service import LateUpdateError, straggler_reason
 
+PHASE_MARKS = ("download_start", "download_end", "upload_start", "upload_end", "ended")
+"""What the service stamps of a task; ``ended``: refused, or turned away as a straggler."""
+
 
 @dataclass(frozen=True)
 class Arrival:
@@ -29,6 +34,8 @@ class Arrival:
     num_samples: int
     loss: LossStats | None
     upload_bytes: int
+    at: float = field(default_factory=time.monotonic)
+    """When it was counted (``time.monotonic``): the round's K-th arrival closes it."""
 
 
 @dataclass
@@ -62,6 +69,10 @@ class LiveRound:
     """Earlier rounds' stragglers aggregated into this round (``round.late_updates``)."""
     work: dict[ClientId, Work] = field(default_factory=dict)
     """Steps and upload share each participant was given (``round.local_work``; empty: fixed)."""
+    stamps: dict[ClientId, dict[str, float]] = field(default_factory=dict)
+    """Per client, ``time.monotonic`` of each phase mark of its task (:data:`PHASE_MARKS`)."""
+    available: int | None = None
+    """Idle clients the round selected among."""
     closed: bool = False
     recorded: bool = False
     bytes_down: int = 0
@@ -119,6 +130,17 @@ class LiveRound:
             self.drop_reasons[client_id] = reason
             self.notify()
 
+    def stamp(self, client_id: ClientId, task_id: str, mark: str) -> None:
+        """Note that ``mark`` (one of :data:`PHASE_MARKS`) of task ``task_id`` happened now.
+
+        Only this round's own tasks are stamped, and only until the round is recorded;
+        the first stamp of a mark wins (a retried transfer began with its first try).
+        """
+        task = self.assignments.get(client_id)
+        if task is None or task.task_id != task_id or self.recorded:
+            return
+        self.stamps.setdefault(client_id, {}).setdefault(mark, time.monotonic())
+
     def refuse(self, client_id: ClientId, reason: str, *, ends_task: bool) -> None:
         """Record a refused update (validation, checksum, replay) for the round's record.
 
@@ -128,6 +150,7 @@ class LiveRound:
         self.rejected.append((client_id, reason))
         if ends_task and client_id in self.assignments:
             self.failed.add(client_id)
+            self.stamp(client_id, self.assignments[client_id].task_id, "ended")
         self.notify()
 
     async def accept(self, update: ClientUpdate, task: Assignment) -> None:

@@ -27,11 +27,14 @@ from fedsys.deploy.local_work import local_work_problem, plan_work
 from fedsys.deploy.memory import current_rss_bytes, peak_rss_bytes
 from fedsys.deploy.registry import Assignment, Session
 from fedsys.deploy.round_state import LiveRound
+from fedsys.deploy.round_timeline import deploy_timeline
 from fedsys.deploy.secure_round import SecureRound
 from fedsys.deploy.state import DeployError, ModelBlob, ServerState
 from fedsys.metrics.records import RoundRecord
+from fedsys.metrics.timeline import TIMELINE_KEY
 from fedsys.parts.rules import ceil_overcommit, task_seed
 from fedsys.selection.availability import feed_availability
+from fedsys.selection.describe import describe_selector
 from fedsys.selection.priors import feed_priors
 from fedsys.wire.protos import deploy_pb2
 
@@ -130,6 +133,7 @@ async def launch(state: ServerState, round_idx: int) -> LiveRound:
             state, round_idx, present, state.secure_plan, state.weights, state.strategy_state
         )
     live = LiveRound(round_idx, state.model_blob.version, target, feed)  # type: ignore[arg-type]
+    live.available = len(available)
     state.live_round = live
     template = task_template(state, round_idx)
     live.work = plan_work(state, present, target)
@@ -289,8 +293,13 @@ def record_round(
     accuracy: float | None,
     test_loss: float | None,
 ) -> RoundRecord:
-    """The round's record, in the simulator's format (who completed, straggled, dropped)."""
+    """The round's record, in the simulator's format (who completed, straggled, dropped).
+
+    Its client timeline (measured phases, :mod:`fedsys.deploy.round_timeline`) goes to
+    ``clients.jsonl`` as a simulated round's does.
+    """
     live.recorded = True  # outcomes are final from here: a later disconnect is not a dropout
+    end_s = state.now_s()
     arrived = {a.client_id for a in live.arrivals}
     stragglers = set(live.assignments) - arrived - set(live.dropped) - live.failed
     samples = sum(a.num_samples for a in live.arrivals if a.loss is not None)
@@ -331,6 +340,11 @@ def record_round(
         extra["rejected_updates"] = [
             {"client_id": c, "reason": reason} for c, reason in live.rejected
         ]
+    selected = sorted(live.assignments)
+    selector = describe_selector(
+        state.parts.selector, state.selector_state, live.round_idx, selected
+    )
+    extra[TIMELINE_KEY] = deploy_timeline(live, outcome, end_s, selector)
     _LOGGER.info(
         "round finished",
         extra={
@@ -343,7 +357,7 @@ def record_round(
     return RoundRecord(
         round_idx=live.round_idx,
         start_s=start_s,
-        end_s=state.now_s(),
+        end_s=end_s,
         wall_s=time.perf_counter() - wall,
         selected=len(live.assignments),
         participants=len(arrived) if aggregated else 0,

@@ -332,6 +332,7 @@ class SecureService(deploy_pb2_grpc.SecureAggregatorServicer):
         client = -1
         try:
             client, feed = self._round(name, header.task_id, int(header.round_idx))
+            _stamp(feed, client, header.task_id, "upload_start")
             length = feed.protocol.vector_length
             dtype = mask_dtype(feed.protocol.bits).newbyteorder("<")
             size = length * dtype.itemsize
@@ -347,6 +348,7 @@ class SecureService(deploy_pb2_grpc.SecureAggregatorServicer):
                     )
                 except StreamCutError:
                     raise ProtocolViolationError(_CUT) from None
+            _stamp(feed, client, header.task_id, "upload_end")
             values = await asyncio.to_thread(_native, payload, dtype)
             await feed.add_masked(client, header, values, size)
         except (ProtocolViolationError, PayloadError, TimeoutError) as exc:
@@ -357,6 +359,12 @@ class SecureService(deploy_pb2_grpc.SecureAggregatorServicer):
             return deploy_pb2.SecureAck(accepted=False, reason=reason)
         self.state.registry.release(client, header.task_id)
         return deploy_pb2.SecureAck(accepted=True)
+
+
+def _stamp(feed: SecureRound, client: int, task_id: str, mark: str) -> None:
+    """Note a phase mark of the client's masked upload for the round's timeline."""
+    if feed.live is not None:
+        feed.live.stamp(client, task_id, mark)
 
 
 def _masked_chunk(message: deploy_pb2.MaskedUpload) -> common_pb2.Chunk:

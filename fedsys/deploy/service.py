@@ -74,6 +74,17 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
     def _name(self, context: grpc.aio.ServicerContext) -> str:
         return auth.caller_name(self.state.tokens, context)
 
+    def _stamp(self, client_id: int | None, mark: str, task: Assignment | None = None) -> None:
+        """Note ``mark`` of the client's task (default: its current one) in the live round."""
+        live = self.state.live_round
+        if live is None or client_id is None:
+            return
+        if task is None:
+            session = self.state.registry.sessions.get(client_id)
+            task = None if session is None else session.assignment
+        if task is not None:
+            live.stamp(client_id, task.task_id, mark)
+
     # ------------------------------------------------------------------ register
     async def Register(  # noqa: N802
         self, request: deploy_pb2.RegisterRequest, context: grpc.aio.ServicerContext
@@ -153,6 +164,8 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
                 f"model version {request.model_version} is gone; current is {model.version}",
             )
         settings = self.state.settings
+        client_id = self.state.registry.ids.get(name)
+        self._stamp(client_id, "download_start")  # waiting for a slot is part of the download
         async with self.state.download_slots:
             clock = TransferClock(
                 settings.transfer_idle_s, settings.transfer_min_bytes_per_s, len(model.data)
@@ -172,6 +185,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
                 problem = None
         if problem is not None:  # the slot is free before the call ends
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, problem)
+        self._stamp(client_id, "download_end")
         self.state.memory.transfer_finished()
         live = self.state.live_round
         if live is not None and live.model_version == model.version:
@@ -211,6 +225,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
         live = self.state.live_round
         late = live is None or not live.is_open_for(assignment.round_idx)
         if late and not late_policy(self.state).enabled:
+            self._stamp(client_id, "ended", assignment)  # turned away: a straggler
             self.state.registry.release(client_id, assignment.task_id)
             yield _verdict(False, straggler_reason(assignment.round_idx))
             return
@@ -218,6 +233,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             yield _verdict(False, "an upload of this task is already in progress")
             return
         session.uploading = assignment.task_id
+        self._stamp(client_id, "upload_start", assignment)
         # The slot is held while chunks flow and until the update is in the strategy's
         # hands (or refused): received, decoded and waiting updates together stay at most
         # upload_slots, except quiet uploads, which lend their slot back (their partial
@@ -231,6 +247,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
                 grant=deploy_pb2.Grant(max_chunk_bytes=self.state.settings.chunk_bytes)
             )
             payload = await self._receive(messages, header, slot, expected_bytes)
+            self._stamp(client_id, "upload_end", assignment)
             # Decoding and validating grow with the model: a worker thread does them.
             weights = self.state.weights
             update = await asyncio.to_thread(
@@ -245,6 +262,7 @@ class AggregatorService(deploy_pb2_grpc.AggregatorServicer):
             slot.release()
             self.state.memory.transfer_finished()
         except LateUpdateError as exc:
+            self._stamp(client_id, "ended", assignment)
             self.state.registry.release(client_id, assignment.task_id)
             yield _verdict(False, str(exc))
             return

@@ -37,6 +37,9 @@ class RogueClient:
         Lose the link as soon as a task arrives, before any upload (its channel closes).
     stall_download
         Read the first chunk of the task's model, then stop reading (the stream open).
+    vanish_after_download
+        Download the task's whole model, then lose the link (a device that went
+        offline while training).
     hang
         Take the task and do nothing with it, the link kept alive (a hung device).
     from_round
@@ -51,6 +54,7 @@ class RogueClient:
     vanish: bool = False
     hang: bool = False
     stall_download: bool = False
+    vanish_after_download: bool = False
     session_ended: threading.Event = field(default_factory=threading.Event)
     from_round: int = 0
     got_task: threading.Event = field(default_factory=threading.Event)
@@ -91,6 +95,9 @@ class RogueClient:
                         return  # the channel closes: the link is lost mid-task
                     if self.hang:
                         continue  # keeps reading instructions, never uploads
+                    if self.vanish_after_download:
+                        await self._download(stub, metadata, task)
+                        return
                     if self.stall_download:
                         await self._stall_download(stub, metadata, task)
                         return
@@ -100,6 +107,15 @@ class RogueClient:
             self.error = f"{error.code().name}: {error.details()}"
         finally:
             self.session_ended.set()
+
+    async def _download(self, stub, metadata, task: deploy_pb2.TrainTask) -> None:
+        call = stub.GetModel(
+            deploy_pb2.ModelRequest(model_version=task.model_version),
+            metadata=metadata,
+            timeout=60,
+        )
+        async for _ in call:
+            pass
 
     async def _stall_download(self, stub, metadata, task: deploy_pb2.TrainTask) -> None:
         call = stub.GetModel(

@@ -57,10 +57,14 @@ EXTRA_VIEWS.timeline = function (el, run, params) {
 
 function drawTimeline(chart, info, entry) {
   const rows = entry.clients || [];
+  // A deployment recorded before format 1 had server-measured phases: durations only.
   const measured = rows.some((c) => c[2] === null);
+  // A deployment's rows say when the server assigned the task (an 8th value): a thin
+  // line from there to the download's start (the task on its way, a download slot).
+  const assignedAt = (c) => (typeof c[7] === "number" ? c[7] : null);
   // An async aggregation's clients may have launched before its window opened: the
   // axis starts at the earliest launch (negative seconds) so every bar is whole.
-  const origin = Math.min(0, ...rows.map((c) => c[1] || 0));
+  const origin = Math.min(0, ...rows.map((c) => Math.min(c[1] || 0, assignedAt(c) ?? 0)));
   let end = (entry.end_s ?? 0) - (entry.start_s ?? 0);
   for (const c of rows) end = Math.max(end, (c[1] || 0) + (c[2] || 0) + (c[3] || 0) + (c[4] || 0), c[6] || 0);
   const span = end - origin || 1;
@@ -76,6 +80,11 @@ function drawTimeline(chart, info, entry) {
     const outcome = OUTCOMES[code] || code;
     counts[outcome] = (counts[outcome] || 0) + 1;
     const track = h("div", { class: "tl-track" });
+    const assigned = assignedAt(c);
+    if (assigned !== null && !measured && launch > assigned) {
+      track.append(h("div", { class: "wait", "data-assigned": assigned, title: `task assigned at ${fmtDuration(assigned)}`,
+        style: `left:${pct(assigned)};width:${(100 * (launch - assigned)) / span}%` }));
+    }
     if (measured) {
       if (c[6] !== null) track.append(h("div", { class: "phase measured", "data-phase": "measured", style: `left:0;width:${pct(c[6])}` }));
     } else {
@@ -104,7 +113,8 @@ function drawTimeline(chart, info, entry) {
     ? `closed by client ${entry.closed_by}'s arrival (★) at ${fmtDuration(closeAt)}` : `closed at ${fmtDuration(closeAt)}`;
   info.textContent = `round ${entry.round_idx}: ${rows.length} clients (${parts}); ` +
     (entry.available !== null && entry.available !== undefined ? `${entry.available} available; ` : "") + closed +
-    (measured ? " — measured durations (a deployment records no phases)" : "");
+    (measured ? " — measured durations (this deployment recorded no phases)" : "") +
+    (entry.clock === "server" ? " — measured on the server's clock (wall seconds); thin line: task assigned, download not begun" : "");
 }
 
 // ------------------------------------------------------------------ fleet

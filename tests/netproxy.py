@@ -74,8 +74,7 @@ class NetProxy:
         Connections reset by cuts (open ones and those refused during a cut).
     """
 
-    def __init__(self, target_host: str, target_port: int, listen_host: str = "127.0.0.1"
-                 ) -> None:
+    def __init__(self, target_host: str, target_port: int, listen_host: str = "127.0.0.1") -> None:
         self.target_host = target_host
         self.target_port = target_port
         self.listen_host = listen_host
@@ -94,8 +93,7 @@ class NetProxy:
     def start(self) -> int:
         """Listen on a free port; the port."""
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="netproxy")
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="netproxy")
         self._thread.start()
         return int(self._call(self._start()))
 
@@ -180,10 +178,13 @@ class NetProxy:
         try:
             await self._flowing.wait()  # a stalled link holds the new connection
             target_reader, connection.target = await asyncio.wait_for(
-                asyncio.open_connection(self.target_host, self.target_port), timeout=10)
+                asyncio.open_connection(self.target_host, self.target_port), timeout=10
+            )
             self.dialled += 1
-            pumps = {asyncio.ensure_future(self._pump(reader, connection.target)),
-                     asyncio.ensure_future(self._pump(target_reader, writer))}
+            pumps = {
+                asyncio.ensure_future(self._pump(reader, connection.target)),
+                asyncio.ensure_future(self._pump(target_reader, writer)),
+            }
             try:
                 await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
             finally:

@@ -209,8 +209,7 @@ class SiteManager:
         ``connected`` is called at each message from the coordinator: a site that got
         through starts its reconnection count afresh.
         """
-        self._job = _JobState()
-        self._free = self.settings.workers
+        self._job = _JobState()  # (workers busy with a lost session's tasks stay busy)
         self._outbox = asyncio.Queue()
         async with open_channel(self.coordinator, self.security,
                                 self.settings.max_message_bytes, _DIAL_FRESH) as channel:

@@ -16,7 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from fedsys.silo.coordinator import SiloCoordinator
+from fedsys.silo.job import JobBuilder
+from fedsys.silo.mode import EngineMode, JobFailedError
 from fedsys.silo.site import SiteManager, SiteSettings
+from fedsys.silo.task_registry import Output
 from fedsys.wire import auth
 from fedsys.wire.supervise import end_group, fedsys_command, spawn
 from fedsys.wire.transport import ChannelSecurity, ServerSecurity
@@ -97,3 +100,61 @@ def test_a_site_whose_token_is_refused_stops_at_once_with_one_line(tmp_path):
     assert "Traceback" not in log
     assert log.count('"reconnecting"') == 0  # no retry: dialling again cannot fix it
 
+
+
+def test_a_task_cut_off_mid_run_gives_its_worker_back_once(tmp_path):
+    # The task goes on computing after its session ends and frees its worker when it
+    # finishes: the next session must not count that worker free from its start too, or
+    # every cut mid-task would hand the pool one more task than it has workers.
+    tokens = auth.issue_tokens(tmp_path, ["site-a"])
+    data = tmp_path / "d0.npz"
+    np.savez(data, values=np.zeros(4))
+    job = JobBuilder("spin")
+    spin = job.site_task("spin/d0/0", "silo.spin", {"ms": 1500, "value": 1}, dataset="d0")
+    job.merge("total", lambda outs: Output(b"", {"value": sum(o.meta["value"] for o in outs)}),
+              [spin])
+    built = job.build(results=["total"])
+
+    async def scenario() -> tuple[int, int, str]:
+        coordinator = SiloCoordinator(tmp_path / auth.TOKENS_FILE, ServerSecurity(insecure=True))
+        proxy = NetProxy("127.0.0.1", await coordinator.start())
+        await asyncio.to_thread(proxy.start)
+        settings = _fast(SiteSettings(workers=1, comm_workers=1))
+        site = SiteManager(f"127.0.0.1:{proxy.port}", tokens["site-a"],
+                           ChannelSecurity(insecure=True), {"d0": str(data)}, "site-a", settings)
+        stop = asyncio.Event()
+        running = asyncio.create_task(site.run(stop))
+        try:
+            await coordinator.wait_for_sites(1, 120)
+            result = asyncio.create_task(
+                coordinator.run_job(built, EngineMode.sol(on_site_failure="fail"), 60))
+            await _until(lambda: site._free == 0, 30, "the site to start the task")
+            await asyncio.to_thread(proxy.cut)
+            error = ""
+            try:
+                await asyncio.wait_for(result, 30)
+            except JobFailedError as exc:
+                error = str(exc)
+            await asyncio.to_thread(proxy.restore)
+            await coordinator.wait_for_sites(1, 30)
+            busy = site._free  # the cut task still computes
+            await _until(lambda: not site._tasks, 30, "the cut task to finish")
+            return busy, site._free, error
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 30)
+            await asyncio.to_thread(proxy.close)
+            await coordinator.stop()
+
+    busy, free, error = asyncio.run(scenario())
+
+    assert "site 'site-a' was lost" in error
+    assert busy == 0
+    assert free == 1  # one worker, free once its task ended
+
+
+async def _until(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)

@@ -6,8 +6,9 @@ dials the coordinator through a :class:`tests.netproxy.NetProxy` on another loop
 port. TLS passes through the proxy untouched and the coordinator's certificate names
 ``127.0.0.1``, so that site still verifies it. The tests cut the link (every connection
 reset, every new dial refused), or stall it (nothing passes, nothing closes: only the
-keepalives and the coordinator's pings can tell), then restore it. The site process is
-never restarted: it must come back on its own, and the answers must count its rows again.
+coordinator's pings and the site's silence timer can tell), then restore it. The site
+process is never restarted: it must come back on its own, and the answers must count its
+rows again; a job running at the site when the link goes down follows its policy.
 """
 
 from __future__ import annotations

@@ -115,9 +115,11 @@ class Deployment:
                           ca=self.workdir / "pki" / "ca.pem")
 
     def close(self) -> None:
-        if self.proxy is not None:
-            self.proxy.close()
-        end_all([*self.sites, *([self.coordinator] if self.coordinator else [])], 0.0, 5.0)
+        try:
+            if self.proxy is not None:
+                self.proxy.close()
+        finally:
+            end_all([*self.sites, *([self.coordinator] if self.coordinator else [])], 0.0, 5.0)
 
 
 def _log(path: Path, msg: str) -> list[dict[str, Any]]:

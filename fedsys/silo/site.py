@@ -55,6 +55,10 @@ from fedsys.wire.transport import (
 )
 
 _LOGGER = logging.getLogger(__name__)
+_REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+# Each session's channel dials at once: a subchannel shared across channels would keep
+# gRPC's own backoff (growing to 2 min) behind the site's, long after a cut has healed.
+_DIAL_FRESH = (("grpc.use_local_subchannel_pool", 1),)
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class SiteSettings:
     transfer_timeout_s
         Deadline of one output upload or input download.
     backoff
-        Reconnection backoff.
+        Reconnection backoff (default: no limit; only a refused token stops a site).
     upload_chunk_bytes
         Chunk size of output uploads. A merge that streams (Sol) can use an upload's
         bytes one chunk at a time, so a small chunk keeps the next round's model close
@@ -92,7 +96,7 @@ class SiteSettings:
     max_input_bytes: int = 512 * 1024 * 1024
     coordinator_timeout_s: float = 20.0
     transfer_timeout_s: float = 300.0
-    backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.2, cap_s=5.0))
+    backoff: Backoff = field(default_factory=lambda: Backoff(0.2, 5.0, max_attempts=None))
     upload_chunk_bytes: int = 64 * 1024
 
 
@@ -151,7 +155,7 @@ class SiteManager:
         Raises
         ------
         ConnectionError
-            When the backoff gives up.
+            When the coordinator refuses the site's token, or the backoff gives up.
         """
         stop = stop or asyncio.Event()
         task_names = load_task_modules(self.settings.task_modules)
@@ -164,6 +168,7 @@ class SiteManager:
                 backoff=self.settings.backoff,
                 rng=random.Random(),
                 target=f"the coordinator at {self.coordinator}",
+                fatal=self._refusal,
                 stop=stop,
                 logger=_LOGGER,
             )
@@ -171,6 +176,13 @@ class SiteManager:
             for task in list(self._tasks):
                 task.cancel()
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _refusal(self, exc: BaseException) -> BaseException | None:
+        """A refused token is fatal (dialling again cannot fix it); anything else retries."""
+        if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in _REFUSED:
+            return ConnectionError(f"the coordinator at {self.coordinator} refused this "
+                                   f"site: {exc.details()}")
+        return None
 
     async def _warm_up(self) -> None:
         """Start every worker process now, not at the first task."""
@@ -193,11 +205,10 @@ class SiteManager:
         ``connected`` is called at each message from the coordinator: a site that got
         through starts its reconnection count afresh.
         """
-        self._jobs = {}
-        self._free = self.settings.workers
+        self._jobs = {}  # (workers busy with a lost session's tasks stay busy)
         self._outbox = asyncio.Queue()
         async with open_channel(self.coordinator, self.security,
-                                self.settings.max_message_bytes) as channel:
+                                self.settings.max_message_bytes, _DIAL_FRESH) as channel:
             self._stub = silo_pb2_grpc.CoordinatorStub(channel)
             self._transfers = SiteTransfers(
                 self._stub, self.token, self.settings.transfer_timeout_s,

@@ -241,15 +241,19 @@ def open_channel(
     address: str,
     security: ChannelSecurity,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    extra_options: Sequence[tuple[str, int | str]] = (),
 ) -> grpc.aio.Channel:
     """An asyncio channel to ``address`` (``host:port``) with TLS unless ``insecure``.
+
+    ``extra_options`` are further channel arguments (e.g. a silo site's own subchannel
+    pool, so that each of its reconnections dials at once).
 
     Raises
     ------
     ValueError
         If TLS is on but no CA certificate is given.
     """
-    options = _options(max_message_bytes)
+    options = _options(max_message_bytes) + list(extra_options)
     credentials = security.credentials()
     if credentials is None:
         return grpc.aio.insecure_channel(address, options=options)

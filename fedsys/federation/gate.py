@@ -211,6 +211,30 @@ class AnalystView:
                          f"(retry {attempt} of {self.retries})")
                 await self._wait_for(names, str(exc))
 
+    async def round_sites(self, dataset: str, previous: list[str], what: str) -> list[str]:
+        """The sites holding ``dataset`` for the next round of a multi-round job.
+
+        A site of the previous round that is gone (lost between rounds, not during a
+        silo job) is handled per the policy, as one lost mid-job is: ``fail`` names it,
+        ``wait`` waits up to ``wait_s`` for it to rejoin. Sites that joined since take
+        part too.
+
+        Raises
+        ------
+        JobFailedError
+            Under ``fail`` when a site is gone, or under ``wait`` when it is not back in time.
+        """
+        missing = sorted(set(previous) - set(self.site_names(dataset)))
+        if not missing:
+            return self.site_names(dataset)
+        reason = (f"site {', '.join(map(repr, missing))} was lost before {what} of job "
+                  f"{self.job_id!r}")
+        if self.policy == "fail":
+            raise JobFailedError(f"{reason} (on_site_failure=fail)")
+        self.log(f"{reason}; waiting up to {self.wait_s:.0f} s for it to rejoin")
+        await self._wait_for(set(missing), reason)
+        return self.site_names(dataset)
+
     async def _wait_for(self, names: set[str], reason: str) -> None:
         deadline = time.monotonic() + self.wait_s
         while True:

@@ -314,7 +314,7 @@ class StandingCoordinator:
         training = ConfigTraining(
             config, self.store.run_folder(job.job_id),
             lambda silo_job: view.run_job(silo_job, mode, settings.job_timeout_s),
-            view.site_names, lambda line: self.store.log(job.job_id, line),
+            view.site_names, view.round_sites, lambda line: self.store.log(job.job_id, line),
             lambda text: self._progress(job.job_id, text))
         summary = await training.run()
         return {"summary": summary}

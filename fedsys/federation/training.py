@@ -57,18 +57,23 @@ class ConfigTraining:
     run_job
         Runs one silo job (through the fair-share gate, retried per the job's policy).
     site_names
-        The connected sites holding a dataset, when each round starts.
+        The connected sites holding a dataset, when the job starts.
+    round_sites
+        The sites for the next round given the previous round's (a site gone since is
+        the job's policy's to handle: fail, or wait for it).
     log, progress
         Where the job tells its analyst what happens.
     """
 
     def __init__(self, config: RunConfig, folder: Path, run_job: RunSiloJob,
                  site_names: Callable[[str], list[str]],
+                 round_sites: Callable[[str, list[str], str], Awaitable[list[str]]],
                  log: Callable[[str], None], progress: Callable[[str], None]) -> None:
         self.config = config
         self.folder = folder
         self.run_job = run_job
         self.site_names = site_names
+        self.round_sites = round_sites
         self.log = log
         self.progress = progress
 
@@ -121,7 +126,7 @@ class ConfigTraining:
                   "proximal_mu": strategy.client_proximal_mu, "seed": config.seed}
         for round_idx in range(first, config.rounds):
             self.progress(f"round {round_idx + 1}/{config.rounds}")
-            sites = self.site_names(self.dataset_name) or sites
+            sites = await self.round_sites(self.dataset_name, sites, f"round {round_idx + 1}")
             holder: dict[str, Any] = {"state": state}
             start_s, wall0 = time.time() - clock0, time.perf_counter()
             job = await asyncio.to_thread(  # encodes the weights: off the event loop

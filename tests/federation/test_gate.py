@@ -9,10 +9,11 @@ the gate is exercised in tests/silo/test_standing.py and test_concurrent_jobs.py
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 
-from fedsys.federation.gate import FairGate, SiteRefusedError
+from fedsys.federation.gate import AnalystView, FairGate, SiteRefusedError
 from fedsys.silo.active_job import JobRefusedError
 from fedsys.silo.job import JobBuilder
 from fedsys.silo.mode import EngineMode, JobFailedError
@@ -64,9 +65,16 @@ def test_waiting_analysts_take_turns_whoever_queued_more():
     async def scenario() -> list[str]:
         coordinator = HeldCoordinator()
         gate = FairGate(coordinator)  # type: ignore[arg-type]
-        runs = [asyncio.ensure_future(gate.run_job(_job(name), EngineMode(), 10, who, name))
-                for who, name in [("alice", "a1"), ("alice", "a2"), ("alice", "a3"),
-                                  ("bob", "b1"), ("bob", "b2")]]
+        runs = [
+            asyncio.ensure_future(gate.run_job(_job(name), EngineMode(), 10, who, name))
+            for who, name in [
+                ("alice", "a1"),
+                ("alice", "a2"),
+                ("alice", "a3"),
+                ("bob", "b1"),
+                ("bob", "b2"),
+            ]
+        ]
         for _ in runs:
             await coordinator.finish()
         await asyncio.gather(*runs)
@@ -101,9 +109,16 @@ def test_up_to_slots_jobs_run_at_once_and_a_freed_slot_goes_to_the_analyst_runni
     async def scenario() -> tuple[list[str], int]:
         coordinator = HeldCoordinator(slots=2)
         gate = FairGate(coordinator, slots=2)  # type: ignore[arg-type]
-        runs = [asyncio.ensure_future(gate.run_job(_job(name), EngineMode(), 10, who, name))
-                for who, name in [("alice", "a1"), ("alice", "a2"), ("alice", "a3"),
-                                  ("alice", "a4"), ("bob", "b1")]]
+        runs = [
+            asyncio.ensure_future(gate.run_job(_job(name), EngineMode(), 10, who, name))
+            for who, name in [
+                ("alice", "a1"),
+                ("alice", "a2"),
+                ("alice", "a3"),
+                ("alice", "a4"),
+                ("bob", "b1"),
+            ]
+        ]
         await asyncio.sleep(0.01)
         assert sorted(gate.holders.values()) == ["alice", "alice"]  # both slots, at once
         await coordinator.finish("alice:a1")  # bob runs none: the slot is his
@@ -132,17 +147,22 @@ class RefusingCoordinator:
             raise JobRefusedError(message, self.refusals)
         raise JobFailedError(message)
 
+
 def test_a_sites_refusal_comes_out_of_the_gate_naming_site_and_reason():
-    refusals = [("s1", "column x is not exposed"), ("s1", "column x is not exposed"),
-                ("s2", "budget spent")]
+    refusals = [
+        ("s1", "column x is not exposed"),
+        ("s1", "column x is not exposed"),
+        ("s2", "budget spent"),
+    ]
     gate = FairGate(RefusingCoordinator(refusals))  # type: ignore[arg-type]
 
     with pytest.raises(SiteRefusedError) as refused:
         asyncio.run(gate.run_job(_job("q"), EngineMode.sol(), 5.0, "alice", "j1"))
 
     assert refused.value.refusals == [("s1", "column x is not exposed"), ("s2", "budget spent")]
-    assert str(refused.value) == ("refused by site s1: column x is not exposed; "
-                                  "refused by site s2: budget spent")
+    assert str(refused.value) == (
+        "refused by site s1: column x is not exposed; refused by site s2: budget spent"
+    )
     assert gate.holder is None
 
 
@@ -153,3 +173,39 @@ def test_a_failure_without_refusals_stays_a_plain_failure():
         asyncio.run(gate.run_job(_job("q"), EngineMode.sol(), 5.0, "alice", "j1"))
 
     assert not isinstance(failed.value, SiteRefusedError)
+
+
+class SitesCoordinator(HeldCoordinator):
+    """A stand-in whose connected sites the test sets (what ``live_sites`` reports)."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__()
+        self.names = list(names)
+
+    def live_sites(self):
+        return [SimpleNamespace(name=n, datasets={"digits"}, rtt_s=0.01) for n in self.names]
+
+
+def test_a_site_gone_between_rounds_fails_a_fail_policy_job_naming_it() -> None:
+    coordinator = SitesCoordinator(["a", "b"])
+    view = AnalystView(FairGate(coordinator), "alice", "job-1", policy="fail")
+    coordinator.names = ["a"]
+    with pytest.raises(JobFailedError, match=r"site 'b' was lost before round 3 of job 'job-1'"):
+        asyncio.run(view.round_sites("digits", ["a", "b"], "round 3"))
+
+
+def test_under_the_wait_policy_the_next_round_waits_for_the_site_and_includes_newcomers() -> None:
+    coordinator = SitesCoordinator(["a"])
+    lines: list[str] = []
+    view = AnalystView(FairGate(coordinator), "alice", "job-1", wait_s=10, log=lines.append)
+
+    async def rejoin_later() -> list[str]:
+        asyncio.get_running_loop().call_later(0.3, coordinator.names.extend, ["b", "c"])
+        return await view.round_sites("digits", ["a", "b"], "round 2")
+
+    assert asyncio.run(rejoin_later()) == ["a", "b", "c"]
+    assert "site 'b' was lost before round 2" in lines[0]
+    view.wait_s = 0.3
+    coordinator.names = ["a"]
+    with pytest.raises(JobFailedError, match=r"\['b'\] did not rejoin within 0 s"):
+        asyncio.run(view.round_sites("digits", ["a", "b"], "round 3"))

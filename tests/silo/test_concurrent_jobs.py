@@ -125,8 +125,10 @@ def test_late_and_early_binding_jobs_share_the_sites_and_both_are_exact(pair):
     cluster, runner = pair
     coordinator = cluster.coordinator
     assert coordinator is not None
-    late = _spin_job("late", per_site=6, ms=100, value=11)
-    early = _spin_job("early", per_site=6, ms=100, value=13)
+    # 6 tasks of 300 ms per site on 2 workers: each job needs ~0.9 s of a site, long
+    # enough that a loaded machine's slower start of one job still meets the other.
+    late = _spin_job("late", per_site=6, ms=300, value=11)
+    early = _spin_job("early", per_site=6, ms=300, value=13)
     late_again = _spin_job("again", per_site=3, ms=50, value=17)
 
     async def together() -> list[Any]:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.dashboard.conftest import ROOT, Page
-from tests.deploy.harness import Processes, provision, rounds_done, wait_for, write_config
-from tests.deploy.rogue import RogueClient, RogueFleet
+from tests.deploy.harness import Processes, provision, rounds_done, write_config
+from tests.deploy.rogue import run_held_round
 
 SCREENSHOT = ROOT / "docs" / "images" / "dashboard-deploy-timeline.png"
 """Written when FEDSYS_UPDATE_SCREENSHOTS is set (docs/dashboard.md shows it)."""
@@ -40,21 +39,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Path:
         deploy__min_clients=4,
     )
     procs = Processes(root / "logs")
-    fleet = None
     try:
-        server, port = procs.server(config, root / "port", "--start-at-file", str(start_file))
-        for index in range(3):
-            procs.client(port, pki, index)
-        rogue = RogueClient(f"127.0.0.1:{port}", pki, "client-0003", vanish_after_download=True)
-        fleet = RogueFleet([rogue])
-        assert rogue.registered.wait(30), rogue.error
-        wait_for(lambda: procs.log("server").count("client registered") >= 4, 120, "4 clients")
-        time.sleep(1.0)
-        start_file.write_text(f"{time.time() + 0.5}")
-        assert server.wait(timeout=240) == 0, procs.log("server")
+        run_held_round(
+            procs, config, pki, 3, {"client-0003": {"vanish_after_download": True}}, start_file
+        )
     finally:
-        if fleet is not None:
-            fleet.close()
         procs.close()
     return out
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -21,6 +23,7 @@ from fedsys.wire import auth
 from fedsys.wire.chunks import sha256_hex, split
 from fedsys.wire.protos import deploy_pb2, deploy_pb2_grpc
 from fedsys.wire.transport import ChannelSecurity, open_channel
+from tests.deploy.harness import Processes, wait_for
 
 
 @dataclass
@@ -197,3 +200,42 @@ class RogueFleet:
             for task in self._tasks:
                 self.loop.call_soon_threadsafe(task.cancel)
             self.thread.join(timeout=10)
+
+
+def run_held_round(
+    processes: Processes,
+    config: Path,
+    pki: Path,
+    real_clients: int,
+    rogues: dict[str, dict[str, Any]],
+    start_file: Path,
+) -> list[RogueClient]:
+    """Run a server held at ``start_file`` with real clients and rogues until it exits.
+
+    The server waits for ``start_file`` (``--start-at-file``) so that every client,
+    real or rogue (named, with its misbehaviour's flags), is registered and subscribed
+    before round 0 forms; then all start together. Returns the rogues, ended.
+    """
+    server, port = processes.server(
+        config, start_file.with_name("port"), "--start-at-file", str(start_file)
+    )
+    for index in range(real_clients):
+        processes.client(port, pki, index)
+    fleet = RogueFleet(
+        [RogueClient(f"127.0.0.1:{port}", pki, name, **flags) for name, flags in rogues.items()]
+    )
+    try:
+        for rogue in fleet.rogues:
+            assert rogue.registered.wait(30), rogue.error
+        everyone = real_clients + len(rogues)
+        wait_for(
+            lambda: processes.log("server").count("client registered") >= everyone,
+            120,
+            f"{everyone} clients",
+        )
+        time.sleep(1.0)  # the last subscriptions land
+        start_file.write_text(f"{time.time() + 0.5}")
+        assert server.wait(timeout=240) == 0, processes.log("server")
+    finally:
+        fleet.close()
+    return fleet.rogues

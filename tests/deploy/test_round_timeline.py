@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fedsys.deploy.round_timeline import measured_row
-from tests.deploy.harness import provision, rounds_done, wait_for, write_config
-from tests.deploy.rogue import RogueClient, RogueFleet
+from tests.deploy.harness import provision, rounds_done, write_config
+from tests.deploy.rogue import run_held_round
 
 MS = 0.0015  # every time in a row is rounded to the millisecond
 
@@ -83,22 +82,10 @@ def test_a_deployment_records_each_clients_measured_phases_in_order(tmp_path, pr
         round={"mode": "sync", "overcommit": 1.3},
         deploy__min_clients=4,
     )
-    server, port = processes.server(config, tmp_path / "port", "--start-at-file", str(start_file))
-    for index in range(3):
-        processes.client(port, pki, index)
-    rogue = RogueClient(f"127.0.0.1:{port}", pki, "client-0003", vanish_after_download=True)
-    fleet = RogueFleet([rogue])
-    try:
-        assert rogue.registered.wait(30), rogue.error
-        wait_for(
-            lambda: processes.log("server").count("client registered") >= 4, 120, "four clients"
-        )
-        time.sleep(1.0)
-        start_file.write_text(f"{time.time() + 0.5}")
-        assert rogue.got_task.wait(60)
-        assert server.wait(timeout=240) == 0, processes.log("server")
-    finally:
-        fleet.close()
+    (rogue,) = run_held_round(
+        processes, config, pki, 3, {"client-0003": {"vanish_after_download": True}}, start_file
+    )
+    assert rogue.got_task.is_set()
     (record,) = rounds_done(out)
     assert "timeline" not in record  # the timeline lives in clients.jsonl only
     (entry,) = _timelines(out)

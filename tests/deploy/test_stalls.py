@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from tests.deploy.harness import provision, rounds_done, wait_for, write_config
-from tests.deploy.rogue import RogueClient, RogueFleet
+from tests.deploy.harness import provision, rounds_done, write_config
+from tests.deploy.rogue import RogueClient, RogueFleet, run_held_round
 
 IDLE_S = 2.0
 MIN_RATE = 20_000.0  # bytes/s: the digits MLP's 19,240-byte update may take 2 + 0.96 s
@@ -43,28 +43,12 @@ def test_silent_and_slow_uploaders_do_not_hold_a_sync_round(tmp_path, processes)
         deploy__transfer_min_bytes_per_s=MIN_RATE,
         deploy__upload_lend_after_s=0.2,
     )
-    server, port = processes.server(config, tmp_path / "port", "--start-at-file", str(start_file))
-    address = f"127.0.0.1:{port}"
-    for index in range(3):
-        processes.client(port, pki, index)
-    rogues = [
-        RogueClient(address, pki, "client-0003", chunks_then_silence=2, from_round=1),
-        RogueClient(address, pki, "client-0004", chunks_then_silence=1, from_round=1),
-        # ~1 kB/s, never silent for 2 s
-        RogueClient(address, pki, "client-0005", gap_s=1.0, from_round=1),
-    ]
-    fleet = RogueFleet(rogues)
-    try:
-        for rogue in rogues:
-            assert rogue.registered.wait(30), rogue.error
-        wait_for(
-            lambda: processes.log("server").count("client registered") >= 6, 120, "six clients"
-        )
-        time.sleep(1.0)  # the last subscriptions land
-        start_file.write_text(f"{time.time() + 0.5}")
-        assert server.wait(timeout=240) == 0, processes.log("server")
-    finally:
-        fleet.close()
+    rogues = {
+        "client-0003": {"chunks_then_silence": 2, "from_round": 1},
+        "client-0004": {"chunks_then_silence": 1, "from_round": 1},
+        "client-0005": {"gap_s": 1.0, "from_round": 1},  # ~1 kB/s, never silent for 2 s
+    }
+    slow = run_held_round(processes, config, pki, 3, rogues, start_file)[2]
     warmup, stalled, normal = rounds_done(out)
     assert warmup["participants"] == 6  # round 0: the rogues behave (and torch warms up)
     assert stalled["selected"] == 6 and stalled["participants"] == 3, stalled
@@ -85,8 +69,8 @@ def test_silent_and_slow_uploaders_do_not_hold_a_sync_round(tmp_path, processes)
     # clients download and train first) and lent them while quiet: the real updates
     # came in before the silent uploads were cut.
     assert all(outcomes[c]["duration_s"] < IDLE_S for c in range(3)), outcomes
-    assert rogues[2].chunks_sent < UPDATE_BYTES // 1024  # cut before its last chunk
-    assert rogues[2].verdict is None or not rogues[2].verdict[0]
+    assert slow.chunks_sent < UPDATE_BYTES // 1024  # cut before its last chunk
+    assert slow.verdict is None or not slow.verdict[0]
     # Round 2 has the three real clients only: the normal round time. The stalled
     # round may exceed it by the inactivity deadline (and the slow sender's bytes at
     # the minimum rate), never by the round timeout.
@@ -112,22 +96,10 @@ def test_a_client_whose_link_is_lost_before_it_uploads_is_dropped(tmp_path, proc
         round={"mode": "sync", "overcommit": 1.3},
         deploy__min_clients=4,
     )
-    server, port = processes.server(config, tmp_path / "port", "--start-at-file", str(start_file))
-    for index in range(3):
-        processes.client(port, pki, index)
-    rogue = RogueClient(f"127.0.0.1:{port}", pki, "client-0003", vanish=True)
-    fleet = RogueFleet([rogue])
-    try:
-        assert rogue.registered.wait(30), rogue.error
-        wait_for(
-            lambda: processes.log("server").count("client registered") >= 4, 120, "four clients"
-        )
-        time.sleep(1.0)
-        start_file.write_text(f"{time.time() + 0.5}")
-        assert rogue.got_task.wait(60)
-        assert server.wait(timeout=240) == 0, processes.log("server")
-    finally:
-        fleet.close()
+    (rogue,) = run_held_round(
+        processes, config, pki, 3, {"client-0003": {"vanish": True}}, start_file
+    )
+    assert rogue.got_task.is_set()
     (record,) = rounds_done(out)
     assert record["selected"] == 4 and record["participants"] == 3, record
     assert record["dropouts"] == 1 and record["stragglers"] == 0, record

@@ -42,10 +42,12 @@ def test_a_client_killed_mid_round_shows_as_dropped(
         tmp_path / "run.yaml",
         out,
         pki,
-        rounds=5,
+        rounds=2,
         clients_per_round=6,
         dataset={"name": "digits", "num_clients": 6, "partition": {"kind": "iid"}},
-        train={"local_steps": 3000, "batch_size": 20, "lr": 0.05},
+        # 20,000 steps: ~5 s on a quiet core, ~15 s for 6 clients on 2 (3,000 took under a
+        # second: a loaded machine could be slower to kill than the client was to finish).
+        train={"local_steps": 20_000, "batch_size": 20, "lr": 0.05},
         deploy__min_clients=5,
     )
     server, port = processes.server(config, tmp_path / "port", "--dashboard", "0")
@@ -58,8 +60,8 @@ def test_a_client_killed_mid_round_shows_as_dropped(
     wait_until_serving(url.group(1))  # type: ignore[union-attr]
     page.open(f"{url.group(1)}#/run/out?view=deployment", "deployment")  # type: ignore[union-attr]
     # Round 1 may start with 5 (``min_clients``) if a client is still busy, so wait for
-    # the server to log that it started with all 6: its clients then train for seconds
-    # (3,000 local steps), so killing client 0 now kills it mid-round.
+    # the server to log that it started with all 6: its clients then train for seconds,
+    # so killing client 0 now kills it mid-round.
     started = wait_for(
         lambda: _round_started(processes.log_dir / "server.log", 1), 240, "round 1's start"
     )

@@ -18,6 +18,7 @@ the user's; nothing of this crosses fedsys's own wire.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -34,6 +35,10 @@ from fedsys.data.federated import FederatedDataset
 from fedsys.sim.backends.base import BackendSession, TrainingBackend, TrainingParts, TrainJob
 
 _INSTALL_HINT = "sim.backend=ray needs Ray: pip install 'fedsys[ray]'"
+LOCAL_START_ATTEMPTS = 3
+"""Tries to start a local cluster: Ray waits a fixed 30 s for its raylet, which a busy
+machine can exceed; the start is retried from scratch (a given cluster's is not)."""
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -208,7 +213,7 @@ class RayBackend(TrainingBackend):
             raise RuntimeError(_INSTALL_HINT) from None
         started = not ray.is_initialized()
         if started:
-            ray.init(**self._init_kwargs())
+            self.start(ray)
         try:
             count = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
             cpu = torch.device("cpu")
@@ -229,6 +234,28 @@ class RayBackend(TrainingBackend):
                 ray.shutdown()
             raise
         return RaySession(ray, actors, started, self.chunk_size)
+
+    def start(self, ray: Any) -> None:
+        """``ray.init``; a local cluster whose node timed out starting is started again.
+
+        Raises
+        ------
+        Exception
+            Ray's own error when the last attempt fails, or at once for a given address.
+        """
+        attempts = 1 if self.address is not None else LOCAL_START_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                ray.init(**self._init_kwargs())
+                return
+            except Exception as exc:
+                if attempt == attempts or "timed out during startup" not in str(exc):
+                    raise
+                ray.shutdown()
+                _LOGGER.warning(
+                    "the local Ray cluster did not start in time; starting it again",
+                    extra={"attempt": attempt + 1, "of": attempts},
+                )
 
     def _init_kwargs(self) -> dict[str, Any]:
         if self.address is not None:

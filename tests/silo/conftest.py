@@ -68,3 +68,15 @@ def fault_cluster(tmp_path_factory) -> Iterator[tuple[LocalCluster, LoopThread]]
     yield from _start(workdir, sites=3, workers=1, comm_workers=1,
                       link=LinkSettings.symmetric(0.02), data_rows=1000, data_samples=32,
                       data_features=4, extra_datasets=replica, insecure=True)
+
+
+def past_round(client: Any, job_id: str, round_number: int) -> bool:
+    """Whether a training job's progress (``round N/M``) has reached round ``round_number``.
+
+    Rounds of a small model on loopback take tens of milliseconds, so a test polling for
+    one exact progress string can miss it: it asks for "at least" instead.
+    """
+    progress = client.status(job_id).progress
+    if not progress.startswith("round "):
+        return False
+    return int(progress.split()[1].split("/")[0]) >= round_number

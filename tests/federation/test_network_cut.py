@@ -34,6 +34,7 @@ from fedsys.silo.audit import read_audit
 from fedsys.wire import auth, tls
 from fedsys.wire.supervise import end_all, fedsys_command, spawn, wait_for_port
 from tests.netproxy import NetProxy
+from tests.silo.conftest import past_round
 
 SITES = 2
 CUT = 1
@@ -174,16 +175,6 @@ def _training(rounds: int) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"))
 
 
-def _past_round(alice: Federation, job_id: str, first: int) -> Callable[[], bool]:
-    """Whether the job's progress reads ``round N/...`` with ``N >= first``."""
-
-    def check() -> bool:
-        progress = alice.status(job_id).progress
-        return progress.startswith("round ") and int(progress[6:].split("/")[0]) >= first
-
-    return check
-
-
 def _cut_during_a_training_task(deployed: Deployment) -> tuple[str, str]:
     """Cut the proxied site's link as soon as it starts a training task (audited ``run``
     before the task computes); the ``(job_id, task_id)`` it was computing."""
@@ -246,7 +237,7 @@ def test_a_cut_during_a_training_round_waits_for_the_site_and_the_job_finishes(d
     deployed, name = deployment, deployment.names[CUT]
     rounds = 4
     job_id = alice.submit(_training(rounds))  # on_site_failure=wait (the default)
-    _wait_for(_past_round(alice, job_id, 2), 120, "round 2")
+    _wait_for(lambda: past_round(alice, job_id, 2), 120, "round 2")
     joined, lost = deployed.joined(name), len(deployed.events("site lost", name))
     assert deployed.proxy is not None
 
@@ -274,7 +265,7 @@ def test_a_cut_during_a_training_round_fails_a_fail_policy_job_naming_the_site(d
                                                                                alice):
     deployed, name = deployment, deployment.names[CUT]
     job_id = alice.submit(_training(20), on_site_failure="fail")
-    _wait_for(_past_round(alice, job_id, 2), 120, "round 2")
+    _wait_for(lambda: past_round(alice, job_id, 2), 120, "round 2")
     joined = deployed.joined(name)
     assert deployed.proxy is not None
 

@@ -58,6 +58,11 @@ def add_dashboard_command(commands: Any) -> None:
     command.add_argument(
         "--fd", type=int, help="serve on this inherited listening socket (what --dashboard uses)"
     )
+    command.add_argument(
+        "--parent-pid",
+        type=int,
+        help="stop when this process (the run that started the dashboard) is gone",
+    )
     command.set_defaults(handler=_cmd_dashboard)
 
 
@@ -100,6 +105,7 @@ def _cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
         port_file=Path(args.port_file) if args.port_file else None,
         on_ready=ready,
         fd=args.fd,
+        parent_pid=args.parent_pid,
     )
     return 0
 
@@ -132,7 +138,7 @@ def live_dashboard(folder: Path, port: int | None, console: Console) -> Iterator
         raise RuntimeError(f"the dashboard cannot listen on port {port}: {exc.strerror}") from None
     bound = sock.getsockname()[1]
     command = [sys.executable, "-m", "fedsys", "dashboard", str(folder), "--port", str(bound)]
-    command += ["--fd", str(sock.fileno())]
+    command += ["--fd", str(sock.fileno()), "--parent-pid", str(os.getpid())]
     with tempfile.TemporaryFile() as log:
         child = subprocess.Popen(
             command,

@@ -7,7 +7,10 @@ started the dashboard learn that port from ``port_file`` before any request.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,8 +58,9 @@ def serve(
     port_file: Path | None = None,
     on_ready: Callable[[str], None] | None = None,
     fd: int | None = None,
+    parent_pid: int | None = None,
 ) -> None:
-    """Serve the runs under ``roots`` until interrupted.
+    """Serve the runs under ``roots`` until interrupted (or ``parent_pid`` is gone).
 
     Raises
     ------
@@ -66,6 +70,8 @@ def serve(
 
     ``fd``: serve on this already listening socket (inherited from the command that
     started the dashboard, which knew the port at once) instead of binding one.
+    ``parent_pid``: that command; when it is gone (even killed, with no chance to stop
+    its child) the dashboard exits within a second.
     """
     import uvicorn
 
@@ -90,4 +96,23 @@ def serve(
         shown = "127.0.0.1" if loopback else host
         query = f"?token={token}" if token else ""
         on_ready(f"http://{shown}:{bound}/{query}")
+    if parent_pid is not None:
+        exit_with(parent_pid)
     server.run(sockets=[sock])
+
+
+def exit_with(parent_pid: int, every_s: float = 0.5) -> threading.Thread:
+    """End this process once it is no longer ``parent_pid``'s child (the parent died).
+
+    A child whose parent dies is re-parented, so ``getppid`` changing is the signal;
+    unlike probing the pid, it cannot be fooled by the pid being reused.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(every_s)
+        os._exit(0)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread

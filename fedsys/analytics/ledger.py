@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedsys.metrics.writers import atomic_write_text, exclusive_lock
+from fedsys.metrics.writers import atomic_write_text, exclusive_lock, read_json_file
 
 __all__ = ["BudgetExceededError", "PrivacyLedger", "Spent"]
 
@@ -80,12 +80,7 @@ class PrivacyLedger:
             return Spent(eps, dlt, len(entries))
 
     def _read(self) -> dict[str, Any]:
-        if not self.path.exists():
-            return {}
-        try:
-            data = json.loads(self.path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"privacy ledger {self.path} is corrupt: {exc}") from None
+        data = read_json_file(self.path, "privacy ledger")
         if not isinstance(data, dict):
             raise ValueError(f"privacy ledger {self.path} is not a JSON object")
         return data

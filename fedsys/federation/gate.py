@@ -224,9 +224,10 @@ class AnalystView:
         JobFailedError
             Under ``fail`` when a site is gone, or under ``wait`` when it is not back in time.
         """
-        missing = sorted(set(previous) - set(self.site_names(dataset)))
+        now = self.site_names(dataset)
+        missing = sorted(set(previous) - set(now))
         if not missing:
-            return self.site_names(dataset)
+            return now
         reason = (f"site {', '.join(map(repr, missing))} was lost before {what} of job "
                   f"{self.job_id!r}")
         if self.policy == "fail":

@@ -59,6 +59,26 @@ def exclusive_lock(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def read_json_file(path: Path, what: str) -> Any:
+    """The JSON value in ``path``, or ``{}`` when there is no file yet.
+
+    Why: the files written with :func:`atomic_write_text` under :func:`exclusive_lock`
+    (privacy ledgers) are read back the same way; a damaged one is refused in one line
+    naming ``what`` it is, never a traceback.
+
+    Raises
+    ------
+    ValueError
+        ``"{what} {path} is corrupt: ..."`` when the file is not valid JSON.
+    """
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} {path} is corrupt: {exc}") from None
+
+
 def append_text(
     path: Path,
     text: str,

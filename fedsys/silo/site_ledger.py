@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedsys.metrics.writers import atomic_write_text, exclusive_lock
+from fedsys.metrics.writers import atomic_write_text, exclusive_lock, read_json_file
 
 __all__ = ["BudgetRefusedError", "SiteLedger", "Spending"]
 
@@ -124,12 +124,7 @@ class SiteLedger:
             return _spending(data, analyst)
 
     def _read(self) -> dict[str, Any]:
-        if not self.path.exists():
-            return {}
-        try:
-            data = json.loads(self.path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"site ledger {self.path} is corrupt: {exc}") from None
+        data = read_json_file(self.path, "site ledger")
         if not isinstance(data, dict) or not isinstance(data.get("charges", []), list):
             raise ValueError(f"site ledger {self.path} is not a ledger")
         return data

@@ -138,3 +138,15 @@ def test_processes_appending_to_one_file_never_interleave_lines(tmp_path: Path) 
     assert all(w1 == w2 and i2 == -i1 and not padded for w1, i1, w2, i2, padded in pairs)
     for who in range(4):
         assert [i for w, i, *_ in pairs if w == who] == list(range(40))
+
+
+def test_read_json_file_is_empty_before_the_file_and_names_a_corrupt_one(tmp_path) -> None:
+    from fedsys.metrics.writers import read_json_file
+
+    path = tmp_path / "ledger.json"
+    assert read_json_file(path, "privacy ledger") == {}
+    atomic_write_text(path, '{"charges": [1]}')
+    assert read_json_file(path, "privacy ledger") == {"charges": [1]}
+    path.write_text('{"charges": [')
+    with pytest.raises(ValueError, match=r"^privacy ledger .*ledger\.json is corrupt: "):
+        read_json_file(path, "privacy ledger")

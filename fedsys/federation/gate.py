@@ -70,11 +70,6 @@ class FairGate:
         self.granted: list[str] = []
         """Analysts in the order they were given the sites (for tests and logs)."""
 
-    @property
-    def holder(self) -> str | None:
-        """A federation job whose silo job runs now (``None`` when none runs)."""
-        return next(iter(self.holders), None)
-
     async def run_job(self, job: Job, mode: EngineMode, timeout_s: float, analyst: str,
                       job_id: str) -> JobResult:
         """Wait for a slot fair to ``analyst``, then run ``job`` on the sites.

@@ -163,7 +163,7 @@ def test_a_sites_refusal_comes_out_of_the_gate_naming_site_and_reason():
     assert str(refused.value) == (
         "refused by site s1: column x is not exposed; refused by site s2: budget spent"
     )
-    assert gate.holder is None
+    assert not gate.holders
 
 
 def test_a_failure_without_refusals_stays_a_plain_failure():
